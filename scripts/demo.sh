@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Brings up the demo shop at http://127.0.0.1:8000: installs, starts the embedded PostgreSQL
+# and Redis, migrates, seeds the catalogue (once), starts a Celery worker and beat, then the
+# web server. Ctrl-C stops everything. Options: DEMO_PRODUCTS (default 600), DEMO_SHOPPERS (300).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+PY="${VISREC_VENV:-.venv}/bin/python"
+export DJANGO_SETTINGS_MODULE=shop_demo.settings OMP_NUM_THREADS=1
+"$PY" manage.py migrate --noinput
+if ! "$PY" manage.py shell -c "import sys; from shop_demo.catalog.models import Product; sys.exit(0 if Product.objects.exists() else 1)"; then
+  "$PY" manage.py visrec_seed_demo --products "${DEMO_PRODUCTS:-600}" --shoppers "${DEMO_SHOPPERS:-300}"
+fi
+if ! "$PY" manage.py shell -c "import sys; from django.contrib.auth.models import User; sys.exit(0 if User.objects.filter(username='admin').exists() else 1)"; then
+  DJANGO_SUPERUSER_PASSWORD=admin "$PY" manage.py createsuperuser --noinput --username admin --email admin@example.invalid
+  echo "==> admin user: admin / admin"
+fi
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; "$PY" -m shop_demo.devservices stop; }
+trap cleanup EXIT INT TERM
+"$PY" -m celery -A shop_demo worker -l info --concurrency 2 -Q visrec,visrec_extraction,visrec_training,default > var/worker.log 2>&1 &
+pids+=($!)
+"$PY" -m celery -A shop_demo beat -l info > var/beat.log 2>&1 &
+pids+=($!)
+echo "==> worker and beat logs: var/worker.log var/beat.log"
+echo "==> the shop: http://127.0.0.1:8000/   admin: http://127.0.0.1:8000/admin/"
+"$PY" manage.py runserver --noreload 127.0.0.1:8000

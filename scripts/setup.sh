@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Creates .venv and installs requirements.txt; does nothing when they are already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VISREC_VENV:-.venv}"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+want="$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$want" ]; then
+  echo "==> installing requirements into $VENV (first time: several minutes)"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
+  "$VENV/bin/pip" install -q -r requirements.txt
+  echo "$want" > "$VENV/.installed"
+fi
+mkdir -p var

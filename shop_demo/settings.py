@@ -1,0 +1,118 @@
+"""Settings of the demo shop: a host project that uses visrec as any shop would.
+
+``DATABASE_URL`` selects a PostgreSQL server with pgvector (production); without it the
+embedded server from :mod:`shop_demo.devservices` starts. Likewise ``CELERY_BROKER_URL``
+selects Redis; without it an embedded Redis starts.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from . import devservices
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = devservices.VAR_DIR
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-insecure-key-change-me")
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "shop_demo.catalog",
+    "visrec",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop_demo.urls"
+WSGI_APPLICATION = "shop_demo.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "shop_demo.catalog.context_processors.categories",
+            ],
+        },
+    },
+]
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60)}
+else:
+    DATABASES = {"default": devservices.ensure_postgres()}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery (Redis broker and result store) -------------------------------------------
+_redis = os.environ.get("CELERY_BROKER_URL") or (devservices.ensure_redis() + "/0")
+CELERY_BROKER_URL = _redis
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _redis)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ROUTES = ["visrec.celery.route_task"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER") == "1"
+
+# --- visrec -----------------------------------------------------------------------------
+VISREC_PRODUCT_MODEL = "catalog.Product"
+VISREC_IMAGE_MODEL = "catalog.ProductImage"
+VISREC = {
+    "IMAGE_FIELD": "image",
+    "IMAGE_PRODUCT_FIELD": "product",
+    "IMAGE_ORDER_FIELD": "position",
+    "CATEGORY_FIELD": "category",
+    "IN_STOCK_FILTER": {"stock__gt": 0},
+    "PRICE_FIELD": "price",
+}
+
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
+SPECTACULAR_SETTINGS = {"TITLE": "visrec API", "VERSION": "0.1.0"}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"visrec": {"handlers": ["console"], "level": os.environ.get("VISREC_LOG_LEVEL", "INFO")}},
+}

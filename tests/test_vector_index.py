@@ -1,0 +1,68 @@
+"""Vectors round-trip through pgvector and the per-version HNSW index serves nearest neighbours."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from visrec.models import ModelKind, ModelVersion, ProductEmbedding
+from visrec.services import vector_index
+
+from .factories import ProductFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_vector_round_trip():
+    product = ProductFactory()
+    vector = unit(np.random.default_rng(0).normal(size=1280))
+    ProductEmbedding.objects.create(product=product, model_version="t@1", vector=vector)
+    stored = np.asarray(ProductEmbedding.objects.get(product=product).vector, dtype=np.float32)
+    assert stored.shape == (1280,)
+    np.testing.assert_allclose(stored, vector, rtol=1e-6)
+
+
+def test_hnsw_index_answers_nearest_neighbour_query():
+    rng = np.random.default_rng(1)
+    products = ProductFactory.create_batch(40)
+    vectors = [unit(rng.normal(size=64)) for _ in products]
+    ProductEmbedding.objects.bulk_create(
+        ProductEmbedding(product=p, model_version="t@2", vector=v) for p, v in zip(products, vectors)
+    )
+    # A second version with other dimensions shares the table without interfering.
+    ProductEmbedding.objects.bulk_create(
+        ProductEmbedding(product=p, model_version="other@1", vector=unit(rng.normal(size=16))) for p in products
+    )
+    name = vector_index.ensure_hnsw_index(ProductEmbedding, "t@2", 64)
+    query = unit(vectors[7] + 0.05 * rng.normal(size=64))
+    result = vector_index.nearest_products("t@2", query, k=5, ef_search=100)
+    exact = sorted(range(len(vectors)), key=lambda i: -float(vectors[i] @ query))[:5]
+    assert [pid for pid, _ in result] == [products[i].pk for i in exact]
+    assert result[0][0] == products[7].pk
+    assert result[0][1] == pytest.approx(1 - float(vectors[7] @ query), abs=1e-5)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql = vector_index.nearest_products_sql("t@2", 64)
+        literal = vector_index.vector_literal(query)
+        cursor.execute("EXPLAIN " + sql, [literal, literal, 5])
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert f"Index Scan using {name}" in plan
+
+
+def test_unsafe_version_strings_are_refused():
+    with pytest.raises(ValueError, match="must be"):
+        vector_index.ensure_hnsw_index(ProductEmbedding, "x'; DROP TABLE y; --", 8)
+
+
+def test_at_most_one_active_model_version_per_kind():
+    ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="a", is_active=True)
+    ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name="b", is_active=True)
+    ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="c", is_active=False)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="d", is_active=True)

@@ -1,0 +1,172 @@
+"""System checks: misconfiguration fails at start-up with a stable id and a fix.
+
+=========== ==================================================================
+id          what is wrong
+=========== ==================================================================
+visrec.E001 ``VISREC_PRODUCT_MODEL`` missing, malformed or not installed
+visrec.E002 ``VISREC_IMAGE_MODEL`` missing, malformed or not installed
+visrec.E003 ``VISREC["IMAGE_FIELD"]`` is not a file field of the image model
+visrec.E004 ``VISREC["IMAGE_PRODUCT_FIELD"]`` is not a foreign key to the product model
+visrec.E005 ``VISREC["CATEGORY_FIELD"]`` is not a field of the product model
+visrec.E006 ``VISREC["IN_STOCK_FILTER"]`` is not a valid filter of the product model
+visrec.E007 ``VISREC["PRICE_FIELD"]`` is not a field of the product model
+visrec.E008 ``VISREC["IMAGE_ORDER_FIELD"]`` is not a field of the image model
+visrec.E009 ``VISREC`` has a key visrec does not know (a typo?)
+visrec.E010 a numeric ``VISREC`` setting is not a positive integer
+visrec.E011 ``VISREC["BACKBONE"]`` names no known backbone
+visrec.E012 the default database is not PostgreSQL
+=========== ==================================================================
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
+from django.db import connections, models
+
+from .conf import DEFAULTS, get_image_model, get_product_model, visrec_settings
+
+POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS")
+
+
+def _model_or_error(setting_name: str, check_id: str, getter, errors: list):
+    value = getattr(settings, setting_name, "")
+    if not value:
+        errors.append(checks.Error(
+            f"{setting_name} is not set.",
+            hint=f'Add {setting_name} = "app_label.ModelName" to your settings, naming your shop\'s model.',
+            id=check_id,
+        ))
+        return None
+    try:
+        return getter()
+    except ImproperlyConfigured as exc:
+        errors.append(checks.Error(
+            str(exc),
+            hint=f"Set {setting_name} to an installed model, e.g. \"catalog.Product\"; "
+                 "check the app is in INSTALLED_APPS.",
+            id=check_id,
+        ))
+        return None
+
+
+def _field(model, name: str):
+    try:
+        return model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+
+
+@checks.register(checks.Tags.models)
+def check_host_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The product and image models exist and the named fields are what visrec needs."""
+    errors: list[checks.CheckMessage] = []
+    product_model = _model_or_error("VISREC_PRODUCT_MODEL", "visrec.E001", get_product_model, errors)
+    image_model = _model_or_error("VISREC_IMAGE_MODEL", "visrec.E002", get_image_model, errors)
+    if image_model is not None:
+        name = visrec_settings.IMAGE_FIELD
+        field = _field(image_model, name)
+        if not isinstance(field, models.FileField):
+            errors.append(checks.Error(
+                f'VISREC["IMAGE_FIELD"] = {name!r} is not a FileField/ImageField of {image_model._meta.label}.',
+                hint='Set VISREC["IMAGE_FIELD"] to the name of the field that holds the image file.',
+                id="visrec.E003",
+            ))
+        order = visrec_settings.IMAGE_ORDER_FIELD
+        if order and _field(image_model, order) is None:
+            errors.append(checks.Error(
+                f'VISREC["IMAGE_ORDER_FIELD"] = {order!r} is not a field of {image_model._meta.label}.',
+                hint='Name the field that orders a product\'s images, or set it to "" to order by pk.',
+                id="visrec.E008",
+            ))
+    if image_model is not None and product_model is not None:
+        name = visrec_settings.IMAGE_PRODUCT_FIELD
+        field = _field(image_model, name)
+        if not (isinstance(field, models.ForeignKey) and field.related_model is product_model):
+            errors.append(checks.Error(
+                f'VISREC["IMAGE_PRODUCT_FIELD"] = {name!r} is not a ForeignKey from '
+                f"{image_model._meta.label} to {product_model._meta.label}.",
+                hint='Set VISREC["IMAGE_PRODUCT_FIELD"] to the image model\'s foreign key to the product.',
+                id="visrec.E004",
+            ))
+    if product_model is not None:
+        errors.extend(_check_product_fields(product_model))
+    return errors
+
+
+def _check_product_fields(product_model) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
+    label = product_model._meta.label
+    category = visrec_settings.CATEGORY_FIELD
+    if category and _field(product_model, category) is None:
+        errors.append(checks.Error(
+            f'VISREC["CATEGORY_FIELD"] = {category!r} is not a field of {label}.',
+            hint='Name the product\'s category field, or set VISREC["CATEGORY_FIELD"] = "" if there is none.',
+            id="visrec.E005",
+        ))
+    price = visrec_settings.PRICE_FIELD
+    if price and _field(product_model, price) is None:
+        errors.append(checks.Error(
+            f'VISREC["PRICE_FIELD"] = {price!r} is not a field of {label}.',
+            hint='Name the product\'s price field, or set VISREC["PRICE_FIELD"] = "" to disable price filters.',
+            id="visrec.E007",
+        ))
+    in_stock = visrec_settings.IN_STOCK_FILTER
+    problem = None
+    if not isinstance(in_stock, dict):
+        problem = "is not a dict of field lookups"
+    else:
+        try:
+            product_model._base_manager.filter(**in_stock).query.__str__()
+        except (FieldError, ValueError, TypeError) as exc:
+            problem = f"is not a valid filter: {exc}"
+    if problem:
+        errors.append(checks.Error(
+            f'VISREC["IN_STOCK_FILTER"] = {in_stock!r} {problem}.',
+            hint=f'Use lookups on {label}, e.g. {{"stock__gt": 0}}, or {{}} if every product is in stock.',
+            id="visrec.E006",
+        ))
+    return errors
+
+
+@checks.register()
+def check_visrec_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Every ``VISREC`` key is known and numeric values are sensible."""
+    errors: list[checks.CheckMessage] = []
+    user = getattr(settings, "VISREC", {}) or {}
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(checks.Error(
+            f'VISREC[{key!r}] is not a visrec setting.',
+            hint="Known settings: " + ", ".join(sorted(DEFAULTS)) + ". See README, 'Installing into your shop'.",
+            id="visrec.E009",
+        ))
+    for key in POSITIVE_INTEGER_SETTINGS:
+        value = getattr(visrec_settings, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            errors.append(checks.Error(
+                f"VISREC[{key!r}] = {value!r} is not a positive integer.",
+                hint=f"Remove it to use the default ({DEFAULTS[key]!r}) or set a positive integer.",
+                id="visrec.E010",
+            ))
+    from .backbones import BACKBONE_NAMES
+
+    if visrec_settings.BACKBONE not in BACKBONE_NAMES:
+        errors.append(checks.Error(
+            f'VISREC["BACKBONE"] = {visrec_settings.BACKBONE!r} is not a known backbone.',
+            hint="Choose one of: " + ", ".join(BACKBONE_NAMES) + ".",
+            id="visrec.E011",
+        ))
+    return errors
+
+
+@checks.register(checks.Tags.database)
+def check_database(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    """pgvector needs PostgreSQL; there is no SQLite path."""
+    vendor = connections["default"].vendor
+    if vendor != "postgresql":
+        return [checks.Error(
+            f"visrec needs PostgreSQL with the pgvector extension; the default database is {vendor}.",
+            hint="Point DATABASES['default'] (or DATABASE_URL) at PostgreSQL 13+ with pgvector installed.",
+            id="visrec.E012",
+        )]
+    return []

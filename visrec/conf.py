@@ -1,0 +1,144 @@
+"""visrec's settings: one ``VISREC = {...}`` dict with documented defaults.
+
+The host's model pointers are top-level settings (``VISREC_PRODUCT_MODEL``,
+``VISREC_IMAGE_MODEL``) because migrations read them at import time, like
+``AUTH_USER_MODEL``. Everything else is read lazily through :data:`visrec_settings`,
+which is reloaded when Django's ``setting_changed`` signal fires (tests use
+``override_settings``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import apps as django_apps
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+#: Every key of ``settings.VISREC`` with its default and what it means.
+DEFAULTS: dict[str, Any] = {
+    # --- the host's models -------------------------------------------------------
+    # Field on the image model that holds the file (an ImageField or FileField).
+    "IMAGE_FIELD": "image",
+    # Field on the image model pointing at its product (a ForeignKey).
+    "IMAGE_PRODUCT_FIELD": "product",
+    # Field on the image model giving the images' order within a product ("" = pk).
+    "IMAGE_ORDER_FIELD": "position",
+    # Field on the product model holding its category (a ForeignKey or a CharField; "" = none).
+    "CATEGORY_FIELD": "category",
+    # Lookup that selects products in stock, e.g. {"stock__gt": 0} ({} = all in stock).
+    "IN_STOCK_FILTER": {"stock__gt": 0},
+    # Field on the product model holding the price ("" = no price filters).
+    "PRICE_FIELD": "price",
+    # --- embeddings ----------------------------------------------------------------
+    # Backbone used when no fine-tuned model is active.
+    "BACKBONE": "efficientnet_lite0",
+    # Local weight files for torchvision backbones, {"resnet50": "/path/resnet50.pth"}.
+    "BACKBONE_WEIGHTS": {},
+    # Images per forward pass during extraction.
+    "EXTRACTION_BATCH_SIZE": 32,
+    # Threads that decode images while the model computes (0 = decode inline).
+    "DECODE_WORKERS": 2,
+    # Torch intra-op threads in a worker process (0 = leave torch's default).
+    "TORCH_THREADS": 1,
+    # Refuse image files bigger than this many bytes.
+    "MAX_IMAGE_BYTES": 20 * 1024 * 1024,
+    # Refuse images with more pixels than this (decompression bombs).
+    "MAX_IMAGE_PIXELS": 40_000_000,
+    # Optional preprocessing steps.
+    "AUTOCONTRAST": False,
+    "DENOISE": False,
+    # --- Celery ---------------------------------------------------------------------
+    # Queue names: extraction is meant for GPU workers when a shop has them.
+    "EXTRACTION_QUEUE": "visrec_extraction",
+    "TRAINING_QUEUE": "visrec_training",
+    "DEFAULT_QUEUE": "visrec",
+    # Embed images automatically when the host saves or deletes them.
+    "AUTO_INDEX": True,
+    # Crontab fields for the nightly training run (minute hour day_of_week).
+    "TRAINING_SCHEDULE": {"minute": "30", "hour": "3"},
+    # --- events and privacy -----------------------------------------------------------
+    # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
+    "PSEUDONYM_SECRET": "",
+    # Where visrec keeps model artefacts (a path under MEDIA_ROOT's storage).
+    "ARTEFACT_DIR": "visrec/models",
+}
+
+#: Keys whose value is a dotted path imported on first use.
+IMPORT_STRINGS: frozenset[str] = frozenset()
+
+
+class VisrecSettings:
+    """Attribute access to ``settings.VISREC`` with defaults, e.g. ``visrec_settings.BACKBONE``."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults or DEFAULTS
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if not hasattr(self, "_user_settings"):
+            self._user_settings = getattr(settings, "VISREC", {}) or {}
+        return self._user_settings
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr not in self.defaults:
+            raise AttributeError(f"Invalid visrec setting: {attr!r}")
+        value = self.user_settings.get(attr, self.defaults[attr])
+        if attr in IMPORT_STRINGS and isinstance(value, str) and value:
+            value = import_string(value)
+        self._cached.add(attr)
+        setattr(self, attr, value)
+        return value
+
+    def reload(self) -> None:
+        for attr in self._cached:
+            delattr(self, attr)
+        self._cached.clear()
+        if hasattr(self, "_user_settings"):
+            delattr(self, "_user_settings")
+
+
+visrec_settings = VisrecSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "VISREC":
+        visrec_settings.reload()
+
+
+setting_changed.connect(_reload)
+
+
+def get_product_model_string() -> str:
+    """The host's product model as ``"app_label.ModelName"`` (``VISREC_PRODUCT_MODEL``)."""
+    return getattr(settings, "VISREC_PRODUCT_MODEL", "")
+
+
+def get_image_model_string() -> str:
+    """The host's product image model as ``"app_label.ModelName"`` (``VISREC_IMAGE_MODEL``)."""
+    return getattr(settings, "VISREC_IMAGE_MODEL", "")
+
+
+def _get_model(setting_name: str, value: str):
+    try:
+        return django_apps.get_model(value, require_ready=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"{setting_name} must be of the form 'app_label.ModelName', got {value!r}."
+        ) from exc
+    except LookupError as exc:
+        raise ImproperlyConfigured(
+            f"{setting_name} refers to model {value!r} that has not been installed."
+        ) from exc
+
+
+def get_product_model():
+    """The host's product model class."""
+    return _get_model("VISREC_PRODUCT_MODEL", get_product_model_string())
+
+
+def get_image_model():
+    """The host's product image model class."""
+    return _get_model("VISREC_IMAGE_MODEL", get_image_model_string())

@@ -1,0 +1,142 @@
+"""visrec's own tables. None of them alters the host's tables.
+
+Vectors are stored in dimension-free ``vector`` columns so that any backbone (512 to
+2048 dimensions) fits the same schema. Each served model version gets its own HNSW
+index, a partial expression index ``((vector::vector(N)) vector_cosine_ops) WHERE
+model_version = '...'`` built by :mod:`visrec.services.vector_index` before the
+version is switched on; this is how pgvector indexes columns of mixed dimensions,
+and it lets a new version be fully indexed before readers see it.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from pgvector.django import VectorField
+
+
+class EmbeddingStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+class ImageEmbedding(models.Model):
+    """The vector of one host product image under one embedding model version."""
+
+    image = models.ForeignKey(
+        settings.VISREC_IMAGE_MODEL, on_delete=models.CASCADE, related_name="visrec_embeddings"
+    )
+    product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_image_embeddings"
+    )
+    model_version = models.CharField(max_length=100)
+    content_hash = models.CharField(max_length=64, blank=True, help_text=_("SHA-256 of the image file"))
+    status = models.CharField(
+        max_length=10, choices=EmbeddingStatus.choices, default=EmbeddingStatus.PENDING
+    )
+    error = models.TextField(blank=True)
+    vector = VectorField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["image", "model_version"], name="visrec_imageemb_unique_version"),
+        ]
+        indexes = [
+            models.Index(fields=["model_version", "status"], name="visrec_imageemb_ver_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.image_id} @ {self.model_version} ({self.status})"
+
+
+class ProductEmbedding(models.Model):
+    """The vector of one host product (normalised mean of its image vectors), used for search."""
+
+    product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_embeddings"
+    )
+    model_version = models.CharField(max_length=100)
+    vector = VectorField()
+    image_count = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "model_version"], name="visrec_prodemb_unique_version"),
+        ]
+        indexes = [models.Index(fields=["model_version"], name="visrec_prodemb_version")]
+
+    def __str__(self) -> str:
+        return f"product {self.product_id} @ {self.model_version}"
+
+
+class EventType(models.TextChoices):
+    VIEW = "view", _("view")
+    CLICK = "click", _("click on a recommendation")
+    CART = "cart", _("add to cart")
+    PURCHASE = "purchase", _("purchase")
+    SEARCH = "search", _("photo search")
+
+
+class InteractionEvent(models.Model):
+    """One shopper interaction with a product.
+
+    Designed for privacy: no foreign key to a user, no IP address, no user agent. The
+    subject is a keyed pseudonym (HMAC) of the logged-in user or the session, made by
+    :func:`visrec.pseudonyms.subject_key`; without the secret it cannot be linked back.
+    """
+
+    subject_key = models.CharField(max_length=64)
+    product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_events",
+        null=True, blank=True,
+    )
+    event_type = models.CharField(max_length=10, choices=EventType.choices)
+    occurred_at = models.DateTimeField()
+    source = models.CharField(max_length=50, blank=True, help_text=_("widget a click came from"))
+    position = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["subject_key", "occurred_at"], name="visrec_event_subject_time"),
+            models.Index(fields=["occurred_at"], name="visrec_event_time"),
+            models.Index(fields=["product", "event_type"], name="visrec_event_product_type"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.product_id} by {self.subject_key[:8]}…"
+
+
+class ModelKind(models.TextChoices):
+    EMBEDDER = "embedder", _("image embedder")
+    RECOMMENDER = "recommender", _("personal recommender")
+
+
+class ModelVersion(models.Model):
+    """A trained (or pretrained) model; at most one active per kind."""
+
+    kind = models.CharField(max_length=20, choices=ModelKind.choices)
+    name = models.CharField(max_length=100, unique=True, help_text=_("version string"))
+    created_at = models.DateTimeField(auto_now_add=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    artefact = models.FileField(upload_to="visrec/models/", blank=True)
+    dimensions = models.PositiveIntegerField(null=True, blank=True, help_text=_("vector length (embedders)"))
+    is_active = models.BooleanField(default=False)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True, help_text=_("why it was or was not promoted"))
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"], condition=Q(is_active=True), name="visrec_modelversion_one_active_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}{' (active)' if self.is_active else ''}"

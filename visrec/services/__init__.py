@@ -1,0 +1,1 @@
+"""Services: the one place each piece of visrec's behaviour lives; entry points call these."""

@@ -1,0 +1,132 @@
+"""HNSW indexes per embedding model version, and the nearest-neighbour query that uses them.
+
+visrec's vector columns have no fixed dimension (backbones range from 512 to 2048), so
+each model version gets a partial expression index, as pgvector documents for mixed
+dimensions::
+
+    CREATE INDEX ... USING hnsw ((vector::vector(1280)) vector_cosine_ops)
+        WHERE model_version = 'efficientnet_lite0@imagenet'
+
+A query uses the index when it orders by the same expression and filters on the same
+version, which :func:`nearest_products` does.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from django.db import connection
+
+from ..models import ImageEmbedding, ProductEmbedding
+
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
+#: HNSW on ``vector`` supports up to 2,000 dimensions; wider models use ``halfvec``.
+MAX_VECTOR_DIMENSIONS = 2000
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+
+
+def validate_version(model_version: str) -> str:
+    """Returns the version if it is safe to embed in DDL, else raises ``ValueError``."""
+    if not VERSION_PATTERN.match(model_version):
+        raise ValueError(
+            f"Model version {model_version!r} must be 1-100 characters of letters, digits and _.:@+-"
+        )
+    return model_version
+
+
+def vector_cast(dimensions: int) -> str:
+    """The SQL type a vector of this length is indexed and compared as."""
+    kind = "vector" if dimensions <= MAX_VECTOR_DIMENSIONS else "halfvec"
+    return f"{kind}({int(dimensions)})"
+
+
+def _opclass(dimensions: int) -> str:
+    return "vector_cosine_ops" if dimensions <= MAX_VECTOR_DIMENSIONS else "halfvec_cosine_ops"
+
+
+def index_name(model, model_version: str) -> str:
+    digest = hashlib.sha1(model_version.encode()).hexdigest()[:10]
+    return f"{model._meta.db_table[:30]}_hnsw_{digest}"
+
+
+def ensure_hnsw_index(model, model_version: str, dimensions: int) -> str:
+    """Creates (if missing) the HNSW cosine index of one model version; returns its name.
+
+    Args:
+        model: :class:`ProductEmbedding` or :class:`ImageEmbedding`.
+        model_version: the version whose rows the partial index covers.
+        dimensions: the vector length of that version.
+    """
+    validate_version(model_version)
+    name = index_name(model, model_version)
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        # Django's foreign keys are deferred; DDL cannot run while their checks are pending.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
+            f"((vector::{vector_cast(dimensions)}) {_opclass(dimensions)}) "
+            f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+            f"WHERE model_version = '{model_version}'"
+        )
+    return name
+
+
+def drop_hnsw_index(model, model_version: str) -> None:
+    """Drops the HNSW index of one model version, if any."""
+    validate_version(model_version)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX IF EXISTS {index_name(model, model_version)}")
+
+
+def ensure_version_indexes(model_version: str, dimensions: int) -> None:
+    """The HNSW indexes a model version needs on both embedding tables."""
+    for model in (ProductEmbedding, ImageEmbedding):
+        ensure_hnsw_index(model, model_version, dimensions)
+
+
+def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
+    """A pgvector text literal, ``'[0.1,0.2,...]'``."""
+    return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
+
+
+def nearest_products_sql(model_version: str, dimensions: int, where: str = "") -> str:
+    """The raw SQL of a k-nearest-products query on the version's HNSW index.
+
+    Parameters, in order: the query vector (text literal) twice, then those of
+    ``where``, then ``k``. Returns rows ``(product_id, cosine_distance)``.
+    """
+    validate_version(model_version)
+    cast = vector_cast(dimensions)
+    extra = f" AND {where}" if where else ""
+    return (
+        f"SELECT e.product_id, (e.vector::{cast}) <=> %s::{cast} AS distance "
+        f"FROM {ProductEmbedding._meta.db_table} e "
+        f"WHERE e.model_version = '{model_version}'{extra} "
+        f"ORDER BY (e.vector::{cast}) <=> %s::{cast} LIMIT %s"
+    )
+
+
+def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int | None = None) -> list[tuple[int, float]]:
+    """The ``k`` products whose vectors are nearest (cosine) to ``vector`` under a version.
+
+    Args:
+        model_version: the embedding version to search.
+        vector: float array of shape ``(dimensions,)``.
+        k: how many products to return.
+        ef_search: HNSW candidate list size for this query (pgvector default 40).
+
+    Returns:
+        ``[(product_id, cosine_distance), ...]``, nearest first.
+    """
+    vector = np.asarray(vector, dtype=np.float32)
+    sql = nearest_products_sql(model_version, vector.shape[0])
+    with connection.cursor() as cursor:
+        if ef_search:
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(int(ef_search))])
+        literal = vector_literal(vector)
+        cursor.execute(sql, [literal, literal, k])
+        return [(row[0], float(row[1])) for row in cursor.fetchall()]
