@@ -10,3 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_demo.settings")
 app = Celery("shop_demo")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def add_visrec_schedule(sender: Celery, **kwargs) -> None:
+    """visrec's nightly jobs, at the times set in ``VISREC``."""
+    from visrec.celery import beat_schedule
+
+    sender.conf.beat_schedule = {**(sender.conf.beat_schedule or {}), **beat_schedule()}

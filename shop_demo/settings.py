@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "shop_demo.catalog",
     "visrec",
 ]
@@ -80,10 +81,17 @@ STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "media"))
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
-# --- Celery (Redis broker and result store) -------------------------------------------
+# --- Celery (Redis broker and result store) and the cache ------------------------------
 _redis = os.environ.get("CELERY_BROKER_URL") or (devservices.ensure_redis() + "/0")
+# A cache shared by the web processes and the workers: visrec invalidates cached
+# recommendations from the worker that wrote new vectors.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CACHE_URL") or _redis.rsplit("/", 1)[0] + "/1",
+        "KEY_PREFIX": "shop",
+    }
+}
 CELERY_BROKER_URL = _redis
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _redis)
 CELERY_TASK_SERIALIZER = "json"
@@ -92,6 +100,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ROUTES = ["visrec.celery.route_task"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# An unacknowledged task (acks_late) goes back to the queue this long after its worker died.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER") == "1"
 
@@ -108,7 +118,15 @@ VISREC = {
 }
 
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
-SPECTACULAR_SETTINGS = {"TITLE": "visrec API", "VERSION": "0.1.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "visrec API",
+    "DESCRIPTION": "Visual product recommendations: similar products and search by photo.",
+    "VERSION": "0.1.0",
+    # Swagger UI served from this site (drf-spectacular-sidecar), not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LOGGING = {
     "version": 1,

@@ -11,6 +11,9 @@ if not os.environ.get("CELERY_BROKER_URL"):
     # Keep test tasks away from a demo worker that may share the embedded Redis.
     CELERY_BROKER_URL = CELERY_BROKER_URL.rsplit("/", 1)[0] + "/15"  # noqa: F405
     CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+if not os.environ.get("CACHE_URL"):
+    # Redis database 2 for the tests' cache (cleared between tests); test workers get CACHE_URL.
+    CACHES = {"default": {**CACHES["default"], "LOCATION": CELERY_BROKER_URL.rsplit("/", 1)[0] + "/2"}}  # noqa: F405
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", VAR_DIR / "test-media"))
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

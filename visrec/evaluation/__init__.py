@@ -1,0 +1,1 @@
+"""Offline evaluation of image embeddings: retrieval metrics, baselines, maps and tables."""
