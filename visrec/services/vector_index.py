@@ -130,3 +130,18 @@ def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int 
         literal = vector_literal(vector)
         cursor.execute(sql, [literal, literal, k])
         return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+_iterative: dict[str, bool] = {}
+
+
+def supports_iterative_scan() -> bool:
+    """Whether the server's pgvector has iterative index scans (0.8.0+); asked once per database."""
+    alias = connection.alias + ":" + str(connection.settings_dict.get("NAME"))
+    if alias not in _iterative:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        parts = tuple(int(p) for p in (row[0] if row else "0.0.0").split(".")[:2])
+        _iterative[alias] = parts >= (0, 8)
+    return _iterative[alias]

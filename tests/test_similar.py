@@ -1,0 +1,147 @@
+"""The "visually similar" service on planted vectors in pgvector (no CNN needed)."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from visrec.models import ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
+from visrec.services import extraction, similar
+from visrec.services.embedders import activate_embedder
+from visrec.services.similar import NotEmbedded, SimilarFilters, similar_products
+
+from .factories import CategoryFactory, ProductFactory, ProductImageFactory
+
+pytestmark = pytest.mark.django_db
+DIMS = 16
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def make_version(name: str = "planted@1", dims: int = DIMS) -> ModelVersion:
+    version = ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name=name, dimensions=dims,
+                                          metrics={"backbone": "planted", "base_version": name})
+    activate_embedder(version)
+    return version
+
+
+def plant(products, vectors, version="planted@1") -> None:
+    ProductEmbedding.objects.bulk_create(
+        ProductEmbedding(product=p, model_version=version, vector=unit(v)) for p, v in zip(products, vectors)
+    )
+
+
+@pytest.fixture
+def catalogue():
+    """20 products along a circle: product i's nearest are i±1, i±2, ..."""
+    make_version()
+    shoes, bags = CategoryFactory(slug="shoes"), CategoryFactory(slug="bags")
+    products = [ProductFactory(category=shoes if i % 2 == 0 else bags, price=Decimal(10 + i), stock=0 if i == 3 else 5)
+                for i in range(20)]
+    angles = np.linspace(0, np.pi / 2, 20)
+    vectors = [np.r_[np.cos(a), np.sin(a), np.zeros(DIMS - 2)] for a in angles]
+    plant(products, vectors)
+    return products
+
+
+def ids(ranked):
+    return [pid for pid, _ in ranked]
+
+
+def test_nearest_first_never_itself_and_in_stock_by_default(catalogue):
+    p = catalogue
+    result = similar_products(p[2].pk, k=4)
+    assert ids(result) == [p[1].pk, p[4].pk, p[0].pk, p[5].pk]  # p[3] is out of stock
+    assert all(a >= b for (_, a), (_, b) in zip(result, result[1:]))
+    with_oos = similar_products(p[2].pk, k=2, filters=SimilarFilters(in_stock=False))
+    assert sorted(ids(with_oos)) == sorted([p[1].pk, p[3].pk])
+
+
+def test_category_price_and_hook_filters(catalogue):
+    p = catalogue
+    same = similar_products(p[10].pk, k=3, filters=SimilarFilters(category="same"))
+    assert set(ids(same)[:2]) == {p[8].pk, p[12].pk}  # equally near: order between them is free
+    assert ids(same)[2] in {p[6].pk, p[14].pk}
+    assert all(q.category_id == p[10].category_id for q in type(p[0]).objects.filter(pk__in=ids(same)))
+    other = similar_products(p[10].pk, k=2, filters=SimilarFilters(category="other"))
+    assert set(ids(other)) == {p[9].pk, p[11].pk}
+    band = similar_products(p[10].pk, k=5, filters=SimilarFilters(min_price=Decimal(25), max_price=Decimal(28)))
+    assert set(ids(band)) == {p[15].pk, p[16].pk, p[17].pk, p[18].pk}
+    hooked = similar.similar_products(p[10].pk, k=3, queryset_hook=lambda qs: qs.filter(pk__in=[p[0].pk, p[19].pk]))
+    assert ids(hooked) == [p[19].pk, p[0].pk]  # 9 steps away, then 10
+
+
+def test_selective_filter_still_returns_k_results():
+    """2% of 3,000 products pass the filter; the HNSW scan must not stop at ef_search candidates."""
+    make_version()
+    rng = np.random.default_rng(0)
+    rare, common = CategoryFactory(slug="rare"), CategoryFactory(slug="common")
+    Product = type(ProductFactory.build())
+    products = Product.objects.bulk_create(
+        Product(name=f"p{i}", slug=f"sel-{i}", price=1, stock=1, category=rare if i % 50 == 0 else common)
+        for i in range(3000)
+    )
+    plant(products, rng.normal(size=(3000, DIMS)))
+    from visrec.services.embedders import ensure_indexes
+
+    ensure_indexes(ModelVersion.objects.get(name="planted@1"))
+    result = similar_products(products[1].pk, k=20, filters=SimilarFilters(category="other"),
+                              queryset_hook=lambda qs: qs.filter(category=rare))
+    assert len(result) == 20
+    assert set(Product.objects.filter(pk__in=ids(result)).values_list("category", flat=True)) == {rare.pk}
+    # Same order as an exact search over the filtered products.
+    query = np.asarray(ProductEmbedding.objects.get(product=products[1]).vector)
+    exact = sorted(
+        ((pid, float(np.dot(np.asarray(v), query))) for pid, v in
+         ProductEmbedding.objects.filter(product__category=rare).values_list("product_id", "vector")),
+        key=lambda t: -t[1])[:20]
+    assert ids(result) == [pid for pid, _ in exact]
+
+
+def test_near_duplicates_and_diversity(catalogue):
+    p = catalogue
+    twin = ProductFactory(category=p[0].category, stock=2)
+    query = np.asarray(ProductEmbedding.objects.get(product=p[5]).vector)
+    plant([twin], [query + 1e-4])
+    plain = similar_products(p[5].pk, k=3)
+    assert ids(plain)[0] == twin.pk
+    deduped = similar_products(p[5].pk, k=3, filters=SimilarFilters(exclude_near_duplicates=True))
+    assert twin.pk not in ids(deduped) and len(deduped) == 3
+    diverse = similar_products(p[5].pk, k=3, filters=SimilarFilters(diversity=0.9))
+    spread = lambda r: np.ptp([p.index(next(q for q in p if q.pk == pid)) if pid != twin.pk else 5 for pid in ids(r)])
+    assert spread(diverse) > spread(plain)
+
+
+def test_product_without_vector_raises_and_fallback_uses_category(catalogue):
+    p = catalogue
+    newcomer = ProductFactory(category=p[0].category, stock=4)
+    with pytest.raises(NotEmbedded):
+        similar_products(newcomer.pk)
+    fallback = similar.similar_or_fallback(newcomer.pk, 3)
+    assert len(fallback) == 3
+    assert all(type(p[0]).objects.get(pk=pid).category_id == p[0].category_id for pid in ids(fallback))
+
+
+def test_cache_is_invalidated_when_vectors_or_version_change(catalogue, django_capture_on_commit_callbacks):
+    p = catalogue
+    first = similar_products(p[0].pk, k=1)
+    assert ids(first) == [p[1].pk]
+    # New image vector for p[19] right on top of p[0]: extraction's product update bumps the generation.
+    image = ProductImageFactory(product=p[19])
+    ImageEmbedding.objects.create(image=image, product=p[19], model_version="planted@1", status="done",
+                                  vector=np.asarray(ProductEmbedding.objects.get(product=p[0]).vector))
+    ProductEmbedding.objects.filter(product=p[19]).delete()
+    with django_capture_on_commit_callbacks(execute=True):
+        extraction.update_product_vectors([p[19].pk], ["planted@1"])
+    assert ids(similar_products(p[0].pk, k=1)) == [p[19].pk]
+    # A new served version: results come from it.
+    version = ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="planted@2", dimensions=2)
+    plant(p, [[1, 0]] + [[np.cos(i), np.sin(i)] for i in range(1, 20)], version="planted@2")
+    with django_capture_on_commit_callbacks(execute=True):
+        activate_embedder(version)
+    expected = max(range(1, 20), key=lambda i: np.cos(i) if i != 3 else -9)
+    assert ids(similar_products(p[0].pk, k=1)) == [p[expected].pk]

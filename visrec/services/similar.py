@@ -1,0 +1,260 @@
+""""Visually similar": the k products nearest to a product or to an uploaded photo.
+
+One function per question, behind every entry point (template tag, REST view, admin):
+
+* :func:`similar_products` — nearest to a product's vector, never the product itself;
+* :func:`search_by_image` — nearest to an uploaded photo, embedded like the catalogue.
+
+Both run one pgvector query on the served version's HNSW index, with the shop's filters
+(in stock, same/other category, price band, a host hook narrowing the queryset) inside
+the query. So that a selective filter still returns k products when k exist, the query
+uses pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order``),
+then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. Optional:
+exclusion of near-duplicates and diversity by maximal marginal relevance.
+
+Results are cached; the cache key holds the served version and an embeddings generation
+number that extraction bumps, so a new vector or a switched version invalidates them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+import numpy as np
+from django.core.cache import cache
+from django.db import connection, transaction
+
+from ..conf import get_product_model, visrec_settings
+from ..models import ModelVersion, ProductEmbedding
+from . import vector_index
+from .embedders import active_embedder_version
+from .generation import embeddings_generation
+
+logger = logging.getLogger(__name__)
+
+CACHE_SECONDS = 600
+#: Cosine distance under which two products count as the same picture (size/colour variants).
+NEAR_DUPLICATE_DISTANCE = 0.02
+MAX_K = 100
+
+
+class NotEmbedded(LookupError):
+    """The product has no vector under the served version (yet)."""
+
+
+@dataclass(frozen=True)
+class SimilarFilters:
+    """What a shop may ask of a "similar" list.
+
+    Attributes:
+        in_stock: only products matching ``IN_STOCK_FILTER``.
+        category: ``"same"`` or ``"other"`` than the query product's, or ``None``.
+        min_price, max_price: price band (needs ``PRICE_FIELD``).
+        exclude_near_duplicates: drop products whose picture is (almost) the query's, and
+            all but the first of results that are near-duplicates of each other.
+        diversity: 0 (pure similarity) to 1; above 0, results are re-ranked by MMR.
+    """
+
+    in_stock: bool = True
+    category: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None
+    exclude_near_duplicates: bool = False
+    diversity: float = 0.0
+
+    def cache_key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, default=str)
+
+
+@dataclass
+class Neighbour:
+    product_id: int
+    score: float  # cosine similarity, 1 = identical
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+
+def _candidate_queryset(filters: SimilarFilters, query_category, hook: Callable | None):
+    Product = get_product_model()
+    queryset = Product._default_manager.all()
+    if filters.in_stock and visrec_settings.IN_STOCK_FILTER:
+        queryset = queryset.filter(**visrec_settings.IN_STOCK_FILTER)
+    category_field = visrec_settings.CATEGORY_FIELD
+    if filters.category and category_field and query_category is not None:
+        attname = Product._meta.get_field(category_field).attname
+        if filters.category == "same":
+            queryset = queryset.filter(**{attname: query_category})
+        elif filters.category == "other":
+            queryset = queryset.exclude(**{attname: query_category})
+    price_field = visrec_settings.PRICE_FIELD
+    if price_field and filters.min_price is not None:
+        queryset = queryset.filter(**{f"{price_field}__gte": filters.min_price})
+    if price_field and filters.max_price is not None:
+        queryset = queryset.filter(**{f"{price_field}__lte": filters.max_price})
+    if hook is not None:
+        queryset = hook(queryset)
+    return queryset
+
+
+def _nearest(version: ModelVersion, vector: np.ndarray, k: int, queryset, exclude_id: int | None) -> list[Neighbour]:
+    """One filtered HNSW query; returns up to ``k`` neighbours sorted by exact distance."""
+    inner_sql, inner_params = queryset.values("pk").query.sql_with_params()
+    where = f"e.product_id IN ({inner_sql})"
+    params: list = list(inner_params)
+    if exclude_id is not None:
+        where += " AND e.product_id <> %s"
+        params.append(exclude_id)
+    sql = vector_index.nearest_products_sql(version.name, version.dimensions, where)
+    sql = sql.replace("SELECT e.product_id,", "SELECT e.product_id, e.vector::text,", 1)
+    literal = vector_index.vector_literal(vector)
+    rows: list = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        iterative = vector_index.supports_iterative_scan()
+        if iterative:
+            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", ["100000"])
+        ef = max(40, 2 * k)
+        while True:
+            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(ef, 1000))])
+            cursor.execute(sql, [literal, *params, literal, k])
+            rows = cursor.fetchall()
+            if len(rows) >= k or iterative or ef >= 1000:
+                break
+            ef *= 4  # pgvector < 0.8: widen the candidate list until k pass the filter
+    neighbours = [
+        Neighbour(product_id=row[0], score=1.0 - float(row[2]), vector=np.array(json.loads(row[1]), dtype=np.float32))
+        for row in rows
+    ]
+    neighbours.sort(key=lambda n: -n.score)  # relaxed order: make it exact
+    return neighbours
+
+
+def _rerank(neighbours: list[Neighbour], query: np.ndarray, k: int, filters: SimilarFilters) -> list[Neighbour]:
+    if filters.exclude_near_duplicates:
+        kept: list[Neighbour] = []
+        for n in neighbours:
+            if 1.0 - n.score < NEAR_DUPLICATE_DISTANCE:
+                continue
+            if any(1.0 - float(n.vector @ m.vector) < NEAR_DUPLICATE_DISTANCE for m in kept):
+                continue
+            kept.append(n)
+        neighbours = kept
+    if filters.diversity > 0 and len(neighbours) > 1:
+        lam = 1.0 - min(max(filters.diversity, 0.0), 1.0)
+        chosen: list[Neighbour] = []
+        pool = list(neighbours)
+        while pool and len(chosen) < k:
+            def mmr(n: Neighbour) -> float:
+                redundancy = max((float(n.vector @ c.vector) for c in chosen), default=0.0)
+                return lam * n.score - (1 - lam) * redundancy
+            best = max(pool, key=mmr)
+            chosen.append(best)
+            pool.remove(best)
+        neighbours = chosen
+    return neighbours[:k]
+
+
+def _search(version, vector, k, filters, query_category, hook, exclude_id) -> list[Neighbour]:
+    widen = filters.exclude_near_duplicates or filters.diversity > 0
+    fetch = min(MAX_K * 3, k * 3 + 10) if widen else k
+    queryset = _candidate_queryset(filters, query_category, hook)
+    neighbours = _nearest(version, vector, fetch, queryset, exclude_id)
+    return _rerank(neighbours, vector, k, filters)
+
+
+def similar_products(
+    product_id: int,
+    k: int = 8,
+    filters: SimilarFilters | None = None,
+    *,
+    queryset_hook: Callable | None = None,
+    use_cache: bool = True,
+) -> list[tuple[int, float]]:
+    """The ``k`` products that look most like a product.
+
+    Args:
+        product_id: the host product's primary key.
+        k: how many (1 to 100).
+        filters: see :class:`SimilarFilters` (default: in stock only).
+        queryset_hook: ``callable(queryset) -> queryset`` narrowing candidates (results
+            with a hook are not cached, since a hook may depend on the request).
+
+    Returns:
+        ``[(product_id, similarity), ...]``, most similar first; never the product itself.
+
+    Raises:
+        NotEmbedded: the product has no vector under the served version.
+    """
+    filters = filters or SimilarFilters()
+    k = max(1, min(int(k), MAX_K))
+    version = active_embedder_version()
+    if version is None:
+        raise NotEmbedded("no embedder is served yet; run visrec_index")
+    key = None
+    if use_cache and queryset_hook is None:
+        raw = f"{version.name}|{embeddings_generation()}|{product_id}|{k}|{filters.cache_key()}"
+        key = "visrec:similar:" + hashlib.sha256(raw.encode()).hexdigest()
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    row = ProductEmbedding.objects.filter(product_id=product_id, model_version=version.name).values_list(
+        "vector", flat=True
+    ).first()
+    if row is None:
+        raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
+    query_category = None
+    if filters.category and visrec_settings.CATEGORY_FIELD:
+        Product = get_product_model()
+        attname = Product._meta.get_field(visrec_settings.CATEGORY_FIELD).attname
+        query_category = Product._default_manager.filter(pk=product_id).values_list(attname, flat=True).first()
+    vector = np.asarray(row, dtype=np.float32)
+    result = [(n.product_id, round(n.score, 6)) for n in
+              _search(version, vector, k, filters, query_category, queryset_hook, exclude_id=product_id)]
+    if key:
+        cache.set(key, result, CACHE_SECONDS)
+    return result
+
+
+def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | None = None, *,
+                     queryset_hook: Callable | None = None) -> list[tuple[int, float]]:
+    """The ``k`` products nearest to a vector of the served version (e.g. an uploaded photo's)."""
+    filters = filters or SimilarFilters()
+    version = active_embedder_version()
+    if version is None:
+        raise NotEmbedded("no embedder is served yet; run visrec_index")
+    k = max(1, min(int(k), MAX_K))
+    filters = SimilarFilters(**{**asdict(filters), "category": None})
+    return [(n.product_id, round(n.score, 6))
+            for n in _search(version, np.asarray(vector, dtype=np.float32), k, filters, None, queryset_hook, None)]
+
+
+def parse_filters(**options) -> SimilarFilters:
+    """Filters from loosely typed options (template tag arguments); unknown names raise TypeError."""
+    return SimilarFilters(**options)
+
+
+def fallback_products(product_id: int, k: int, filters: SimilarFilters) -> list[tuple[int, float]]:
+    """Same-category products (newest first by pk) for a product without a vector; [] without categories."""
+    field = visrec_settings.CATEGORY_FIELD
+    if not field:
+        return []
+    Product = get_product_model()
+    attname = Product._meta.get_field(field).attname
+    category = Product._default_manager.filter(pk=product_id).values_list(attname, flat=True).first()
+    if category is None:
+        return []
+    queryset = _candidate_queryset(SimilarFilters(in_stock=filters.in_stock), None, None)
+    ids = queryset.filter(**{attname: category}).exclude(pk=product_id).order_by("-pk").values_list("pk", flat=True)[:k]
+    return [(pid, 0.0) for pid in ids]
+
+
+def similar_or_fallback(product_id: int, k: int = 8, filters: SimilarFilters | None = None) -> list[tuple[int, float]]:
+    """:func:`similar_products`, or :func:`fallback_products` when the product has no vector."""
+    filters = filters or SimilarFilters()
+    try:
+        return similar_products(product_id, k, filters)
+    except NotEmbedded:
+        return fallback_products(product_id, k, filters)
