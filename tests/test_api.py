@@ -1,0 +1,89 @@
+"""REST API: similar products with filters as query parameters, photo search uploads, schema."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+
+from .conftest import make_image_bytes
+from .factories import ProductFactory
+from .test_similar import catalogue, make_version  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.django_db
+URL = "/api/visrec/products/{}/similar/"
+
+
+def test_similar_endpoint_returns_cards(client, catalogue):
+    p = catalogue
+    response = client.get(URL.format(p[2].pk), {"limit": 2})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["product"] == p[2].pk and body["model_version"] == "planted@1"
+    assert [r["id"] for r in body["results"]] == [p[1].pk, p[4].pk]
+    first = body["results"][0]
+    assert set(first) == {"id", "name", "url", "price", "image_url", "score"}
+    assert 0 < first["score"] <= 1
+
+
+def test_similar_endpoint_filters(client, catalogue):
+    p = catalogue
+    body = client.get(URL.format(p[10].pk), {"limit": 2, "category": "other"}).json()
+    assert {r["id"] for r in body["results"]} == {p[9].pk, p[11].pk}
+    body = client.get(URL.format(p[10].pk), {"min_price": "25", "max_price": "26", "in_stock": "false"}).json()
+    assert {r["id"] for r in body["results"]} == {p[15].pk, p[16].pk}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": "abc"}, "limit"),
+        ({"limit": 1000}, "limit"),
+        ({"category": "cheaper"}, "category"),
+        ({"min_price": "30", "max_price": "10"}, "min_price"),
+        ({"min_price": "-1"}, "min_price"),
+        ({"diversity": "2"}, "diversity"),
+        ({"in_stock": "maybe"}, "in_stock"),
+    ],
+)
+def test_invalid_parameters_get_400_with_message(client, catalogue, params, field):
+    response = client.get(URL.format(catalogue[0].pk), params)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_unknown_product_is_404(client, catalogue):
+    assert client.get(URL.format(999999)).status_code == 404
+
+
+def test_search_rejects_bad_uploads_with_400(client, catalogue, settings):
+    url = "/api/visrec/search/"
+    assert client.post(url, {}).status_code == 400
+    assert "image" in client.post(url, {}).json()
+    broken = io.BytesIO(b"definitely not an image")
+    broken.name = "x.jpg"
+    response = client.post(url, {"image": broken})
+    assert response.status_code == 400 and "image rejected" in response.json()["detail"]
+    settings.VISREC = {**settings.VISREC, "MAX_IMAGE_BYTES": 200}
+    big = io.BytesIO(make_image_bytes(size=(300, 300)))
+    big.name = "big.jpg"
+    response = client.post(url, {"image": big})
+    assert response.status_code == 400 and "limit" in str(response.json())
+    url_only = client.post(url, {"image_url": "http://169.254.169.254/latest"})
+    assert url_only.status_code == 400  # no URL fetching: an image file is required
+
+
+def test_openapi_schema_is_valid(client, tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+    schema = (tmp_path / "schema.yml").read_text()
+    assert "/api/visrec/products/{product_id}/similar/" in schema
+    assert "/api/visrec/search/" in schema
+    assert client.get("/api/visrec/docs/").status_code == 200
+    assert client.get("/api/visrec/schema/").status_code == 200
+
+
+def test_product_without_vector_gets_fallback(client, catalogue):
+    newcomer = ProductFactory(category=catalogue[0].category, stock=3)
+    body = client.get(URL.format(newcomer.pk), {"limit": 3}).json()
+    assert len(body["results"]) == 3 and all(r["score"] == 0 for r in body["results"])

@@ -1,0 +1,1 @@
+"""visrec's REST API (Django REST framework). Include ``visrec.api.urls`` under any prefix."""

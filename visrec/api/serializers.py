@@ -1,0 +1,74 @@
+"""Request validation and response shapes of the REST API."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..conf import visrec_settings
+from ..services.similar import MAX_K, SimilarFilters
+
+
+class FilterParamsSerializer(serializers.Serializer):
+    """Query parameters shared by the "similar" and "search" endpoints."""
+
+    limit = serializers.IntegerField(min_value=1, max_value=MAX_K, default=8)
+    in_stock = serializers.BooleanField(default=True)
+    category = serializers.ChoiceField(choices=["same", "other"], required=False, allow_null=True, default=None)
+    min_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=None)
+    max_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=None)
+    exclude_near_duplicates = serializers.BooleanField(default=False)
+    diversity = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
+
+    def validate(self, attrs):
+        low, high = attrs.get("min_price"), attrs.get("max_price")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"min_price": "min_price must not exceed max_price."})
+        if (low is not None or high is not None) and not visrec_settings.PRICE_FIELD:
+            raise serializers.ValidationError({"min_price": "price filters are off: VISREC['PRICE_FIELD'] is empty."})
+        return attrs
+
+    def filters(self) -> SimilarFilters:
+        data = dict(self.validated_data)
+        data.pop("limit")
+        data.pop("image", None)
+        data.pop("predict_category", None)
+        return SimilarFilters(**data)
+
+
+class SearchRequestSerializer(FilterParamsSerializer):
+    """A multipart upload: ``image`` plus the filters."""
+
+    image = serializers.FileField(allow_empty_file=False)
+    predict_category = serializers.BooleanField(default=False)
+    category = None  # relative to the query product: meaningless for an upload
+
+    def validate_image(self, upload):
+        limit = visrec_settings.MAX_IMAGE_BYTES
+        if upload.size > limit:
+            raise serializers.ValidationError(f"The image is {upload.size} bytes; the limit is {limit}.")
+        return upload
+
+
+class ProductCardSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    name = serializers.CharField()
+    url = serializers.CharField()
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    image_url = serializers.CharField()
+    score = serializers.FloatField(help_text="cosine similarity to the query, 1 = identical")
+
+
+class SimilarResponseSerializer(serializers.Serializer):
+    product = serializers.IntegerField()
+    model_version = serializers.CharField()
+    results = ProductCardSerializer(many=True)
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    model_version = serializers.CharField()
+    predicted_category = serializers.CharField(allow_null=True)
+    category_confidence = serializers.FloatField(allow_null=True)
+    results = ProductCardSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

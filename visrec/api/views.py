@@ -1,0 +1,95 @@
+"""REST views: thin over :mod:`visrec.services.similar` and :mod:`visrec.services.photo_search`."""
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ..conf import get_product_model
+from ..imaging import ImageRejected
+from ..services import presentation
+from ..services.embedders import active_embedder_version
+from ..services.photo_search import search_by_image
+from ..services.similar import NotEmbedded, fallback_products, similar_products
+from .serializers import (
+    ErrorSerializer,
+    FilterParamsSerializer,
+    ProductCardSerializer,
+    SearchRequestSerializer,
+    SearchResponseSerializer,
+    SimilarResponseSerializer,
+)
+
+
+class SimilarProductsView(APIView):
+    """Products that look like a product."""
+
+    @extend_schema(
+        parameters=[FilterParamsSerializer],
+        responses={200: SimilarResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        summary="Visually similar products",
+        description="The products nearest to this one in the served embedding (cosine), never the product "
+                    "itself. Without a vector yet, same-category products with score 0.",
+    )
+    def get(self, request, product_id: int):
+        params = FilterParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        Product = get_product_model()
+        get_object_or_404(Product._default_manager.only("pk"), pk=product_id)
+        limit = params.validated_data["limit"]
+        try:
+            ranked = similar_products(product_id, limit, params.filters())
+        except NotEmbedded:
+            ranked = fallback_products(product_id, limit, params.filters())
+        version = active_embedder_version()
+        return Response({
+            "product": product_id,
+            "model_version": version.name if version else "",
+            "results": ProductCardSerializer(presentation.product_cards(ranked), many=True).data,
+        })
+
+
+class PhotoSearchView(APIView):
+    """Products that look like an uploaded photo."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": SearchRequestSerializer},
+        responses={200: SearchResponseSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+        summary="Search by photo",
+        description="Upload an image (multipart field `image`); size- and pixel-limited. Image URLs are "
+                    "not accepted: visrec never fetches a client-given address.",
+    )
+    def post(self, request):
+        params = SearchRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        upload = params.validated_data["image"]
+        try:
+            result = search_by_image(upload.read(), params.validated_data["limit"], params.filters(),
+                                     with_category=params.validated_data["predict_category"])
+        except ImageRejected as exc:
+            return Response({"detail": f"image rejected: {exc.reason}"}, status=status.HTTP_400_BAD_REQUEST)
+        except NotEmbedded as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        category = result.predicted_category
+        return Response({
+            "model_version": result.model_version,
+            "predicted_category": None if category is None else str(_category_label(category)),
+            "category_confidence": result.category_confidence,
+            "results": ProductCardSerializer(presentation.product_cards(result.ranked), many=True).data,
+        })
+
+
+def _category_label(value):
+    """A category's display name when the category field is a foreign key, else the value."""
+    from ..conf import visrec_settings
+
+    field = get_product_model()._meta.get_field(visrec_settings.CATEGORY_FIELD)
+    if field.is_relation:
+        obj = field.related_model._default_manager.filter(pk=value).first()
+        return obj if obj is not None else value
+    return value

@@ -1,0 +1,65 @@
+"""Search by photo: an uploaded image, embedded like the catalogue, against the product vectors.
+
+The image arrives as bytes (an upload); visrec never fetches an image from a URL given by
+a client, so it cannot be turned into a server-side request forgery.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from ..conf import get_product_model, visrec_settings
+from ..imaging import PreprocessConfig, decode_image, preprocess_image
+from .embedders import active_embedder_version, load_embedder
+from .extraction import preprocess_config
+from .similar import NotEmbedded, SimilarFilters, search_by_vector
+
+
+@dataclass
+class PhotoSearchResult:
+    ranked: list[tuple[int, float]]
+    predicted_category: object | None
+    category_confidence: float | None
+    model_version: str
+
+
+def predict_category(ranked: list[tuple[int, float]]) -> tuple[object | None, float | None]:
+    """The category most of the nearest products share (similarity-weighted vote), and its share."""
+    field = visrec_settings.CATEGORY_FIELD
+    if not field or not ranked:
+        return None, None
+    Product = get_product_model()
+    attname = Product._meta.get_field(field).attname
+    categories = dict(Product._default_manager.filter(pk__in=[p for p, _ in ranked]).values_list("pk", attname))
+    votes: Counter = Counter()
+    for pid, score in ranked:
+        if categories.get(pid) is not None:
+            votes[categories[pid]] += max(score, 0.0)
+    if not votes:
+        return None, None
+    category, weight = votes.most_common(1)[0]
+    return category, round(weight / sum(votes.values()), 4)
+
+
+def search_by_image(data: bytes, k: int = 8, filters: SimilarFilters | None = None, *,
+                    with_category: bool = False) -> PhotoSearchResult:
+    """The ``k`` products that look most like an uploaded photo.
+
+    Raises:
+        visrec.imaging.ImageRejected: the upload is not a usable image (reason inside).
+        NotEmbedded: no embedder is served yet.
+    """
+    limits = PreprocessConfig(max_bytes=visrec_settings.MAX_IMAGE_BYTES, max_pixels=visrec_settings.MAX_IMAGE_PIXELS)
+    image = decode_image(data, limits)  # refuse a bad upload before any model is loaded
+    version = active_embedder_version()
+    if version is None:
+        raise NotEmbedded("no embedder is served yet; run visrec_index")
+    embedder = load_embedder(version)
+    array = preprocess_image(image, preprocess_config(embedder.backbone))
+    vector = embedder.embed_served(array[None])[0]
+    ranked = search_by_vector(vector, k, filters)
+    category, confidence = None, None
+    if with_category:
+        neighbours = ranked if len(ranked) >= 10 else search_by_vector(vector, 10, SimilarFilters(in_stock=False))
+        category, confidence = predict_category(neighbours)
+    return PhotoSearchResult(ranked, category, confidence, version.name)
