@@ -10,4 +10,12 @@ class VisrecConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
         from . import checks  # noqa: F401 - registers the system checks
+        from .signal_handlers import register_signal_handlers
+
+        try:
+            register_signal_handlers()
+        except ImproperlyConfigured:
+            pass  # reported by the system checks visrec.E001/E002 with a fix

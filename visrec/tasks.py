@@ -1,12 +1,66 @@
-"""Celery tasks: thin wrappers over :mod:`visrec.services`, JSON arguments only."""
+"""Celery tasks: thin wrappers over :mod:`visrec.services`, JSON arguments only.
+
+Queues come from ``VISREC`` through :func:`visrec.celery.route_task`.
+"""
 from __future__ import annotations
 
-from celery import shared_task
+from dataclasses import asdict
 
-from .services import health
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from .services import extraction, health
+
+#: Errors worth retrying: the database or storage was briefly unreachable.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 
 
 @shared_task(name="visrec.health_check")
 def health_check() -> dict:
     """Reports what a worker sees of the database and pgvector (a smoke test for a deployment)."""
     return health.database_health()
+
+
+@shared_task(
+    name="visrec.embed_images",
+    acks_late=True,               # a worker killed mid-batch leaves the message to be redelivered
+    reject_on_worker_lost=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=True,
+    max_retries=5,
+)
+def embed_images(image_ids: list[int], force: bool = False) -> dict:
+    """Embeds host images (idempotent on content hash and model version)."""
+    report = extraction.embed_images(image_ids, force=force)
+    return {k: v for k, v in asdict(report).items() if k != "failures"} | {
+        "failures": {str(k): v for k, v in report.failures.items()}
+    }
+
+
+@shared_task(name="visrec.refresh_product_vectors", autoretry_for=TRANSIENT_ERRORS, max_retries=5)
+def refresh_product_vectors(product_ids: list[int]) -> int:
+    """Recomputes product vectors after images were deleted."""
+    from .services.embedders import target_embedder_version, written_versions
+
+    return extraction.update_product_vectors(product_ids, written_versions(target_embedder_version()))
+
+
+@shared_task(name="visrec.index_catalogue")
+def index_catalogue(mode: str = "missing", chunk_size: int = 256) -> int:
+    """Queues the catalogue's images for extraction in chunks; returns how many."""
+    ids = extraction.images_to_index(mode)
+    for chunk in extraction.chunked(ids, chunk_size):
+        embed_images.delay(chunk, force=mode != "missing")
+    return len(ids)
+
+
+@shared_task(name="visrec.train_embedder", acks_late=False)
+def train_embedder() -> dict:
+    """Nightly: fine-tunes the embedder; switches only if not worse (see services.finetuning)."""
+    from .services import finetuning
+
+    try:
+        outcome = finetuning.train_embedder()
+    except finetuning.NothingToTrain as exc:
+        return {"promoted": False, "reason": str(exc)}
+    return asdict(outcome)

@@ -1,0 +1,35 @@
+"""Embedding follows the host's images: saved or deleted image -> on_commit -> Celery task."""
+from __future__ import annotations
+
+from functools import partial
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from .conf import get_image_model, visrec_settings
+
+
+def post_save_image(sender, instance, created: bool = False, raw: bool = False, **kwargs) -> None:
+    """Queues the saved image for embedding once the transaction commits (fixtures are skipped)."""
+    if raw or not visrec_settings.AUTO_INDEX:
+        return
+    from .tasks import embed_images
+
+    transaction.on_commit(partial(embed_images.delay, [instance.pk]))
+
+
+def post_delete_image(sender, instance, **kwargs) -> None:
+    """Refreshes the product's vector without the deleted image once the transaction commits."""
+    if not visrec_settings.AUTO_INDEX:
+        return
+    from .tasks import refresh_product_vectors
+
+    product_id = getattr(instance, sender._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname)
+    transaction.on_commit(partial(refresh_product_vectors.delay, [product_id]))
+
+
+def register_signal_handlers() -> None:
+    """Connects the handlers to the host's image model (called from ``VisrecConfig.ready``)."""
+    image_model = get_image_model()
+    post_save.connect(post_save_image, sender=image_model, dispatch_uid="visrec_post_save_image")
+    post_delete.connect(post_delete_image, sender=image_model, dispatch_uid="visrec_post_delete_image")
