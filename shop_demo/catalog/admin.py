@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from visrec.admin import VisuallySimilarAdminMixin
+
 from .models import Category, Product, ProductImage
 
 
@@ -15,9 +17,10 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(VisuallySimilarAdminMixin, admin.ModelAdmin):
     list_display = ["name", "category", "price", "stock"]
     list_filter = ["category"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ("name",)}
     inlines = [ProductImageInline]
+    readonly_fields = ["visrec_embedding_status", "visrec_similar_products"]

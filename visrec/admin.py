@@ -1,0 +1,129 @@
+"""Admin: visrec's own models, and a mixin a host adds to its product admin.
+
+In the host's admin.py::
+
+    from visrec.admin import VisuallySimilarAdminMixin
+
+    @admin.register(Product)
+    class ProductAdmin(VisuallySimilarAdminMixin, admin.ModelAdmin):
+        readonly_fields = ["visrec_embedding_status", "visrec_similar_products"]
+"""
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .models import EmbeddingStatus, ImageEmbedding, InteractionEvent, ModelKind, ModelVersion
+from .services import presentation, similar
+from .services.embedders import activate_embedder, active_embedder_version
+
+
+class VisuallySimilarAdminMixin:
+    """Read-only fields for a host product admin: embedding status and look-alike thumbnails."""
+
+    visrec_similar_limit = 8
+
+    @admin.display(description=_("image embeddings"))
+    def visrec_embedding_status(self, obj) -> str:
+        if obj is None or obj.pk is None:
+            return "—"
+        version = active_embedder_version()
+        if version is None:
+            return _("no embedder served yet (run visrec_index)")
+        rows = ImageEmbedding.objects.filter(product_id=obj.pk, model_version=version.name)
+        counts = rows.aggregate(done=Count("pk", filter=Q(status=EmbeddingStatus.DONE)),
+                                failed=Count("pk", filter=Q(status=EmbeddingStatus.FAILED)))
+        errors = list(rows.filter(status=EmbeddingStatus.FAILED).values_list("image_id", "error")[:5])
+        parts = format_html("{} done, {} failed under <code>{}</code>", counts["done"], counts["failed"], version.name)
+        if errors:
+            parts += format_html("<ul>{}</ul>", format_html_join("", "<li>image {}: {}</li>", errors))
+        return parts
+
+    @admin.display(description=_("visually similar"))
+    def visrec_similar_products(self, obj) -> str:
+        if obj is None or obj.pk is None:
+            return "—"
+        try:
+            ranked = similar.similar_products(obj.pk, self.visrec_similar_limit,
+                                              similar.SimilarFilters(in_stock=False))
+        except similar.NotEmbedded:
+            return _("not embedded yet")
+        cards = presentation.product_cards(ranked)
+        return format_html(
+            '<div style="display:flex;flex-wrap:wrap;gap:8px">{}</div>',
+            format_html_join("", '<figure style="margin:0;width:96px;text-align:center">'
+                                 '<img src="{}" alt="{}" width="96" height="96" style="object-fit:cover">'
+                                 '<figcaption style="font-size:11px">{} ({})</figcaption></figure>',
+                             ((c["image_url"], c["alt"], c["name"], f"{c['score']:.2f}") for c in cards)),
+        )
+
+
+@admin.register(ImageEmbedding)
+class ImageEmbeddingAdmin(admin.ModelAdmin):
+    list_display = ["image_id", "product_id", "model_version", "status", "short_error", "updated_at"]
+    list_filter = ["status", "model_version"]
+    search_fields = ["error", "content_hash"]
+    readonly_fields = [f.name for f in ImageEmbedding._meta.fields if f.name != "vector"]
+    exclude = ["vector"]
+    actions = ["requeue"]
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj) -> str:
+        return (obj.error[:80] + "…") if len(obj.error) > 80 else obj.error
+
+    @admin.action(description=_("Re-queue for embedding"))
+    def requeue(self, request, queryset) -> None:
+        from .tasks import embed_images
+
+        ids = list(queryset.values_list("image_id", flat=True).distinct())
+        embed_images.delay(ids, force=True)
+        self.message_user(request, ngettext("%d image queued.", "%d images queued.", len(ids)) % len(ids))
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "is_active", "created_at", "activated_at", "notes"]
+    list_filter = ["kind", "is_active"]
+    readonly_fields = ["kind", "name", "created_at", "metrics", "artefact", "dimensions", "is_active", "activated_at"]
+    actions = ["promote"]
+
+    @admin.action(description=_("Serve this version (promote / roll back)"))
+    def promote(self, request, queryset) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, _("Choose exactly one version."), messages.ERROR)
+            return
+        version = queryset.get()
+        if version.kind != ModelKind.EMBEDDER:
+            self.message_user(request, _("Only embedder versions can be switched here."), messages.ERROR)
+            return
+        from .services.extraction import coverage
+
+        state = coverage(version)
+        if state["done"] + state["failed"] < state["images"]:
+            self.message_user(request, _("%(name)s covers %(done)d of %(images)d images; index it first.")
+                              % {"name": version.name, **state}, messages.ERROR)
+            return
+        activate_embedder(version, note=f"switched in the admin by {request.user}")
+        self.message_user(request, _("%s is now served.") % version.name)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(InteractionEvent)
+class InteractionEventAdmin(admin.ModelAdmin):
+    list_display = ["occurred_at", "event_type", "product_id", "source", "position"]
+    list_filter = ["event_type"]
+    date_hierarchy = "occurred_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
