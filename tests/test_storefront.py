@@ -21,3 +21,28 @@ def test_home_category_and_product_pages(client):
     assert b"Out of stock" in detail.content
     assert f'src="{mug.images.first().image.url}"'.encode() in detail.content
     assert client.get("/p/nope/").status_code == 404
+
+
+def test_product_page_shows_visually_similar_widget(client):
+    from .test_similar import make_version, plant
+
+    make_version()
+    category = CategoryFactory(slug="lamps")
+    products = [ProductFactory(category=category, slug=f"lamp-{i}", name=f"Lamp {i}") for i in range(4)]
+    for product in products:
+        ProductImageFactory(product=product)
+    plant(products, [[1, 0.1 * i] + [0] * 14 for i in range(4)])
+    html = client.get("/p/lamp-0/").content.decode()
+    assert 'class="visrec-widget visrec-similar"' in html
+    assert "Lamp 1" in html and 'href="/p/lamp-1/"' in html
+
+
+def test_photo_search_page_rejects_broken_upload(client):
+    import io
+
+    page = client.get("/search/photo/")
+    assert page.status_code == 200 and b'type="file"' in page.content
+    broken = io.BytesIO(b"not an image")
+    broken.name = "x.jpg"
+    response = client.post("/search/photo/", {"image": broken})
+    assert response.status_code == 400

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("c/<slug:slug>/", views.category_detail, name="category"),
     path("p/<slug:slug>/", views.product_detail, name="product"),
+    path("search/photo/", views.photo_search, name="photo-search"),
 ]

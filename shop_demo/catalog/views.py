@@ -1,9 +1,15 @@
 """The demo storefront: home, category and product pages."""
 from __future__ import annotations
 
+from django import forms
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, render
+
+from visrec.imaging import ImageRejected
+from visrec.services import presentation
+from visrec.services.photo_search import search_by_image
+from visrec.services.similar import NotEmbedded
 
 from .models import Category, Product, ProductImage
 
@@ -32,3 +38,25 @@ def category_detail(request, slug: str):
 def product_detail(request, slug: str):
     product = get_object_or_404(_with_first_image(Product.objects.all()), slug=slug)
     return render(request, "catalog/product.html", {"product": product})
+
+
+class PhotoSearchForm(forms.Form):
+    image = forms.ImageField(label="A photo of something you like")
+
+
+def photo_search(request):
+    """Search by photo, as a shop would wire visrec's service into its own page."""
+    form = PhotoSearchForm(request.POST or None, request.FILES or None)
+    results, error, category = [], "", None
+    if request.method == "POST" and form.is_valid():
+        try:
+            found = search_by_image(form.cleaned_data["image"].read(), k=12, with_category=True)
+            results = presentation.product_cards(found.ranked)
+            category = Category.objects.filter(pk=found.predicted_category).first()
+        except ImageRejected as exc:
+            error = f"We could not read that picture: {exc.reason}."
+        except NotEmbedded:
+            error = "The catalogue is still being indexed; try again in a minute."
+    status = 400 if request.method == "POST" and (error or not form.is_valid()) else 200
+    return render(request, "catalog/photo_search.html",
+                  {"form": form, "results": results, "error": error, "category": category}, status=status)
