@@ -22,3 +22,26 @@ def test_wheel_contains_visrec_only(tmp_path):
     assert any(n.startswith("visrec/templates/visrec/") for n in names)
     assert any(n.startswith("visrec/static/visrec/") for n in names)
     assert not any("shop_demo" in n or n.startswith("tests/") for n in names)
+
+
+def test_installed_package_imports_without_the_demo(tmp_path):
+    """The wheel installed on its own: `visrec` imports from site-packages, `shop_demo` does not exist."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, timeout=300,
+    )
+    wheel = next(tmp_path.glob("visrec-*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, timeout=300)
+    probe = (
+        "import importlib.util, visrec, visrec.imaging, visrec.backbones;"
+        "print(visrec.__file__);"
+        "print(importlib.util.find_spec('shop_demo'))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    path, spec = result.stdout.split()
+    assert path.startswith(str(target))
+    assert spec == "None"
