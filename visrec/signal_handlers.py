@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
@@ -28,8 +29,18 @@ def post_delete_image(sender, instance, **kwargs) -> None:
     transaction.on_commit(partial(refresh_product_vectors.delay, [product_id]))
 
 
+def user_logged_in_handler(sender, request, user, **kwargs) -> None:
+    """A shopper who logs in mid-session keeps the session's history."""
+    if request is None:
+        return
+    from .services.tracking import adopt_session_history
+
+    adopt_session_history(request, user)
+
+
 def register_signal_handlers() -> None:
     """Connects the handlers to the host's image model (called from ``VisrecConfig.ready``)."""
     image_model = get_image_model()
     post_save.connect(post_save_image, sender=image_model, dispatch_uid="visrec_post_save_image")
     post_delete.connect(post_delete_image, sender=image_model, dispatch_uid="visrec_post_delete_image")
+    user_logged_in.connect(user_logged_in_handler, dispatch_uid="visrec_user_logged_in")

@@ -72,3 +72,28 @@ class SearchResponseSerializer(serializers.Serializer):
 
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+class EventSerializer(serializers.Serializer):
+    """One event from storefront JavaScript."""
+
+    type = serializers.CharField(max_length=20)
+    product = serializers.IntegerField(required=False, allow_null=True, default=None)
+    timestamp = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    source = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")
+    position = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=999)
+
+
+class EventBatchSerializer(serializers.Serializer):
+    events = EventSerializer(many=True, allow_empty=False)
+
+    def validate_events(self, value):
+        from ..services.tracking import MAX_BATCH
+
+        if len(value) > MAX_BATCH:
+            raise serializers.ValidationError(f"{len(value)} events in one batch; the limit is {MAX_BATCH}.")
+        return value
+
+
+class EventBatchResponseSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField()

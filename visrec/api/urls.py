@@ -11,6 +11,7 @@ app_name = "visrec"
 urlpatterns = [
     path("products/<int:product_id>/similar/", views.SimilarProductsView.as_view(), name="similar-products"),
     path("search/", views.PhotoSearchView.as_view(), name="photo-search"),
+    path("events/", views.EventBatchView.as_view(), name="events"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="visrec:schema"), name="docs"),
 ]

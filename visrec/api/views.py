@@ -14,8 +14,11 @@ from ..services import presentation
 from ..services.embedders import active_embedder_version
 from ..services.photo_search import search_by_image
 from ..services.similar import NotEmbedded, fallback_products, similar_products
+from ..services.tracking import EventIn, TrackingError, record_events, subject_for_request
 from .serializers import (
     ErrorSerializer,
+    EventBatchResponseSerializer,
+    EventBatchSerializer,
     FilterParamsSerializer,
     ProductCardSerializer,
     SearchRequestSerializer,
@@ -93,3 +96,27 @@ def _category_label(value):
         obj = field.related_model._default_manager.filter(pk=value).first()
         return obj if obj is not None else value
     return value
+
+
+class EventBatchView(APIView):
+    """Events of the requesting shopper, batched by storefront JavaScript."""
+
+    @extend_schema(
+        request=EventBatchSerializer,
+        responses={202: EventBatchResponseSerializer, 400: ErrorSerializer},
+        summary="Record shopper events",
+        description="Up to 100 events (view, click, cart, purchase, search) of the requesting shopper; "
+                    "all are validated before any is stored. The shopper is identified by their session "
+                    "or login only.",
+    )
+    def post(self, request):
+        batch = EventBatchSerializer(data=request.data)
+        batch.is_valid(raise_exception=True)
+        events = [EventIn(event_type=e["type"], product=e["product"], occurred_at=e["timestamp"],
+                          source=e["source"], position=e["position"]) for e in batch.validated_data["events"]]
+        try:
+            accepted = record_events(subject_for_request(request), events)
+        except TrackingError as exc:
+            return Response({"detail": "no event was recorded", "events": {str(k): v for k, v in exc.errors.items()}},
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
