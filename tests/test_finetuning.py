@@ -1,0 +1,150 @@
+"""Fine-tuning on the catalogue: versioned head, re-embedding, guarded and atomic switch."""
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from PIL import Image, ImageDraw
+
+from visrec.models import ImageEmbedding, ModelVersion, ProductEmbedding
+from visrec.services import finetuning
+from visrec.services.embedders import active_embedder_version
+from visrec.training.projection import ProjectionHead, TrainingConfig
+
+from .factories import CategoryFactory, ProductFactory, ProductImageFactory
+
+SHAPES = ("circle", "square", "triangle", "bar")
+COLOURS = [(200, 30, 30), (30, 60, 200), (30, 160, 60), (230, 200, 20), (40, 40, 40)]
+
+
+def shape_png(shape: str, colour, jitter: int) -> bytes:
+    image = Image.new("RGB", (160, 160), (245, 245, 245))
+    draw = ImageDraw.Draw(image)
+    o = jitter % 15
+    box = (30 + o, 30 + o, 120 + o, 120 + o)
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    elif shape == "triangle":
+        draw.polygon([(75 + o, 25 + o), (130 + o, 125 + o), (20 + o, 125 + o)], fill=colour)
+    else:
+        draw.rectangle((15 + o, 65 + o, 145 - o, 95 + o), fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_catalogue(per_shape: int = 15) -> None:
+    for shape in SHAPES:
+        category = CategoryFactory(name=shape.title(), slug=shape)
+        for i in range(per_shape):
+            product = ProductFactory(category=category)
+            ProductImageFactory.with_bytes(shape_png(shape, COLOURS[i % len(COLOURS)], i), product=product,
+                                           name=f"{shape}{i}.png")
+    call_command("visrec_index", verbosity=0)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_training_creates_a_version_reembeds_and_switches_when_not_worse():
+    build_catalogue()
+    pretrained = active_embedder_version()
+    outcome = finetuning.train_embedder(TrainingConfig(epochs=15))
+    version = ModelVersion.objects.get(name=outcome.version)
+    assert outcome.metric.startswith("held-out precision@10")
+    assert version.metrics["evaluation"]["old_version"] == pretrained.name
+    assert version.metrics["training"]["supervised"] is True
+    assert outcome.promoted == (outcome.new_score >= outcome.old_score)
+    if outcome.promoted:
+        assert active_embedder_version() == version
+        assert ProductEmbedding.objects.filter(model_version=version.name).count() == len(SHAPES) * 15
+        # The stored vectors are the saved head applied to the backbone's vectors.
+        with version.artefact.open("rb") as handle:
+            head = ProjectionHead.load(io.BytesIO(handle.read()))
+        row = ImageEmbedding.objects.filter(model_version=version.name).first()
+        base = ImageEmbedding.objects.get(image_id=row.image_id, model_version=pretrained.name)
+        np.testing.assert_allclose(head.project(np.asarray(base.vector, dtype=np.float32)[None])[0],
+                                   np.asarray(row.vector), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_guardrail_keeps_the_old_version_when_the_new_is_worse(monkeypatch):
+    build_catalogue()
+    pretrained = active_embedder_version()
+
+    def scrambled_head(base, *args, **kwargs):
+        head = ProjectionHead(base.shape[1], 32, 16)  # random projection to 32 dims: much worse
+        torch_gen = __import__("torch").manual_seed(0)
+        __import__("torch").nn.init.normal_(head.linear.weight, generator=torch_gen)
+        return head, [0.0]
+
+    monkeypatch.setattr(finetuning, "train_head", scrambled_head)
+    monkeypatch.setattr(finetuning, "_score", lambda vectors, labels, k=10: 1.0 if vectors.shape[1] > 32 else 0.2)
+    outcome = finetuning.train_embedder(TrainingConfig(epochs=1))
+    assert not outcome.promoted
+    assert active_embedder_version() == pretrained
+    rejected = ModelVersion.objects.get(name=outcome.version)
+    assert rejected.notes.startswith(f"kept {pretrained.name}")
+    assert not ImageEmbedding.objects.filter(model_version=rejected.name).exists()
+    assert not ProductEmbedding.objects.filter(model_version=rejected.name).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_failed_training_keeps_serving(monkeypatch):
+    build_catalogue(per_shape=3)
+    pretrained = active_embedder_version()
+    monkeypatch.setattr(finetuning, "train_head", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        finetuning.train_embedder(TrainingConfig(epochs=1))
+    assert active_embedder_version() == pretrained
+    assert ModelVersion.objects.filter(is_active=True).count() == 1
+
+
+def test_nothing_to_train_is_a_clear_error(db):
+    with pytest.raises(finetuning.NothingToTrain, match="visrec_index"):
+        finetuning.train_embedder(TrainingConfig(epochs=1))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_readers_never_see_a_half_built_version():
+    """While a new version is written and switched on, every read sees one complete version."""
+    build_catalogue(per_shape=15)
+    total = len(SHAPES) * 15
+    seen: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        connection = connections.create_connection("default")
+        try:
+            while not stop.is_set():
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT v.name, (SELECT count(*) FROM visrec_productembedding p WHERE p.model_version = v.name) "
+                        "FROM visrec_modelversion v WHERE v.is_active AND v.kind = 'embedder'"
+                    )
+                    seen.extend(cursor.fetchall())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        outcome = finetuning.train_embedder(TrainingConfig(epochs=3))
+    finally:
+        stop.set()
+        thread.join()
+    assert seen, "the reader ran"
+    assert all(count == total for _, count in seen), {c for _, c in seen}
+    names = [name for name, _ in seen]
+    # Once readers see the new version they never see the old one again.
+    assert names == sorted(names, key=lambda name: name == outcome.version)
+    expected = outcome.version if outcome.promoted else names[0]
+    assert active_embedder_version().name == expected

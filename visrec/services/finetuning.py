@@ -1,0 +1,250 @@
+"""Fine-tuning the embedder on the shop's own catalogue, with a guarded switch.
+
+Steps of :func:`train_embedder` (the nightly Celery task and ``visrec_train_embedder``):
+
+1. read the catalogue's backbone vectors (the active version's *base* version);
+2. hold out 20% of products (a stable hash of their id);
+3. embed one augmented view of every training image (crop, flip, scale: no colour change);
+4. train a projection head (:mod:`visrec.training.projection`): supervised by the host's
+   categories where ``CATEGORY_FIELD`` is set, self-supervised by the views otherwise;
+5. save the head as a versioned artefact and re-embed the whole catalogue under the new
+   version (the head applied to the stored backbone vectors: no CNN pass needed);
+6. measure old and new on the held-out products: precision@10 of same category (or,
+   without categories, how often an augmented view finds its own product first);
+7. switch to the new version only if it is at least as good; otherwise keep the old,
+   drop the new vectors and record why in the version's notes.
+
+A failure anywhere leaves the served version untouched.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image, ImageOps
+
+from ..conf import get_image_model, get_product_model, visrec_settings
+from ..evaluation.embeddings import precision_at_k
+from ..imaging import ImageRejected, decode_image, preprocess_image
+from ..models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
+from ..training.projection import ProjectionHead, TrainingConfig, train_head
+from . import vector_index
+from .embedders import activate_embedder, active_embedder_version, load_embedder
+from .extraction import _read, preprocess_config, update_product_vectors
+
+logger = logging.getLogger(__name__)
+
+HOLDOUT_FRACTION = 0.2
+
+
+class NothingToTrain(RuntimeError):
+    """The catalogue has no embedded images to learn from."""
+
+
+@dataclass
+class TrainingOutcome:
+    version: str
+    promoted: bool
+    old_score: float
+    new_score: float
+    metric: str
+    reason: str
+
+
+def is_held_out(product_id: int) -> bool:
+    """Stable 20% split of products by a hash of their id."""
+    digest = hashlib.sha256(f"visrec-holdout:{product_id}".encode()).digest()
+    return digest[0] < 256 * HOLDOUT_FRACTION
+
+
+def _catalogue(base_version: str):
+    rows = list(
+        ImageEmbedding.objects.filter(model_version=base_version, status=EmbeddingStatus.DONE)
+        .order_by("image_id").values_list("image_id", "product_id", "vector", "content_hash")
+    )
+    if not rows:
+        raise NothingToTrain(f"no embedded images under {base_version}; run visrec_index first")
+    image_ids = np.array([r[0] for r in rows], dtype=np.int64)
+    product_ids = np.array([r[1] for r in rows], dtype=np.int64)
+    vectors = np.stack([np.asarray(r[2], dtype=np.float32) for r in rows])
+    hashes = [r[3] for r in rows]
+    return image_ids, product_ids, vectors, hashes
+
+
+def product_categories(product_ids) -> dict[int, object]:
+    """The host's category of each product (``{}`` when CATEGORY_FIELD is "")."""
+    field = visrec_settings.CATEGORY_FIELD
+    if not field:
+        return {}
+    Product = get_product_model()
+    attname = Product._meta.get_field(field).attname
+    return dict(Product._default_manager.filter(pk__in=list(set(product_ids))).values_list("pk", attname))
+
+
+def augment(image: Image.Image, rng: random.Random) -> Image.Image:
+    """A view of the same product: random crop (60-100% of the side), flip, small rotation."""
+    width, height = image.size
+    scale = rng.uniform(0.6, 1.0)
+    w, h = max(1, int(width * scale)), max(1, int(height * scale))
+    left, top = rng.randint(0, width - w), rng.randint(0, height - h)
+    view = image.crop((left, top, left + w, top + h))
+    if rng.random() < 0.5:
+        view = ImageOps.mirror(view)
+    angle = rng.uniform(-12, 12)
+    return view.rotate(angle, resample=Image.BILINEAR, expand=True, fillcolor=(255, 255, 255))
+
+
+def augmented_vectors(embedder, image_ids: np.ndarray, base: np.ndarray, seed: int, progress=None) -> np.ndarray:
+    """Backbone vectors of one augmented view of each image (the base vector where unreadable)."""
+    Image_ = get_image_model()
+    field = visrec_settings.IMAGE_FIELD
+    objs = Image_._default_manager.in_bulk(image_ids.tolist())
+    config = preprocess_config(embedder.backbone)
+    out = base.copy()
+    batch_size = visrec_settings.EXTRACTION_BATCH_SIZE
+    for start in range(0, len(image_ids), batch_size):
+        arrays, rows = [], []
+        for row in range(start, min(start + batch_size, len(image_ids))):
+            obj = objs.get(int(image_ids[row]))
+            if obj is None:
+                continue
+            try:
+                image = decode_image(_read(getattr(obj, field), config.max_bytes), config)
+            except ImageRejected:
+                continue
+            view = augment(image, random.Random(seed * 1_000_003 + int(image_ids[row])))
+            arrays.append(preprocess_image(view, config))
+            rows.append(row)
+        if arrays:
+            out[rows] = embedder.backbone.embed(np.stack(arrays))
+        if progress:
+            progress(min(batch_size, len(image_ids) - start))
+    return out
+
+
+def _score(vectors: np.ndarray, labels: list, k: int = 10) -> float:
+    return precision_at_k(vectors, labels, k=k)
+
+
+def _self_retrieval(queries: np.ndarray, catalogue: np.ndarray) -> float:
+    """How often a view's nearest catalogue vector is its own image (rows aligned)."""
+    nearest = np.argmax(queries @ catalogue.T, axis=1)
+    return float(np.mean(nearest == np.arange(len(queries))))
+
+
+def train_embedder(config: TrainingConfig | None = None, progress=None) -> TrainingOutcome:
+    """Trains, re-embeds, evaluates and (if not worse) switches the served embedder.
+
+    Args:
+        config: head hyper-parameters.
+        progress: optional ``callable(stage: str, done: int, total: int)``.
+    """
+    config = config or TrainingConfig()
+    active = active_embedder_version()
+    if active is None:
+        raise NothingToTrain("no embedder is served yet; run visrec_index first")
+    embedder = load_embedder(active)
+    base_version = active.metrics.get("base_version", active.name)
+    image_ids, product_ids, base, hashes = _catalogue(base_version)
+    categories = product_categories(product_ids)
+    category_index = {c: i for i, c in enumerate(sorted({c for c in categories.values() if c is not None}, key=str))}
+    cat = np.array([category_index.get(categories.get(int(p)), -1) for p in product_ids], dtype=np.int64)
+    held = np.array([is_held_out(int(p)) for p in product_ids])
+    train_rows = np.flatnonzero(~held)
+    if len(train_rows) < 4:
+        raise NothingToTrain("fewer than 4 training images")
+
+    def tick(stage):
+        return (lambda n: progress(stage, n)) if progress else None
+
+    views = augmented_vectors(embedder, image_ids, base, seed=config.seed, progress=tick("augment"))
+    _, group = np.unique(product_ids, return_inverse=True)
+    head, history = train_head(base[train_rows], views[train_rows], cat[train_rows], group[train_rows], config,
+                               progress=(lambda e, loss: progress("train", 1)) if progress else None)
+
+    name = f"{base_version}+ft{timezone.now():%Y%m%dT%H%M%S}"
+    vector_index.validate_version(name)
+    version = ModelVersion(
+        kind=ModelKind.EMBEDDER, name=name, dimensions=head.out_dim,
+        metrics={"backbone": active.metrics.get("backbone"), "base_version": base_version,
+                 "training": {"images": int(len(train_rows)), "held_out_images": int(held.sum()),
+                              "supervised": bool((cat >= 0).any()), "final_loss": history[-1] if history else None,
+                              "config": config.__dict__}},
+    )
+    version.artefact.save(f"{name.replace('@', '_').replace('+', '_')}.pt", ContentFile(head.to_bytes()), save=False)
+    version.save()
+    try:
+        projected = head.project(base)
+        _write_version(version.name, image_ids, product_ids, projected, hashes)
+        update_product_vectors(product_ids.tolist(), [version.name])
+        outcome = _evaluate_and_switch(active, version, head, base, views, product_ids, categories, held)
+    except Exception:
+        _drop_version_vectors(version.name)
+        version.notes = "training failed; the previous version keeps serving"
+        version.save(update_fields=["notes"])
+        raise
+    return outcome
+
+
+def _write_version(name: str, image_ids, product_ids, vectors, hashes) -> None:
+    now = timezone.now()
+    step = 2000
+    for start in range(0, len(image_ids), step):
+        ImageEmbedding.objects.bulk_create(
+            [ImageEmbedding(image_id=int(i), product_id=int(p), model_version=name, content_hash=h,
+                            status=EmbeddingStatus.DONE, vector=v, updated_at=now)
+             for i, p, v, h in zip(image_ids[start:start + step], product_ids[start:start + step],
+                                   vectors[start:start + step], hashes[start:start + step])],
+            update_conflicts=True, unique_fields=["image", "model_version"],
+            update_fields=["product", "content_hash", "status", "vector", "updated_at"],
+        )
+
+
+def _drop_version_vectors(name: str) -> None:
+    with transaction.atomic():
+        ImageEmbedding.objects.filter(model_version=name).delete()
+        ProductEmbedding.objects.filter(model_version=name).delete()
+
+
+def _product_matrix(version_name: str, product_ids: list[int]) -> np.ndarray:
+    found = dict(ProductEmbedding.objects.filter(model_version=version_name, product_id__in=product_ids)
+                 .values_list("product_id", "vector"))
+    return np.stack([np.asarray(found[p], dtype=np.float32) for p in product_ids])
+
+
+def _evaluate_and_switch(active, version, head, base, views, product_ids, categories, held) -> TrainingOutcome:
+    held_products = sorted({int(p) for p in product_ids[held]})
+    if categories and len(held_products) > 10:
+        metric = "held-out precision@10 (same category)"
+        labels = [categories.get(p) for p in held_products]
+        old = _score(_product_matrix(active.name, held_products), labels)
+        new = _score(_product_matrix(version.name, held_products), labels)
+    else:
+        metric = "held-out self-retrieval of augmented views"
+        rows = np.flatnonzero(held)
+        old_embedder = load_embedder(active)
+        old_project = old_embedder.head.project if old_embedder.head is not None else (lambda x: x)
+        old = _self_retrieval(old_project(views[rows]), old_project(base[rows]))
+        new = _self_retrieval(head.project(views[rows]), head.project(base[rows]))
+    version.metrics = {**version.metrics, "evaluation": {"metric": metric, "old_version": active.name,
+                                                         "old": old, "new": new, "held_out_products": len(held_products)}}
+    if new >= old:
+        reason = f"promoted: {metric} {new:.4f} >= {old:.4f} of {active.name}"
+        version.notes = reason
+        version.save(update_fields=["metrics", "notes"])
+        activate_embedder(version, note=reason)
+        promoted = True
+    else:
+        reason = f"kept {active.name}: {metric} {new:.4f} < {old:.4f}"
+        version.notes = reason
+        version.save(update_fields=["metrics", "notes"])
+        _drop_version_vectors(version.name)
+        promoted = False
+    logger.info("visrec: %s", reason)
+    return TrainingOutcome(version.name, promoted, old, new, metric, reason)
