@@ -157,7 +157,6 @@ def embed_images(
             item.error = f"unexpected error: {exc.__class__.__name__}: {exc}"
         return item
 
-    touched_products: set[int] = set()
     batch: list[_Item] = []
 
     def flush() -> None:
@@ -166,15 +165,17 @@ def embed_images(
         ready = [it for it in batch if it.array is not None]
         failed = [it for it in batch if it.error]
         vectors = embedder.embed(np.stack([it.array for it in ready])) if ready else {}
-        _write(ready, vectors, failed, versions)
+        # Image vectors and their products' vectors commit together, per batch: a worker
+        # killed between two batches leaves no image without its product vector.
+        with transaction.atomic():
+            _write(ready, vectors, failed, versions)
+            report.products += update_product_vectors({it.product_id for it in batch}, versions)
         for it in batch:
             if it.array is not None:
                 report.embedded += 1
-                touched_products.add(it.product_id)
             elif it.error:
                 report.failed += 1
                 report.failures[it.image_id] = it.error
-                touched_products.add(it.product_id)
             else:
                 report.skipped += 1
         if progress:
@@ -188,8 +189,6 @@ def embed_images(
         if len(batch) >= batch_size:
             flush()
     flush()
-    if touched_products:
-        report.products = update_product_vectors(touched_products, versions)
     return report
 
 
