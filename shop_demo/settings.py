@@ -115,6 +115,8 @@ VISREC = {
     "CATEGORY_FIELD": "category",
     "IN_STOCK_FILTER": {"stock__gt": 0},
     "PRICE_FIELD": "price",
+    # One torch thread per worker process on small machines; more for one-off commands.
+    "TORCH_THREADS": int(os.environ.get("VISREC_TORCH_THREADS", "1")),
 }
 
 REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}

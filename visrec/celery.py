@@ -19,6 +19,7 @@ from .conf import visrec_settings
 TASK_QUEUES: dict[str, str] = {
     "visrec.embed_images": "EXTRACTION_QUEUE",
     "visrec.train_embedder": "TRAINING_QUEUE",
+    "visrec.train_recommender": "TRAINING_QUEUE",
 }
 
 
@@ -42,5 +43,9 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "visrec-nightly-embedder-training": {
             "task": "visrec.train_embedder",
             "schedule": crontab(**visrec_settings.TRAINING_SCHEDULE),
+        },
+        "visrec-nightly-recommender-training": {
+            "task": "visrec.train_recommender",
+            "schedule": crontab(**visrec_settings.RECOMMENDER_SCHEDULE),
         },
     }

@@ -58,6 +58,23 @@ DEFAULTS: dict[str, Any] = {
     "AUTO_INDEX": True,
     # Crontab fields for the nightly training run (minute hour day_of_week).
     "TRAINING_SCHEDULE": {"minute": "30", "hour": "3"},
+    # --- "for you" ---------------------------------------------------------------------
+    # Weight of each event type in training and in the session model.
+    "EVENT_WEIGHTS": {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0, "search": 0.0},
+    # The trained model: "vbpr" (visual, default), "bpr", "itemknn" or "popularity".
+    "RECOMMENDER": "vbpr",
+    # Days of events the nightly training learns from, and the most recent days held out.
+    "TRAINING_WINDOW_DAYS": 120,
+    "HOLDOUT_DAYS": 7,
+    # Session model: the shopper's last N events, halving in weight every H hours.
+    "SESSION_EVENTS": 20,
+    "SESSION_HALF_LIFE_HOURS": 72.0,
+    # Share of the session signal when blended with the trained model (0..1).
+    "SESSION_BLEND": 0.5,
+    # Leave out what the shopper already bought.
+    "EXCLUDE_PURCHASED": True,
+    # Crontab fields of the nightly "for you" training.
+    "RECOMMENDER_SCHEDULE": {"minute": "0", "hour": "4"},
     # --- events and privacy -----------------------------------------------------------
     # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
     "PSEUDONYM_SECRET": "",

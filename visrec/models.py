@@ -140,3 +140,33 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name}{' (active)' if self.is_active else ''}"
+
+
+class RecommenderItemVector(models.Model):
+    """A product's vector in a trained "for you" model: score = shopper vector · item vector."""
+
+    product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL, on_delete=models.CASCADE, related_name="visrec_recommender_vectors"
+    )
+    model_version = models.CharField(max_length=100)
+    vector = VectorField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["product", "model_version"], name="visrec_recitem_unique_version"),
+        ]
+        indexes = [models.Index(fields=["model_version"], name="visrec_recitem_version")]
+
+
+class ShopperVector(models.Model):
+    """A shopper's taste in a trained "for you" model, keyed by their pseudonym."""
+
+    subject_key = models.CharField(max_length=64)
+    model_version = models.CharField(max_length=100)
+    vector = VectorField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["subject_key", "model_version"], name="visrec_shopper_unique_version"),
+        ]

@@ -64,3 +64,15 @@ def train_embedder() -> dict:
     except finetuning.NothingToTrain as exc:
         return {"promoted": False, "reason": str(exc)}
     return asdict(outcome)
+
+
+@shared_task(name="visrec.train_recommender", acks_late=False)
+def train_recommender() -> dict:
+    """Nightly: trains "for you" on recent events; switches only if Recall@20 is not worse."""
+    from .services import recommender_training
+
+    try:
+        version = recommender_training.train_recommender()
+    except recommender_training.NothingToLearn as exc:
+        return {"promoted": False, "reason": str(exc)}
+    return {"version": version.name, "promoted": version.is_active, "notes": version.notes, "metrics": version.metrics}

@@ -97,3 +97,8 @@ class EventBatchSerializer(serializers.Serializer):
 
 class EventBatchResponseSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
+
+
+class ForYouResponseSerializer(serializers.Serializer):
+    source = serializers.ChoiceField(choices=["blended", "model", "session", "trending"])
+    results = ProductCardSerializer(many=True)

@@ -19,6 +19,7 @@ from .serializers import (
     ErrorSerializer,
     EventBatchResponseSerializer,
     EventBatchSerializer,
+    ForYouResponseSerializer,
     FilterParamsSerializer,
     ProductCardSerializer,
     SearchRequestSerializer,
@@ -120,3 +121,24 @@ class EventBatchView(APIView):
             return Response({"detail": "no event was recorded", "events": {str(k): v for k, v in exc.errors.items()}},
                             status=status.HTTP_400_BAD_REQUEST)
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
+
+
+class ForYouView(APIView):
+    """The requesting shopper's "for you" list. No parameter selects another shopper."""
+
+    @extend_schema(
+        parameters=[FilterParamsSerializer],
+        responses={200: ForYouResponseSerializer, 400: ErrorSerializer},
+        summary="Recommended for you",
+        description="Products for the shopper making the request (their login or session): the trained "
+                    "model blended with their session, else their session alone, else trending.",
+    )
+    def get(self, request):
+        from ..services.foryou import recommend_for_subject
+
+        params = FilterParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        ranked, source = recommend_for_subject(subject_for_request(request), params.validated_data["limit"],
+                                               params.filters())
+        return Response({"source": source,
+                         "results": ProductCardSerializer(presentation.product_cards(ranked), many=True).data})

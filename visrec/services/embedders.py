@@ -9,24 +9,21 @@ switching is one flag flip in one transaction once the new version is fully buil
 from __future__ import annotations
 
 import io
-import logging
 
-from django.db import transaction
-from django.utils import timezone
 
 from ..conf import visrec_settings
 from ..models import ModelKind, ModelVersion
 from . import vector_index
-from .generation import bump_embeddings_generation
+from .versions import activate_version, active_version
 
-logger = logging.getLogger(__name__)
+
 
 _loaded: dict = {}  # version name -> Embedder; torch is imported only when one is loaded
 
 
 def active_embedder_version() -> ModelVersion | None:
     """The served embedder version, or ``None`` before the first indexing."""
-    return ModelVersion.objects.filter(kind=ModelKind.EMBEDDER, is_active=True).first()
+    return active_version(ModelKind.EMBEDDER)
 
 
 def backbone_version(backbone_name: str | None = None) -> ModelVersion:
@@ -94,15 +91,4 @@ def activate_embedder(version: ModelVersion, *, note: str = "") -> None:
     here, before the flag flips, so readers never query an unindexed version.
     """
     ensure_indexes(version)
-    with transaction.atomic():
-        list(ModelVersion.objects.select_for_update().filter(kind=ModelKind.EMBEDDER, is_active=True))
-        ModelVersion.objects.filter(kind=ModelKind.EMBEDDER, is_active=True).exclude(pk=version.pk).update(
-            is_active=False
-        )
-        version.is_active = True
-        version.activated_at = timezone.now()
-        if note:
-            version.notes = note
-        version.save(update_fields=["is_active", "activated_at", "notes"])
-        transaction.on_commit(bump_embeddings_generation)
-    logger.info("visrec: embedder %s is now served", version.name)
+    activate_version(version, note=note)

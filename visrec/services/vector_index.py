@@ -43,8 +43,9 @@ def vector_cast(dimensions: int) -> str:
     return f"{kind}({int(dimensions)})"
 
 
-def _opclass(dimensions: int) -> str:
-    return "vector_cosine_ops" if dimensions <= MAX_VECTOR_DIMENSIONS else "halfvec_cosine_ops"
+def _opclass(dimensions: int, metric: str = "cosine") -> str:
+    kind = "vector" if dimensions <= MAX_VECTOR_DIMENSIONS else "halfvec"
+    return f"{kind}_{metric}_ops"
 
 
 def index_name(model, model_version: str) -> str:
@@ -52,14 +53,17 @@ def index_name(model, model_version: str) -> str:
     return f"{model._meta.db_table[:30]}_hnsw_{digest}"
 
 
-def ensure_hnsw_index(model, model_version: str, dimensions: int) -> str:
-    """Creates (if missing) the HNSW cosine index of one model version; returns its name.
+def ensure_hnsw_index(model, model_version: str, dimensions: int, metric: str = "cosine") -> str:
+    """Creates (if missing) the HNSW index of one model version; returns its name.
 
     Args:
-        model: :class:`ProductEmbedding` or :class:`ImageEmbedding`.
+        model: a visrec model with ``vector`` and ``model_version`` columns.
         model_version: the version whose rows the partial index covers.
         dimensions: the vector length of that version.
+        metric: ``"cosine"`` (embeddings) or ``"ip"`` (inner product: "for you" scores).
     """
+    if metric not in {"cosine", "ip"}:
+        raise ValueError(f"metric must be 'cosine' or 'ip', not {metric!r}")
     validate_version(model_version)
     name = index_name(model, model_version)
     table = model._meta.db_table
@@ -68,7 +72,7 @@ def ensure_hnsw_index(model, model_version: str, dimensions: int) -> str:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
-            f"((vector::{vector_cast(dimensions)}) {_opclass(dimensions)}) "
+            f"((vector::{vector_cast(dimensions)}) {_opclass(dimensions, metric)}) "
             f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
             f"WHERE model_version = '{model_version}'"
         )
@@ -96,8 +100,8 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
 def nearest_products_sql(model_version: str, dimensions: int, where: str = "") -> str:
     """The raw SQL of a k-nearest-products query on the version's HNSW index.
 
-    Parameters, in order: the query vector (text literal) twice, then those of
-    ``where``, then ``k``. Returns rows ``(product_id, cosine_distance)``.
+    Parameters, in order: the query vector (text literal), those of ``where``, the
+    query vector again, then ``k``. Returns rows ``(product_id, cosine_distance)``.
     """
     validate_version(model_version)
     cast = vector_cast(dimensions)
@@ -145,3 +149,19 @@ def supports_iterative_scan() -> bool:
         parts = tuple(int(p) for p in (row[0] if row else "0.0.0").split(".")[:2])
         _iterative[alias] = parts >= (0, 8)
     return _iterative[alias]
+
+
+def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int, where: str = "") -> str:
+    """Raw SQL of a top-k inner-product query on a version's HNSW ``ip`` index.
+
+    Parameters, in order: the query vector, those of ``where``, the query vector again,
+    then ``k``. Returns rows ``(product_id, inner_product)``, highest first.
+    """
+    validate_version(model_version)
+    cast = vector_cast(dimensions)
+    extra = f" AND {where}" if where else ""
+    return (
+        f"SELECT e.product_id, -((e.vector::{cast}) <#> %s::{cast}) AS score FROM {table} e "
+        f"WHERE e.model_version = '{model_version}'{extra} "
+        f"ORDER BY (e.vector::{cast}) <#> %s::{cast} LIMIT %s"
+    )

@@ -25,3 +25,22 @@ def visually_similar(context, product, limit: int = 8, title: str = "Looks like 
         logger.exception("visrec: visually_similar failed for %r", product)
         cards = []
     return {"products": cards, "title": title, "widget": "similar", "request": context.get("request")}
+
+
+@register.inclusion_tag("visrec/widgets/recommended_for_you.html", takes_context=True)
+def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", **filters) -> dict:
+    """A row of products for the requesting shopper (trained model + session, or trending)."""
+    from ..services import foryou
+    from ..services.tracking import subject_for_request
+
+    request = context.get("request")
+    cards, source = [], ""
+    try:
+        if request is not None:
+            ranked, source = foryou.recommend_for_subject(subject_for_request(request), int(limit),
+                                                          similar.parse_filters(**filters))
+            cards = presentation.product_cards(ranked)
+    except Exception:  # noqa: BLE001 - a widget must never break the page
+        logger.exception("visrec: recommended_for_you failed")
+        cards = []
+    return {"products": cards, "title": title, "widget": "foryou", "source": source, "request": request}

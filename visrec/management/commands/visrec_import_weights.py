@@ -1,40 +1,50 @@
-"""``python manage.py visrec_import_weights NAME FILE [--check]``: install torchvision weights offline."""
+"""``python manage.py visrec_import_weights NAME FILE [--check]``: install torchvision weights offline.
+
+visrec never downloads weights. On a machine without internet access, copy torchvision's
+ImageNet file over (e.g. ``resnet50-11ad3fa6.pth`` from ``~/.cache/torch/hub/checkpoints``
+elsewhere) and import it: the file is checked key by key against the architecture, then
+copied into torch's hub cache where ``load_backbone(NAME)`` finds it.
+"""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+from typing import Any
 
-import torch
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from visrec.backbones.base import WeightsUnavailable, file_digest, load_state_dict_strict
-from visrec.backbones.torchvision_backbones import ARCHITECTURES, build_model, cache_path
+from visrec.backbones import BACKBONE_NAMES
 
 
 class Command(BaseCommand):
-    help = "Checks a weights file against a torchvision architecture and copies it into torch's cache."
+    help = "Checks a weights file against a torchvision architecture and copies it into torch's hub cache."
 
-    def add_arguments(self, parser) -> None:
-        parser.add_argument("name", help=", ".join(ARCHITECTURES))
-        parser.add_argument("file", help="a .pth state dict (torchvision's ImageNet weights)")
-        parser.add_argument("--check", action="store_true", help="only check the file")
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="the backbone: resnet18, resnet50, mobilenet_v3_large or efficientnet_b0")
+        parser.add_argument("file", help="a .pth state dict of torchvision's ImageNet weights for that backbone")
+        parser.add_argument("--check", action="store_true", help="only check the file; install nothing")
 
-    def handle(self, *args, name: str, file: str, check: bool, **options) -> None:
+    def handle(self, *args: Any, name: str, file: str, check: bool, **options: Any) -> None:
+        from visrec.backbones.base import InvalidWeights
+        from visrec.backbones.torchvision_backbones import ARCHITECTURES, install_weights, load_weights, weights_version
+
         if name not in ARCHITECTURES:
+            if name in BACKBONE_NAMES:
+                raise CommandError(f"{name} needs no import: its weights come with its Python package.")
             raise CommandError(f"unknown backbone {name!r}; choose one of {', '.join(ARCHITECTURES)}")
         source = Path(file)
         if not source.is_file():
             raise CommandError(f"no such file: {source}")
         try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-            load_state_dict_strict(build_model(name), state)
-        except (WeightsUnavailable, RuntimeError, OSError, EOFError, ValueError, AttributeError) as exc:
+            if check:
+                load_weights(name, source)
+            else:
+                target = install_weights(name, source)
+        except InvalidWeights as exc:
             raise CommandError(f"{source} is not a {name} state dict: {exc}") from exc
-        version = f"{name}@imagenet-{file_digest(source)}"
+        except OSError as exc:
+            raise CommandError(f"could not install {source} into torch's hub cache: {exc}") from exc
+        version = weights_version(name, source)
         if check:
-            self.stdout.write(f"{source} fits {name} ({version})")
-            return
-        target = cache_path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
-        self.stdout.write(f"installed {name} weights at {target} ({version})")
+            self.stdout.write(self.style.SUCCESS(f"{source} fits {name}; vectors would be version {version}"))
+        else:
+            self.stdout.write(self.style.SUCCESS(f"installed {name} weights at {target}; version {version}"))

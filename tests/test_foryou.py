@@ -1,0 +1,157 @@
+"""'For you': nightly training with a guardrail, serving from pgvector, session and trending fallbacks."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from visrec.models import InteractionEvent, ModelKind, ModelVersion, ShopperVector
+from visrec.pseudonyms import subject_key
+from visrec.services import foryou, recommender_training
+from visrec.services.versions import active_version
+
+from .factories import CategoryFactory, ProductFactory
+from .test_similar import make_version, plant
+
+pytestmark = pytest.mark.django_db
+KINDS = 4
+PER_KIND = 12
+DIMS = 16
+
+
+@pytest.fixture
+def shop():
+    """48 products of 4 kinds (image vectors cluster by kind); 40 shoppers who each love one kind."""
+    make_version("planted@1", DIMS)
+    rng = np.random.default_rng(0)
+    category = CategoryFactory(slug="things")
+    products, kinds = [], []
+    for kind in range(KINDS):
+        for _ in range(PER_KIND):
+            products.append(ProductFactory(category=category, stock=5))
+            kinds.append(kind)
+    centres = np.eye(DIMS)[:KINDS] * 3
+    plant(products, [centres[k] + rng.normal(scale=0.3, size=DIMS) for k in kinds])
+    now = timezone.now()
+    events = []
+    for shopper in range(40):
+        kind = shopper % KINDS
+        mine = [p for p, k in zip(products, kinds) if k == kind]
+        key = subject_key("demo", shopper)
+        for day in range(30, 0, -1):
+            p = mine[int(rng.integers(len(mine)))] if rng.random() < 0.85 else products[int(rng.integers(len(products)))]
+            when = now - dt.timedelta(days=day, hours=float(rng.random()))
+            events.append(InteractionEvent(subject_key=key, product=p, event_type="view", occurred_at=when))
+            if day in (20, 12, 5, 3, 2):
+                bought = mine[int(rng.integers(len(mine)))]
+                events.append(InteractionEvent(subject_key=key, product=bought, event_type="purchase",
+                                               occurred_at=when + dt.timedelta(minutes=5)))
+    InteractionEvent.objects.bulk_create(events)
+    return products, kinds
+
+
+def kind_of(products, kinds, pid):
+    return kinds[[p.pk for p in products].index(pid)]
+
+
+@pytest.mark.slow
+def test_training_publishes_vectors_and_serves_the_shoppers_taste(shop, settings):
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER": "vbpr"}
+    products, kinds = shop
+    version = recommender_training.train_recommender()
+    assert version.is_active and version.notes.startswith("promoted")
+    assert version.metrics["recall@20"] > 0
+    assert ShopperVector.objects.filter(model_version=version.name).count() == 40
+    subject = subject_key("demo", 2)  # loves kind 2
+    ranked, source = foryou.recommend_for_subject(subject, 8)
+    assert source == "blended" and len(ranked) == 8
+    assert sum(kind_of(products, kinds, pid) == 2 for pid, _ in ranked) >= 6
+    bought = set(InteractionEvent.objects.filter(subject_key=subject, event_type="purchase")
+                 .values_list("product_id", flat=True))
+    assert not bought & {pid for pid, _ in ranked}  # purchases are left out
+
+
+@pytest.mark.slow
+def test_guardrail_keeps_a_worse_model_out_and_rollback(shop, monkeypatch):
+    first = recommender_training.train_recommender("vbpr")
+    assert active_version(ModelKind.RECOMMENDER) == first
+
+    real_fit = recommender_training.fit_model
+
+    def sabotaged(name, dataset, mask=None, progress=None, params=None):
+        model = real_fit("popularity", dataset, mask, progress)
+        model._items = -model._items  # least popular first: a much worse model
+        return model
+
+    monkeypatch.setattr(recommender_training, "fit_model", sabotaged)
+    worse = recommender_training.train_recommender("vbpr")
+    assert not worse.is_active and worse.notes.startswith(f"kept {first.name}")
+    assert active_version(ModelKind.RECOMMENDER) == first
+
+
+@pytest.mark.slow
+def test_failed_training_keeps_serving(shop, monkeypatch):
+    first = recommender_training.train_recommender("bpr")
+    # The old model cannot be measured (so the new one would be promoted), then publishing fails.
+    monkeypatch.setattr(recommender_training, "bundle_top", lambda *a, **k: (_ for _ in ()).throw(OSError("gone")))
+    monkeypatch.setattr(recommender_training, "publish", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError, match="disk full"):
+        recommender_training.train_recommender("bpr")
+    assert active_version(ModelKind.RECOMMENDER) == first
+    failed = ModelVersion.objects.filter(kind=ModelKind.RECOMMENDER).exclude(pk=first.pk).get()
+    assert "previous model keeps serving" in failed.notes
+
+
+def test_new_shopper_gets_session_recommendations_then_trending(shop, client):
+    products, kinds = shop
+    assert foryou.recommend_for_subject(subject_key("session", "nobody"), 5)[1] == "trending"
+    viewed = [p for p, k in zip(products, kinds) if k == 3][:2]
+    client.post("/api/visrec/events/", {"events": [{"type": "view", "product": p.pk} for p in viewed]},
+                content_type="application/json")
+    body = client.get("/api/visrec/for-you/", {"limit": 6}).json()
+    assert body["source"] == "session"
+    assert all(kind_of(products, kinds, r["id"]) == 3 for r in body["results"])
+
+
+@pytest.mark.slow
+def test_no_shopper_can_read_another_shoppers_list(shop, client, django_user_model):
+    recommender_training.train_recommender("vbpr")
+    products, kinds = shop
+    mine = [p for p, k in zip(products, kinds) if k == 1][:3]
+    client.post("/api/visrec/events/", {"events": [{"type": "cart", "product": p.pk} for p in mine]},
+                content_type="application/json")
+    own = client.get("/api/visrec/for-you/").json()
+    other_subject = subject_key("demo", 2)
+    spoofed = client.get("/api/visrec/for-you/", {"subject": other_subject, "subject_key": other_subject,
+                                                  "user": 1}).json()
+    assert spoofed == own  # parameters cannot select someone else
+    theirs, _ = foryou.recommend_for_subject(other_subject, 8)
+    assert [r["id"] for r in own["results"]] != [pid for pid, _ in theirs]
+
+
+@pytest.mark.slow
+def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
+    call_command("visrec_evaluate", "--output", str(tmp_path))
+    out = capsys.readouterr().out
+    assert "Temporal split" in out
+    for name in ("popularity", "itemknn", "bpr", "vbpr", "session", "blended"):
+        assert name in out
+    assert (tmp_path / "results.json").exists() and (tmp_path / "recall_at_k.png").stat().st_size > 5000
+
+
+def test_tag_renders_for_the_requesting_shopper(shop, client):
+    from django.template import Context, Template
+    from django.test import RequestFactory
+
+    products, kinds = shop
+    request = RequestFactory().get("/")
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.middleware import SessionMiddleware
+
+    SessionMiddleware(lambda r: None).process_request(request)
+    request.user = AnonymousUser()
+    html = Template("{% load visrec_tags %}{% recommended_for_you limit=4 %}").render(Context({"request": request}))
+    assert html.count('class="visrec-card"') == 4  # trending for a shopper with no history

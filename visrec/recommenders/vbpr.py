@@ -1,0 +1,211 @@
+"""VBPR: visual Bayesian personalised ranking (He & McAuley, AAAI 2016).
+
+``score(u, i) = beta_i + gamma_u . gamma_i + theta_u . (E f_i) + beta' . f_i``
+
+where ``f_i`` (F,) is the fixed CNN vector of item i, ``E`` (F, D') a learned projection to a
+visual taste space, ``theta_u`` (D',) the user's visual taste and ``beta'`` (F,) a visual
+bias ("what looks popular"). Trained with the BPR loss of :mod:`visrec.recommenders.bpr`,
+positives drawn in proportion to event weights.
+
+Cold start. The visual terms reach every catalogue item, also those nobody touched:
+
+* items absent from training keep ``gamma_i = 0`` and ``beta_i = 0``, never learned from
+  noise: negatives are drawn from interacted ("warm") items only, so cold items never
+  enter a triple, and their per-item parameters are set to 0 after training;
+* the warm item biases are then centred (mean 0 over warm items). BPR is invariant to a
+  shift of all biases, so this changes no warm-vs-warm order, but it puts a cold item's
+  ``beta_i = 0`` at the level of an average warm item instead of wherever Adam left the
+  warm ones: cold items compete on their looks (``theta_u . E f_i + beta' . f_i``) and are
+  not ranked last because of a bias they could never earn;
+* products added after training get serving vectors from their CNN vector alone
+  (:meth:`VBPRRecommender.item_vectors_for_features`).
+
+New shoppers (fold-in): ``theta_u`` is the weighted mean of ``E f_i`` and ``gamma_u`` the
+weighted mean of ``gamma_i`` over the history, each rescaled to the median norm of trained
+users (see :func:`visrec.recommenders.bpr.fold_in_mean`).
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback
+from visrec.recommenders.bpr import BPRNet, TripleSampler, fold_in_mean, median_norm, sparse_embedding, train_bpr
+
+logger = logging.getLogger(__name__)
+
+
+class VBPRNet(BPRNet):
+    """BPR plus ``theta_u . E f_i + beta' . f_i``; the batch's features are projected only."""
+
+    def __init__(self, n_users: int, n_items: int, features: torch.Tensor, factors: int, visual_factors: int,
+                 reg: float, reg_bias: float, reg_visual: float, generator: torch.Generator,
+                 init_std: float = 0.1) -> None:
+        super().__init__(n_users, n_items, factors, reg, reg_bias, generator, init_std)
+        self.features = features  # (n_items, F) float32, fixed: a plain attribute, not a parameter
+        self.reg_visual = reg_visual
+        self.user_visual = sparse_embedding(n_users, visual_factors, init_std, generator)
+        projection = torch.empty(features.shape[1], visual_factors)
+        projection.normal_(0.0, init_std, generator=generator)
+        self.projection = nn.Parameter(projection)  # E (F, D')
+        self.visual_bias = nn.Parameter(torch.zeros(features.shape[1]))  # beta' (F,)
+
+    def loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+        gamma_u, theta_u = self.user_factors(users), self.user_visual(users)
+        gamma_i, gamma_j = self.item_factors(positives), self.item_factors(negatives)
+        beta_i, beta_j = self.item_bias(positives)[:, 0], self.item_bias(negatives)[:, 0]
+        # (f_i - f_j) @ [E | beta']: one (B, F) x (F, D'+1) product per batch.
+        visual = (self.features[positives] - self.features[negatives]) @ torch.cat(
+            [self.projection, self.visual_bias[:, None]], dim=1
+        )
+        x = ((gamma_u * (gamma_i - gamma_j)).sum(1) + beta_i - beta_j
+             + (theta_u * visual[:, :-1]).sum(1) + visual[:, -1])
+        l2 = (gamma_u.square().sum(1) + theta_u.square().sum(1)
+              + gamma_i.square().sum(1) + gamma_j.square().sum(1)).mean()
+        l2_bias = (beta_i.square() + beta_j.square()).mean()
+        l2_visual = self.projection.square().sum() + self.visual_bias.square().sum()
+        return F.softplus(-x).mean() + self.reg * l2 + self.reg_bias * l2_bias + self.reg_visual * l2_visual
+
+
+class VBPRRecommender(InnerProductRecommender):
+    """VBPR with cold-start scoring and fold-in for new users.
+
+    Serving vectors (D = factors + visual_factors + 1), exact inner-product form:
+    user ``[gamma_u, theta_u, 1]``, item ``[gamma_i, E f_i, beta_i + beta' . f_i]``.
+
+    Args:
+        factors: latent (non-visual) dimensions K.
+        visual_factors: visual taste dimensions D'.
+        epochs: passes, each drawing as many triples as there are (user, item) pairs.
+        lr: Adam learning rate.
+        reg: L2 weight on gamma_u, theta_u, gamma_i, gamma_j of each triple.
+        reg_bias: L2 weight on the item biases of each triple.
+        reg_visual: L2 weight on E and beta' (whole matrices, every step).
+        batch_size: triples per optimisation step.
+        samples_per_epoch: triples per epoch instead of the number of pairs.
+        seed: seed of every random draw.
+    """
+
+    name = "vbpr"
+
+    def __init__(
+        self,
+        *,
+        factors: int = 32,
+        visual_factors: int = 32,
+        epochs: int = 20,
+        lr: float = 0.01,
+        reg: float = 1e-4,
+        reg_bias: float = 1e-3,
+        reg_visual: float = 1e-5,
+        batch_size: int = 4096,
+        samples_per_epoch: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.factors, self.visual_factors = int(factors), int(visual_factors)
+        self.epochs, self.lr = int(epochs), float(lr)
+        self.reg, self.reg_bias, self.reg_visual = float(reg), float(reg_bias), float(reg_visual)
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
+        self.loss_history: list[float] = []
+
+    def fit(
+        self,
+        interactions: Interactions,
+        item_features: np.ndarray | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> VBPRRecommender:
+        if item_features is None:
+            raise ValueError("VBPR needs item_features: float32 (n_items, F) CNN vectors")
+        features = np.ascontiguousarray(item_features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[0] != interactions.n_items:
+            raise ValueError(f"item_features must be (n_items={interactions.n_items}, F), got {features.shape}")
+        if not np.all(np.isfinite(features)):
+            raise ValueError("item_features must be finite")
+        matrix = interactions.matrix()
+        if matrix.nnz == 0:
+            raise ValueError("VBPR needs at least one interaction")
+        warm = np.bincount(matrix.indices, minlength=interactions.n_items) > 0
+        rng = np.random.default_rng(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        net = VBPRNet(interactions.n_users, interactions.n_items, torch.from_numpy(features), self.factors,
+                      self.visual_factors, self.reg, self.reg_bias, self.reg_visual, generator)
+        sampler = TripleSampler(matrix, np.flatnonzero(warm), rng)  # cold items never enter a triple
+        self.loss_history = train_bpr(
+            net, sampler, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+            samples_per_epoch=self.samples_per_epoch, progress=progress,
+        )
+        with torch.no_grad():
+            gamma_u = net.user_factors.weight.numpy().copy()
+            theta_u = net.user_visual.weight.numpy().copy()
+            gamma_i = net.item_factors.weight.numpy().copy()
+            beta = net.item_bias.weight.numpy()[:, 0].astype(np.float64)
+            projection = net.projection.numpy().copy()
+            visual_bias = net.visual_bias.numpy().copy()
+        gamma_i[~warm] = 0.0
+        beta[warm] -= beta[warm].mean()  # shift-invariant for BPR; cold items sit at the warm mean
+        beta[~warm] = 0.0
+        active_users = np.flatnonzero(np.diff(matrix.indptr) > 0)
+        inactive = np.ones(interactions.n_users, dtype=bool)
+        inactive[active_users] = False
+        gamma_u[inactive] = 0.0
+        theta_u[inactive] = 0.0
+        self.n_users, self.n_items = interactions.n_users, interactions.n_items
+        self._projection, self._visual_bias = projection, visual_bias
+        self._warm = warm
+        visual_items = self.item_vectors_for_features(features)
+        visual_items[:, :self.factors] = gamma_i
+        visual_items[:, -1] += beta.astype(np.float32)
+        self._items = visual_items
+        self._users = np.hstack([gamma_u, theta_u, np.ones((self.n_users, 1), np.float32)]).astype(np.float32)
+        self._norms = np.array([median_norm(gamma_u, active_users), median_norm(theta_u, active_users)])
+        logger.info("visrec: VBPR trained on %d pairs (%d warm of %d items), final loss %.4f",
+                    matrix.nnz, int(warm.sum()), self.n_items, self.loss_history[-1])
+        return self
+
+    def item_vectors_for_features(self, features: np.ndarray) -> np.ndarray:
+        """Serving vectors of items known by their looks only (e.g. added after training).
+
+        Args:
+            features: float32 (M, F) L2-normalised CNN vectors.
+
+        Returns:
+            float32 (M, D) rows ``[0, E f, beta' . f]`` (no collaborative part, no item bias).
+        """
+        self._check_fitted()
+        features = np.asarray(features, dtype=np.float32)
+        out = np.zeros((features.shape[0], self.factors + self.visual_factors + 1), dtype=np.float32)
+        out[:, self.factors:self.factors + self.visual_factors] = features @ self._projection
+        out[:, -1] = features @ self._visual_bias
+        return out
+
+    @property
+    def warm_items(self) -> np.ndarray:
+        """bool (n_items,): items that had interactions in training."""
+        self._check_fitted()
+        return self._warm
+
+    def _fold_in(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        k, d = self.factors, self.visual_factors
+        gamma = fold_in_mean(self._items[:, :k], items, weights, float(self._norms[0]))
+        theta = fold_in_mean(self._items[:, k:k + d], items, weights, float(self._norms[1]))
+        return np.concatenate([gamma, theta, np.ones(1, np.float32)])
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "user_vectors": self._users, "item_vectors": self._items,
+            "projection": self._projection, "visual_bias": self._visual_bias,
+            "warm_items": self._warm, "fold_in_norms": self._norms.astype(np.float64),
+        }
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self._users = arrays["user_vectors"].astype(np.float32)
+        self._items = arrays["item_vectors"].astype(np.float32)
+        self._projection = arrays["projection"].astype(np.float32)
+        self._visual_bias = arrays["visual_bias"].astype(np.float32)
+        self._warm = arrays["warm_items"].astype(bool)
+        self._norms = arrays["fold_in_norms"].astype(np.float64)

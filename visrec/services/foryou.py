@@ -1,0 +1,123 @@
+""""For you": the served list for one shopper.
+
+Blends, by weighted reciprocal-rank fusion (the same function the evaluation measures),
+
+* the trained model: the shopper's stored vector, one pgvector inner-product query on the
+  active model's product vectors, with the shop's filters inside the query;
+* the session model: the shopper's recent products (weighted by event type and recency)
+  as a direction in image space, one cosine query on the served image vectors — works
+  for an anonymous shopper from their first view and for products nobody bought yet.
+
+Falls back in order: trained model, session, trending. What the shopper bought is left
+out (``EXCLUDE_PURCHASED``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+from django.db import connection, transaction
+from django.db.models import Case, FloatField, Sum, Value, When
+from django.utils import timezone
+
+from ..conf import visrec_settings
+from ..evaluation.recommendations import rrf_blend
+from ..models import InteractionEvent, ModelKind, ProductEmbedding, RecommenderItemVector, ShopperVector
+from ..recommenders.session import session_vector, session_weights
+from . import vector_index
+from .embedders import active_embedder_version
+from .similar import SimilarFilters, _candidate_queryset, search_by_vector
+from .versions import active_version
+
+DEPTH = 50
+TRENDING_DAYS = 7
+
+
+def _purchased(subject: str) -> list[int]:
+    if not visrec_settings.EXCLUDE_PURCHASED:
+        return []
+    return list(InteractionEvent.objects.filter(subject_key=subject, event_type="purchase", product__isnull=False)
+                .values_list("product_id", flat=True).distinct())
+
+
+def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int]) -> list[tuple[int, float]]:
+    """The active model's top products for a shopper with a stored vector ([] otherwise)."""
+    version = active_version(ModelKind.RECOMMENDER)
+    if version is None or not version.dimensions:
+        return []
+    vector = ShopperVector.objects.filter(subject_key=subject, model_version=version.name).values_list(
+        "vector", flat=True).first()
+    if vector is None:
+        return []
+    queryset = _candidate_queryset(filters, None, None).exclude(pk__in=exclude)
+    inner_sql, inner_params = queryset.values("pk").query.sql_with_params()
+    sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
+                                                    version.dimensions, f"e.product_id IN ({inner_sql})")
+    literal = vector_index.vector_literal(np.asarray(vector, dtype=np.float32))
+    with transaction.atomic(), connection.cursor() as cursor:
+        if vector_index.supports_iterative_scan():
+            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
+        cursor.execute(sql, [literal, *inner_params, literal, k])
+        rows = sorted(cursor.fetchall(), key=lambda r: -r[1])
+    return [(int(r[0]), float(r[1])) for r in rows]
+
+
+def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
+                 now: dt.datetime | None = None) -> list[tuple[int, float]]:
+    """Products that look like what the shopper recently viewed, carted and bought."""
+    version = active_embedder_version()
+    if version is None:
+        return []
+    recent = list(InteractionEvent.objects.filter(subject_key=subject, product__isnull=False)
+                  .order_by("-occurred_at")[: visrec_settings.SESSION_EVENTS]
+                  .values_list("product_id", "event_type", "occurred_at"))
+    if not recent:
+        return []
+    vectors = dict(ProductEmbedding.objects.filter(model_version=version.name, product_id__in={r[0] for r in recent})
+                   .values_list("product_id", "vector"))
+    recent = [r for r in recent if r[0] in vectors]
+    if not recent:
+        return []
+    now = now or timezone.now()
+    table = visrec_settings.EVENT_WEIGHTS
+    weights = session_weights(np.array([table.get(r[1], 0.0) for r in recent]),
+                              np.array([max((now - r[2]).total_seconds(), 0) / 3600 for r in recent]),
+                              visrec_settings.SESSION_HALF_LIFE_HOURS)
+    query = session_vector(np.stack([np.asarray(vectors[r[0]], dtype=np.float32) for r in recent]), weights)
+    if query is None:
+        return []
+    return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude))
+
+
+def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
+                  ) -> list[tuple[int, float]]:
+    """Most interacted-with products of the last days, weighted by event type."""
+    now = now or timezone.now()
+    candidates = _candidate_queryset(filters, None, None).exclude(pk__in=list(exclude)).values("pk")
+    weight = Case(*[When(event_type=t, then=Value(w)) for t, w in visrec_settings.EVENT_WEIGHTS.items()],
+                  default=Value(0.0), output_field=FloatField())
+    rows = (InteractionEvent.objects.filter(occurred_at__gte=now - dt.timedelta(days=TRENDING_DAYS),
+                                            product__in=candidates)
+            .values("product_id").annotate(score=Sum(weight)).order_by("-score", "product_id")[:k])
+    return [(r["product_id"], float(r["score"])) for r in rows]
+
+
+def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | None = None,
+                          now: dt.datetime | None = None) -> tuple[list[tuple[int, float]], str]:
+    """The shopper's list and where it came from: ``blended``, ``model``, ``session`` or ``trending``."""
+    filters = filters or SimilarFilters()
+    exclude = _purchased(subject)
+    depth = max(DEPTH, k)
+    trained = trained_list(subject, depth, filters, exclude)
+    session = session_list(subject, depth, filters, exclude, now)
+    if trained and session:
+        w = visrec_settings.SESSION_BLEND
+        ids = rrf_blend([np.array([p for p, _ in trained]), np.array([p for p, _ in session])], [1 - w, w], k)
+        scores = {p: s for p, s in trained}
+        return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"
+    if trained:
+        return trained[:k], "model"
+    if session:
+        return session[:k], "session"
+    return trending_list(k, filters, exclude, now), "trending"

@@ -1,0 +1,164 @@
+"""Nightly "for you" training with a guardrail, and publishing a model for serving.
+
+:func:`train_recommender` (the ``visrec.train_recommender`` beat task and the
+``visrec_train_recommender`` command):
+
+1. loads the last ``TRAINING_WINDOW_DAYS`` of events and the served image vectors;
+2. fits the configured model on all but the last ``HOLDOUT_DAYS`` and measures Recall@20
+   on those days' purchases; the active model is measured on the same slice;
+3. if the candidate is at least as good (or nothing is served yet), refits it on the
+   whole window, writes its shopper and product vectors, builds the HNSW index and
+   switches in one transaction; otherwise keeps the active model and records why.
+
+A failure anywhere leaves the active model serving.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from ..conf import visrec_settings
+from ..evaluation.recommendations import recall_at_k
+from ..models import ModelKind, ModelVersion, RecommenderItemVector, ShopperVector
+from ..recommenders import Recommender, load_model, top_n
+from . import vector_index
+from .embedders import active_embedder_version
+from .interactions import Dataset, load_dataset
+from .recommender_evaluation import Split, fit_model, model_top, temporal_split
+from .versions import activate_version, active_version
+
+logger = logging.getLogger(__name__)
+GUARD_K = 20
+
+
+class NothingToLearn(RuntimeError):
+    """Too few events (or no image vectors) to train on."""
+
+
+@dataclass
+class Bundle:
+    """A saved "for you" model with the keys its indices stand for."""
+
+    model: Recommender
+    subjects: np.ndarray  # str (n_users,) subject keys
+    products: np.ndarray  # int64 (n_items,) product pks
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, model=np.frombuffer(self.model.to_bytes(), dtype=np.uint8),
+                 subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Bundle:
+        arrays = np.load(io.BytesIO(data), allow_pickle=False)
+        return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"])
+
+
+def load_bundle(version: ModelVersion) -> Bundle:
+    with version.artefact.open("rb") as handle:
+        return Bundle.from_bytes(handle.read())
+
+
+def bundle_top(bundle: Bundle, split: Split, n: int) -> np.ndarray:
+    """Top lists of a saved model for the split's test users, in the split's item indices.
+
+    Shoppers the saved model never saw are folded in from their recent history; products it
+    never saw cannot be recommended by it.
+    """
+    dataset = split.dataset
+    user_index = {s: i for i, s in enumerate(bundle.subjects.tolist())}
+    item_index = {int(p): i for i, p in enumerate(bundle.products.tolist())}
+    to_old = np.array([item_index.get(int(p), -1) for p in dataset.products], dtype=np.int64)
+    known = to_old >= 0
+    out = np.full((len(split.users), n), -1, dtype=np.int64)
+    for row, user in enumerate(split.users):
+        old_user = user_index.get(str(dataset.subjects[user]), -1)
+        items, weights = split.histories[row]
+        mapped = to_old[items]
+        old_scores = bundle.model.score(old_user, mapped[mapped >= 0], weights[mapped >= 0])
+        scores = np.full(len(dataset.products), -np.inf, dtype=np.float32)
+        scores[known] = old_scores[to_old[known]]
+        scores[split.exclude[row]] = -np.inf
+        ids, _ = top_n(scores, n)
+        out[row] = ids[0]
+    return out
+
+
+def publish(version: ModelVersion, model: Recommender, dataset: Dataset) -> None:
+    """Writes the model's product and shopper vectors and the HNSW index of the version."""
+    items, users = model.item_vectors(), model.user_vectors()
+    if items is None or users is None:
+        raise ValueError(f"{model.name} is not an inner-product model and cannot be served from pgvector")
+    step = 5000
+    for start in range(0, len(items), step):
+        RecommenderItemVector.objects.bulk_create(
+            RecommenderItemVector(product_id=int(p), model_version=version.name, vector=v)
+            for p, v in zip(dataset.products[start:start + step], items[start:start + step]))
+    for start in range(0, len(users), step):
+        ShopperVector.objects.bulk_create(
+            ShopperVector(subject_key=str(s), model_version=version.name, vector=v)
+            for s, v in zip(dataset.subjects[start:start + step], users[start:start + step]))
+    vector_index.ensure_hnsw_index(RecommenderItemVector, version.name, items.shape[1], metric="ip")
+    version.dimensions = int(items.shape[1])
+    version.save(update_fields=["dimensions"])
+
+
+def drop_vectors(name: str) -> None:
+    with transaction.atomic():
+        RecommenderItemVector.objects.filter(model_version=name).delete()
+        ShopperVector.objects.filter(model_version=name).delete()
+    vector_index.drop_hnsw_index(RecommenderItemVector, name)
+
+
+def train_recommender(model_name: str | None = None, progress=None) -> ModelVersion:
+    """Trains, guards, publishes and (if not worse) switches the "for you" model."""
+    model_name = model_name or visrec_settings.RECOMMENDER
+    embedder = active_embedder_version()
+    if embedder is None:
+        raise NothingToLearn("no image vectors yet; run visrec_index first")
+    since = timezone.now() - timezone.timedelta(days=visrec_settings.TRAINING_WINDOW_DAYS)
+    dataset = load_dataset(embedder.name, since=since)
+    if len(dataset.users) == 0:
+        raise NothingToLearn(f"no events in the last {visrec_settings.TRAINING_WINDOW_DAYS} days")
+    split = temporal_split(dataset)
+    if len(split.users) == 0:
+        raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
+    candidate = fit_model(model_name, dataset, split.train, progress=progress)
+    new = recall_at_k(model_top(candidate, split, GUARD_K), split.relevant, GUARD_K)
+    active = active_version(ModelKind.RECOMMENDER)
+    old = None
+    if active is not None and active.artefact:
+        try:
+            old = recall_at_k(bundle_top(load_bundle(active), split, GUARD_K), split.relevant, GUARD_K)
+        except Exception:  # noqa: BLE001 - an unreadable old model cannot block a new one
+            logger.exception("visrec: the active recommender %s could not be measured", active.name)
+    name = f"{model_name}-{timezone.now():%Y%m%dT%H%M%S}"
+    metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
+               f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
+               "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS}
+    version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
+    if old is not None and new < old:
+        version.notes = f"kept {active.name}: Recall@{GUARD_K} {new:.4f} < {old:.4f} on the held-out days"
+        version.save(update_fields=["notes"])
+        logger.info("visrec: %s", version.notes)
+        return version
+    try:
+        final = fit_model(model_name, dataset, None, progress=progress)
+        version.artefact.save(f"{name}.npz", ContentFile(Bundle(final, dataset.subjects, dataset.products).to_bytes()),
+                              save=True)
+        publish(version, final, dataset)
+        baseline = "nothing served yet" if old is None else f"{old:.4f} of {active.name}"
+        activate_version(version, note=f"promoted: Recall@{GUARD_K} {new:.4f} >= {baseline}")
+    except Exception:
+        drop_vectors(name)
+        version.notes = "training failed; the previous model keeps serving"
+        version.save(update_fields=["notes"])
+        raise
+    return version
