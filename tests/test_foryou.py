@@ -155,3 +155,19 @@ def test_tag_renders_for_the_requesting_shopper(shop, client):
     request.user = AnonymousUser()
     html = Template("{% load visrec_tags %}{% recommended_for_you limit=4 %}").render(Context({"request": request}))
     assert html.count('class="visrec-card"') == 4  # trending for a shopper with no history
+
+
+@pytest.mark.slow
+def test_rollback_by_command_and_admin(shop, admin_client, capsys):
+    first = recommender_training.train_recommender("bpr")
+    second = recommender_training.train_recommender("vbpr")
+    if not second.is_active:  # the guardrail may keep bpr; then promote vbpr explicitly is refused
+        with pytest.raises(Exception, match="never published"):
+            call_command("visrec_versions", "--activate", second.name)
+        return
+    call_command("visrec_versions", "--activate", first.name)
+    assert active_version(ModelKind.RECOMMENDER) == first
+    admin_client.post("/admin/visrec/modelversion/", {"action": "promote", "_selected_action": [second.pk]})
+    assert active_version(ModelKind.RECOMMENDER) == second
+    call_command("visrec_versions", "--kind", "recommender")
+    assert f"* recommender  {second.name}" in capsys.readouterr().out

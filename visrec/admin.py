@@ -99,8 +99,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, _("Choose exactly one version."), messages.ERROR)
             return
         version = queryset.get()
-        if version.kind != ModelKind.EMBEDDER:
-            self.message_user(request, _("Only embedder versions can be switched here."), messages.ERROR)
+        note = f"switched in the admin by {request.user}"
+        if version.kind == ModelKind.RECOMMENDER:
+            from .models import RecommenderItemVector
+            from .services.versions import activate_version
+
+            if not RecommenderItemVector.objects.filter(model_version=version.name).exists():
+                self.message_user(request, _("%s was never published (kept out by its guardrail or failed).")
+                                  % version.name, messages.ERROR)
+                return
+            activate_version(version, note=note)
+            self.message_user(request, _("%s is now served.") % version.name)
             return
         from .services.extraction import coverage
 
@@ -109,7 +118,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, _("%(name)s covers %(done)d of %(images)d images; index it first.")
                               % {"name": version.name, **state}, messages.ERROR)
             return
-        activate_embedder(version, note=f"switched in the admin by {request.user}")
+        activate_embedder(version, note=note)
         self.message_user(request, _("%s is now served.") % version.name)
 
     def has_add_permission(self, request) -> bool:

@@ -6,6 +6,7 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, render
 
+import visrec
 from visrec.imaging import ImageRejected
 from visrec.services import presentation
 from visrec.services.photo_search import search_by_image
@@ -37,6 +38,7 @@ def category_detail(request, slug: str):
 
 def product_detail(request, slug: str):
     product = get_object_or_404(_with_first_image(Product.objects.all()), slug=slug)
+    visrec.track(request, "view", product)
     return render(request, "catalog/product.html", {"product": product})
 
 
