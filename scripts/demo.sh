@@ -9,7 +9,8 @@ PY="${VISREC_VENV:-.venv}/bin/python"
 export DJANGO_SETTINGS_MODULE=shop_demo.settings OMP_NUM_THREADS=1
 "$PY" manage.py migrate --noinput
 if ! "$PY" manage.py shell --no-imports -c "import sys; from shop_demo.catalog.models import Product; sys.exit(0 if Product.objects.exists() else 1)"; then
-  "$PY" manage.py visrec_seed_demo --products "${DEMO_PRODUCTS:-600}" --shoppers "${DEMO_SHOPPERS:-300}"
+  # Simulated history ending today, so "trending" and recency weights see it as recent.
+  "$PY" manage.py visrec_seed_demo --products "${DEMO_PRODUCTS:-600}" --shoppers "${DEMO_SHOPPERS:-300}" --end "$(date -u +%Y-%m-%dT00:00:00Z)"
 fi
 if ! "$PY" manage.py shell --no-imports -c "import sys; from django.contrib.auth.models import User; sys.exit(0 if User.objects.filter(username='admin').exists() else 1)"; then
   DJANGO_SUPERUSER_PASSWORD=admin "$PY" manage.py createsuperuser --noinput --username admin --email admin@example.invalid

@@ -92,14 +92,18 @@ def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
 
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
                   ) -> list[tuple[int, float]]:
-    """Most interacted-with products of the last days, weighted by event type."""
+    """Most interacted-with products of the last days, weighted by event type; of all time
+    when the last days were quiet."""
     now = now or timezone.now()
     candidates = _candidate_queryset(filters, None, None).exclude(pk__in=list(exclude)).values("pk")
     weight = Case(*[When(event_type=t, then=Value(w)) for t, w in visrec_settings.EVENT_WEIGHTS.items()],
                   default=Value(0.0), output_field=FloatField())
-    rows = (InteractionEvent.objects.filter(occurred_at__gte=now - dt.timedelta(days=TRENDING_DAYS),
-                                            product__in=candidates)
-            .values("product_id").annotate(score=Sum(weight)).order_by("-score", "product_id")[:k])
+    events = InteractionEvent.objects.filter(product__in=candidates, occurred_at__lte=now)
+    rows = []
+    for window in (events.filter(occurred_at__gte=now - dt.timedelta(days=TRENDING_DAYS)), events):
+        rows = list(window.values("product_id").annotate(score=Sum(weight)).order_by("-score", "product_id")[:k])
+        if rows:
+            break
     return [(r["product_id"], float(r["score"])) for r in rows]
 
 
