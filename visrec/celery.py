@@ -44,6 +44,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "visrec.train_embedder",
             "schedule": crontab(**visrec_settings.TRAINING_SCHEDULE),
         },
+        "visrec-nightly-event-retention": {
+            "task": "visrec.purge_expired_events",
+            "schedule": crontab(**visrec_settings.RETENTION_SCHEDULE),
+        },
         "visrec-nightly-recommender-training": {
             "task": "visrec.train_recommender",
             "schedule": crontab(**visrec_settings.RECOMMENDER_SCHEDULE),

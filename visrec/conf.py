@@ -76,6 +76,14 @@ DEFAULTS: dict[str, Any] = {
     # Crontab fields of the nightly "for you" training.
     "RECOMMENDER_SCHEDULE": {"minute": "0", "hour": "4"},
     # --- events and privacy -----------------------------------------------------------
+    # Dotted path to callable(request) -> bool deciding whether to record events ("" = always).
+    "CONSENT_CHECK": "",
+    # Contribution bounds per shopper and UTC day (events beyond are dropped and counted).
+    "MAX_EVENTS_PER_DAY": 500,
+    "MAX_EVENTS_PER_PRODUCT_PER_DAY": 20,
+    # Raw events older than this are purged nightly.
+    "RETENTION_DAYS": 365,
+    "RETENTION_SCHEDULE": {"minute": "15", "hour": "2"},
     # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
     "PSEUDONYM_SECRET": "",
     # Where visrec keeps model artefacts (a path under MEDIA_ROOT's storage).

@@ -76,3 +76,11 @@ def train_recommender() -> dict:
     except recommender_training.NothingToLearn as exc:
         return {"promoted": False, "reason": str(exc)}
     return {"version": version.name, "promoted": version.is_active, "notes": version.notes, "metrics": version.metrics}
+
+
+@shared_task(name="visrec.purge_expired_events", autoretry_for=TRANSIENT_ERRORS, max_retries=3)
+def purge_expired_events() -> int:
+    """Nightly: deletes raw events older than RETENTION_DAYS, in batches."""
+    from .services.privacy import purge_expired_events as purge
+
+    return purge()

@@ -115,8 +115,12 @@ class EventBatchView(APIView):
         batch.is_valid(raise_exception=True)
         events = [EventIn(event_type=e["type"], product=e["product"], occurred_at=e["timestamp"],
                           source=e["source"], position=e["position"]) for e in batch.validated_data["events"]]
+        from ..services.privacy import has_consent
+
+        if not has_consent(request):
+            return Response({"accepted": 0}, status=status.HTTP_202_ACCEPTED)
         try:
-            accepted = record_events(subject_for_request(request), events)
+            accepted = record_events(subject_for_request(request), events, request)
         except TrackingError as exc:
             return Response({"detail": "no event was recorded", "events": {str(k): v for k, v in exc.errors.items()}},
                             status=status.HTTP_400_BAD_REQUEST)

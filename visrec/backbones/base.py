@@ -44,14 +44,14 @@ class WeightsUnavailable(RuntimeError):
         """
         places = []
         if configured:
-            places.append(f'the configured file VISREC["BACKBONE_WEIGHTS"][{name!r}] = {configured} (missing)')
+            places.append(f'the configured file VISREC["BACKBONE_WEIGHTS"]["{name}"] = {configured} (missing)')
         places += [f"torch hub cache file {path}" for path in looked_in]
         return cls(
             f"No weights for backbone {name!r}; visrec never downloads weights. "
             f"Looked for: {'; '.join(places) or 'nothing'}. "
             f"To fix: run `python manage.py visrec_import_weights {name} /path/to/{name}.pth` "
             f"(checks the file and copies it into torch's hub cache), or point "
-            f'VISREC["BACKBONE_WEIGHTS"] = {{{name!r}: "/path/to/{name}.pth"}} at a local file.'
+            f'VISREC["BACKBONE_WEIGHTS"] = {{"{name}": "/path/to/{name}.pth"}} at a local file.'
         )
 
 

@@ -121,11 +121,20 @@ def validate_events(events: Iterable[EventIn], *, now: dt.datetime | None = None
     return out
 
 
-def record_events(subject: str, events: Iterable[EventIn]) -> int:
-    """Validates and stores events of one subject in one insert; returns how many were stored."""
+def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
+    """Validates and stores events of one subject in one insert; returns how many were stored.
+
+    Nothing is stored without the shopper's consent (``CONSENT_CHECK``), and events beyond
+    the per-day contribution bounds are dropped (see :mod:`visrec.services.privacy`).
+    """
+    from .privacy import bound_contributions, has_consent
+
     rows = validate_events(events)
+    if not has_consent(request):
+        return 0
     for row in rows:
         row.subject_key = subject
+    rows, _ = bound_contributions(subject, rows)
     InteractionEvent.objects.bulk_create(rows)
     return len(rows)
 
@@ -139,4 +148,9 @@ def track(request, event_type: str, product=None, *, source: str = "", position:
     """
     event = EventIn(event_type=event_type, product=product, occurred_at=occurred_at, source=source,
                     position=position)
-    return record_events(subject_for_request(request), [event])
+    from .privacy import has_consent
+
+    if not has_consent(request):
+        validate_events([event])
+        return 0
+    return record_events(subject_for_request(request), [event], request)

@@ -40,7 +40,7 @@ class Command(BaseCommand):
             else:
                 target = install_weights(name, source)
         except InvalidWeights as exc:
-            raise CommandError(f"{source} is not a {name} state dict: {exc}") from exc
+            raise CommandError(f"not a {name} state dict: {exc}") from exc
         except OSError as exc:
             raise CommandError(f"could not install {source} into torch's hub cache: {exc}") from exc
         version = weights_version(name, source)
