@@ -20,7 +20,7 @@ def test_similar_endpoint_returns_cards(client, catalogue):
     assert response.status_code == 200
     body = response.json()
     assert body["product"] == p[2].pk and body["model_version"] == "planted@1"
-    assert [r["id"] for r in body["results"]] == [p[1].pk, p[4].pk]
+    assert [r["id"] for r in body["results"]] == [p[1].pk, p[0].pk]
     first = body["results"][0]
     assert set(first) == {"id", "name", "url", "price", "image_url", "score"}
     assert 0 < first["score"] <= 1

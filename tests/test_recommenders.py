@@ -1,0 +1,425 @@
+"""Tests for visrec.recommenders: one shared contract every model runs, planted preferences.
+
+The synthetic shop: 20 item kinds (5 categories x 4 colours), 20 items per kind, the last
+2 of every kind cold (nobody touched them). An item's features are its category and colour
+one-hots plus noise, L2-normalised, like CNN vectors of similar-looking photos. Every user
+has a favourite kind and mostly views, carts and buys items of it; user 0 only ever bought
+5 items of kind 0 (the "red mugs").
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from visrec.recommenders import (
+    MODELS,
+    BPRRecommender,
+    Interactions,
+    ItemKNNRecommender,
+    PopularityRecommender,
+    Recommender,
+    VBPRRecommender,
+    load_model,
+    top_n,
+)
+
+N_CATEGORIES, N_COLOURS = 5, 4
+N_KINDS = N_CATEGORIES * N_COLOURS
+PER_KIND = 20
+COLD_PER_KIND = 2
+N_ITEMS = N_KINDS * PER_KIND
+N_USERS = 200
+N_FEATURES = 32
+DAY = 86_400.0
+EVENT_WEIGHTS = np.array([1.0, 4.0, 8.0], dtype=np.float32)  # view, cart, purchase
+
+
+def kind_of(items: np.ndarray) -> np.ndarray:
+    """Kind of each item index: items ``k*PER_KIND .. (k+1)*PER_KIND-1`` are of kind k."""
+    return np.asarray(items) // PER_KIND
+
+
+def items_of_kind(kind: int, *, warm: bool | None = None) -> np.ndarray:
+    """Item indices of one kind; ``warm=True``/``False`` for the touched/cold ones only."""
+    items = np.arange(kind * PER_KIND, (kind + 1) * PER_KIND)
+    if warm is None:
+        return items
+    return items[: PER_KIND - COLD_PER_KIND] if warm else items[PER_KIND - COLD_PER_KIND:]
+
+
+def favourite_kind(users: np.ndarray) -> np.ndarray:
+    return np.asarray(users) % N_KINDS
+
+
+def make_features(seed: int = 0) -> np.ndarray:
+    """float32 (N_ITEMS, N_FEATURES): category one-hot + colour one-hot + noise, unit rows."""
+    rng = np.random.default_rng(seed)
+    kinds = kind_of(np.arange(N_ITEMS))
+    features = rng.normal(scale=0.15, size=(N_ITEMS, N_FEATURES))
+    features[np.arange(N_ITEMS), kinds // N_COLOURS] += 1.0
+    features[np.arange(N_ITEMS), N_CATEGORIES + kinds % N_COLOURS] += 1.0
+    return (features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float32)
+
+
+def make_interactions(seed: int = 0) -> Interactions:
+    """~30 events per user, 85% on the favourite kind; within a kind, lower items are more popular."""
+    rng = np.random.default_rng(seed)
+    warm_rank = np.arange(PER_KIND - COLD_PER_KIND)
+    within_kind = 1.0 / (1.0 + warm_rank) ** 0.7
+    within_kind /= within_kind.sum()
+    all_warm = np.concatenate([items_of_kind(k, warm=True) for k in range(N_KINDS)])
+    users, items, types = [], [], []
+    for user in range(1, N_USERS):
+        n_events = int(rng.integers(20, 40))
+        on_favourite = rng.random(n_events) < 0.85
+        favourite = items_of_kind(int(favourite_kind(user)), warm=True)
+        picked = np.where(on_favourite, rng.choice(favourite, size=n_events, p=within_kind),
+                          rng.choice(all_warm, size=n_events))
+        users.append(np.full(n_events, user))
+        items.append(picked)
+        types.append(rng.choice(3, size=n_events, p=[0.7, 0.2, 0.1]))
+    # User 0 only bought five "red mugs" (kind 0).
+    users.append(np.zeros(5, dtype=np.int64))
+    items.append(items_of_kind(0, warm=True)[[0, 3, 6, 9, 12]])
+    types.append(np.full(5, 2))
+    users, items, types = (np.concatenate(a) for a in (users, items, types))
+    times = 1.7e9 + rng.uniform(0, 60 * DAY, size=len(users))
+    return Interactions(users=users, items=items, weights=EVENT_WEIGHTS[types], times=times,
+                        n_users=N_USERS, n_items=N_ITEMS)
+
+
+@pytest.fixture(scope="module")
+def interactions() -> Interactions:
+    return make_interactions()
+
+
+@pytest.fixture(scope="module")
+def features() -> np.ndarray:
+    return make_features()
+
+
+def fraction_of_kind(ids: np.ndarray, kind: int) -> float:
+    return float(np.mean(kind_of(ids) == kind))
+
+
+def seen_items(interactions: Interactions, user: int) -> np.ndarray:
+    return np.unique(interactions.items[interactions.users == user])
+
+
+# --------------------------------------------------------------------------- base helpers
+
+
+def test_interactions_matrix_sums_repeated_events():
+    data = Interactions(users=[0, 0, 1], items=[2, 2, 0], weights=[1, 8, 4], times=[0, 1, 2], n_users=3, n_items=4)
+    matrix = data.matrix()
+    assert matrix.shape == (3, 4)
+    assert matrix.dtype == np.float32
+    assert matrix[0, 2] == 9.0 and matrix[1, 0] == 4.0 and matrix.nnz == 2
+
+
+def test_interactions_reject_out_of_range_indices():
+    with pytest.raises(ValueError):
+        Interactions(users=[0, 3], items=[0, 0], weights=[1, 1], times=[0, 0], n_users=3, n_items=1)
+    with pytest.raises(ValueError):
+        Interactions(users=[0], items=[0], weights=[-1], times=[0], n_users=1, n_items=1)
+
+
+def test_top_n_breaks_ties_by_lower_index_and_pads_excluded():
+    scores = np.array([[1.0, 3.0, 3.0, 0.0, 3.0], [2.0, 2.0, 2.0, 2.0, 2.0],
+                       [5.0, -np.inf, -np.inf, -np.inf, -np.inf]], dtype=np.float32)
+    ids, values = top_n(scores, 3)
+    assert ids.tolist() == [[1, 2, 4], [0, 1, 2], [0, -1, -1]]
+    assert values.dtype == np.float32 and ids.dtype == np.int64
+    assert values[2, 0] == 5.0 and np.isneginf(values[2, 1:]).all()
+
+
+def test_top_n_matches_a_full_stable_sort():
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, size=(30, 200)).astype(np.float32)  # many ties
+    ids, values = top_n(scores, 17)
+    expected = np.argsort(-scores, axis=1, kind="stable")[:, :17]
+    np.testing.assert_array_equal(ids, expected)
+    np.testing.assert_array_equal(values, np.take_along_axis(scores, expected, 1))
+
+
+def test_registry_names_match_classes():
+    assert set(MODELS) == {"popularity", "itemknn", "bpr", "vbpr"}
+    for name, cls in MODELS.items():
+        assert cls.name == name and issubclass(cls, Recommender)
+
+
+def test_load_of_the_wrong_class_is_refused(interactions):
+    buffer = io.BytesIO()
+    PopularityRecommender().fit(interactions).save(buffer)
+    buffer.seek(0)
+    with pytest.raises(ValueError, match="popularity"):
+        BPRRecommender.load(buffer)
+
+
+def test_load_of_a_foreign_npz_is_refused():
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros(3))
+    buffer.seek(0)
+    with pytest.raises(ValueError):
+        load_model(buffer)
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+class RecommenderContract:
+    """What every recommender must do; each model's test class subclasses this.
+
+    Subclasses set :meth:`model_factory` (a fresh, unfitted model with small, fast settings).
+    """
+
+    #: Whether the model learns per-user preferences (False for popularity).
+    personalised = True
+    #: Whether the model scores a new user from ``history_items``.
+    uses_history = True
+
+    @staticmethod
+    def model_factory() -> Recommender:
+        raise NotImplementedError
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls, interactions, features) -> Recommender:
+        return cls.model_factory().fit(interactions, item_features=features)
+
+    # -- shapes and basics
+
+    def test_fit_returns_self_and_reports_progress(self, interactions, features):
+        calls = []
+        model = self.model_factory()
+        assert model.fit(interactions, item_features=features, progress=lambda *a: calls.append(a)) is model
+        assert calls and all(isinstance(epoch, int) for epoch, _ in calls)
+        assert model.n_users == N_USERS and model.n_items == N_ITEMS
+
+    def test_unfitted_model_refuses_to_recommend(self):
+        with pytest.raises(RuntimeError):
+            self.model_factory().recommend(0)
+
+    def test_score_shape_and_dtype(self, model):
+        scores = model.score(3)
+        assert scores.shape == (N_ITEMS,) and scores.dtype == np.float32
+        assert np.all(np.isfinite(scores))
+
+    def test_recommend_shapes_dtypes_and_order(self, model):
+        ids, scores = model.recommend(3, n=10)
+        assert ids.shape == (10,) and scores.shape == (10,)
+        assert ids.dtype == np.int64 and scores.dtype == np.float32
+        assert len(set(ids.tolist())) == 10 and ids.min() >= 0 and ids.max() < N_ITEMS
+        assert np.all(np.diff(scores) <= 0)
+        full = model.score(3)
+        np.testing.assert_array_equal(scores, full[ids])
+        assert scores[-1] >= np.sort(np.delete(full, ids))[-1]
+
+    def test_recommend_clips_n_to_the_catalogue(self, model):
+        ids, scores = model.recommend(3, n=N_ITEMS + 50)
+        assert len(ids) == N_ITEMS and sorted(ids.tolist()) == list(range(N_ITEMS))
+
+    def test_recommend_never_returns_excluded_items(self, model):
+        best, _ = model.recommend(3, n=15)
+        exclude = best[::2]
+        ids, _ = model.recommend(3, n=15, exclude=exclude)
+        assert len(ids) == 15 and not set(ids.tolist()) & set(exclude.tolist())
+        ids, _ = model.recommend(3, n=N_ITEMS, exclude=np.arange(N_ITEMS - 4))
+        assert sorted(ids.tolist()) == list(range(N_ITEMS - 4, N_ITEMS))
+
+    def test_recommend_batch_matches_recommend(self, model, interactions):
+        users = np.array([0, 5, 17, 3, 199])
+        exclude = [seen_items(interactions, int(u)) for u in users]
+        ids, scores = model.recommend_batch(users, n=12, exclude=exclude)
+        assert ids.shape == (5, 12) and scores.shape == (5, 12)
+        assert ids.dtype == np.int64 and scores.dtype == np.float32
+        for row, user in enumerate(users):
+            one_ids, one_scores = model.recommend(int(user), n=12, exclude=exclude[row])
+            np.testing.assert_array_equal(ids[row], one_ids)
+            np.testing.assert_allclose(scores[row], one_scores, rtol=1e-5, atol=1e-6)
+            assert not set(ids[row].tolist()) & set(exclude[row].tolist())
+
+    def test_new_user_with_history_gets_scores(self, model):
+        scores = model.score(-1, history_items=items_of_kind(4, warm=True)[:3], history_weights=[1.0, 4.0, 8.0])
+        assert scores.shape == (N_ITEMS,) and scores.dtype == np.float32 and np.all(np.isfinite(scores))
+        ids, _ = model.recommend(-1, n=5)  # nothing known at all: still a valid list
+        assert len(ids) == 5
+
+    def test_fit_is_deterministic(self, model, interactions, features):
+        again = self.model_factory().fit(interactions, item_features=features)
+        for user in (0, 7):
+            np.testing.assert_array_equal(model.score(user), again.score(user))
+        np.testing.assert_array_equal(model.recommend(7, n=20)[0], again.recommend(7, n=20)[0])
+
+    # -- persistence
+
+    def assert_same_model(self, model, loaded):
+        assert type(loaded) is type(model)
+        assert loaded.get_params() == model.get_params()
+        assert (loaded.n_users, loaded.n_items) == (model.n_users, model.n_items)
+        for user in (0, 7, -1):
+            np.testing.assert_array_equal(loaded.score(user), model.score(user))
+        history = items_of_kind(9, warm=True)[:3]
+        np.testing.assert_array_equal(loaded.score(-1, history_items=history), model.score(-1, history_items=history))
+        ids, scores = model.recommend_batch(np.arange(10), n=7)
+        loaded_ids, loaded_scores = loaded.recommend_batch(np.arange(10), n=7)
+        np.testing.assert_array_equal(ids, loaded_ids)
+        np.testing.assert_array_equal(scores, loaded_scores)
+
+    def test_save_load_round_trip_in_memory(self, model):
+        buffer = io.BytesIO()
+        model.save(buffer)
+        buffer.seek(0)
+        self.assert_same_model(model, type(model).load(buffer))
+        buffer.seek(0)
+        self.assert_same_model(model, load_model(buffer))
+
+    def test_save_load_round_trip_on_disk(self, model, tmp_path):
+        path = tmp_path / "model.bin"
+        model.save(path)
+        assert path.exists()  # written as given, no ".npz" appended
+        self.assert_same_model(model, load_model(path))
+        self.assert_same_model(model, Recommender.load(str(path)))
+
+    def test_saved_file_holds_no_pickled_objects(self, model):
+        data = model.to_bytes()
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            for key in arrays.files:
+                assert not arrays[key].dtype.hasobject, key
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            assert all(name.endswith(".npy") for name in archive.namelist())
+
+    # -- serving as one inner product
+
+    def test_vectors_reproduce_scores(self, model):
+        users, items = model.user_vectors(), model.item_vectors()
+        if users is None:
+            assert items is None
+            return
+        assert users.dtype == np.float32 and items.dtype == np.float32
+        assert users.shape[0] == N_USERS and items.shape[0] == N_ITEMS and users.shape[1] == items.shape[1]
+        for user in (0, 1, 42, 199):
+            np.testing.assert_allclose(users[user] @ items.T, model.score(user), rtol=1e-5, atol=1e-5)
+        history = items_of_kind(2, warm=True)[:3]
+        query = model.user_vector(-1, history_items=history)
+        np.testing.assert_allclose(items @ query, model.score(-1, history_items=history), rtol=1e-5, atol=1e-5)
+
+    # -- learning
+
+    def test_learns_planted_preference(self, model, interactions):
+        """User 0 only bought red mugs: red mugs fill the top 10 (beyond what they bought)."""
+        ids, _ = model.recommend(0, n=10, exclude=seen_items(interactions, 0))
+        assert fraction_of_kind(ids, 0) >= 0.8, kind_of(ids)
+
+    def test_learns_every_users_favourite_kind(self, model, interactions):
+        users = np.arange(1, N_USERS)
+        ids, _ = model.recommend_batch(users, n=10)
+        fractions = np.mean(kind_of(ids) == favourite_kind(users)[:, None], axis=1)
+        assert np.median(fractions) >= 0.8 and np.mean(fractions) >= 0.7, np.mean(fractions)
+
+    def test_new_user_history_of_one_kind_recommends_that_kind(self, model):
+        if not self.uses_history:
+            pytest.skip("model ignores histories")
+        kind = 13
+        history = items_of_kind(kind, warm=True)[[1, 4, 7]]
+        ids, _ = model.recommend(-1, n=10, exclude=history, history_items=history,
+                                 history_weights=[8.0, 4.0, 1.0])
+        assert fraction_of_kind(ids, kind) >= 0.8, kind_of(ids)
+
+
+class TestPopularity(RecommenderContract):
+    personalised = False
+    uses_history = False
+
+    @staticmethod
+    def model_factory() -> Recommender:
+        return PopularityRecommender(half_life_days=14)
+
+    def test_learns_planted_preference(self, model, interactions):
+        """Not personalised: the list is the decayed event-weight ranking, the same for all."""
+        age_days = (interactions.times.max() - interactions.times) / DAY
+        expected = np.bincount(interactions.items, weights=interactions.weights * 0.5 ** (age_days / 14),
+                               minlength=N_ITEMS)
+        ids, scores = model.recommend(0, n=10)
+        np.testing.assert_array_equal(ids, np.argsort(-expected, kind="stable")[:10])
+        np.testing.assert_allclose(scores, expected[ids], rtol=1e-5)
+        np.testing.assert_array_equal(model.recommend(57, n=10)[0], ids)
+
+    def test_learns_every_users_favourite_kind(self, model, interactions):
+        pytest.skip("popularity is not personalised")
+
+    def test_decay_favours_recent_events(self):
+        data = Interactions(users=[0, 1, 1], items=[0, 1, 1], weights=[3, 1, 1], times=[0.0, 60 * DAY, 60 * DAY],
+                            n_users=2, n_items=3)
+        assert PopularityRecommender(half_life_days=7).fit(data).recommend(0, n=1)[0][0] == 1
+        assert PopularityRecommender(half_life_days=None).fit(data).recommend(0, n=1)[0][0] == 0
+
+
+class TestItemKNN(RecommenderContract):
+    @staticmethod
+    def model_factory() -> Recommender:
+        return ItemKNNRecommender(neighbours=50)
+
+    def test_neighbours_are_pruned_and_exclude_self(self, model):
+        ids, sims = model.similar_items(3)
+        assert 0 < len(ids) <= 50 and 3 not in ids.tolist()
+        assert np.all(np.diff(sims) <= 0) and sims.max() <= 1.0 + 1e-5
+        assert fraction_of_kind(ids[:10], int(kind_of(3))) >= 0.8
+
+
+class TestBPR(RecommenderContract):
+    @staticmethod
+    def model_factory() -> Recommender:
+        return BPRRecommender(factors=16, epochs=20, lr=0.02, batch_size=256, seed=1)
+
+
+class TestVBPR(RecommenderContract):
+    @staticmethod
+    def model_factory() -> Recommender:
+        return VBPRRecommender(factors=16, visual_factors=16, epochs=20, lr=0.02, batch_size=256, seed=1)
+
+    def test_needs_features(self, interactions):
+        with pytest.raises(ValueError, match="item_features"):
+            VBPRRecommender().fit(interactions)
+
+    def test_cold_items_have_no_collaborative_part(self, model, interactions):
+        cold = np.concatenate([items_of_kind(k, warm=False) for k in range(N_KINDS)])
+        assert not model.warm_items[cold].any() and model.warm_items.sum() == N_ITEMS - len(cold)
+        items = model.item_vectors()
+        assert np.all(items[cold, :model.factors] == 0)
+        # The last column of a cold item is the visual bias only (beta_i = 0).
+        np.testing.assert_allclose(items[cold], model.item_vectors_for_features(make_features()[cold]), atol=1e-6)
+        # Warm item biases are centred, so a cold item sits at the average warm bias.
+        beta = items[:, -1] - make_features() @ model._visual_bias
+        assert abs(float(beta[model.warm_items].mean())) < 1e-4
+
+    def test_cold_item_of_the_favourite_kind_reaches_the_top_20(self, model, interactions):
+        cold = items_of_kind(0, warm=False)
+        ids, _ = model.recommend(0, n=20, exclude=seen_items(interactions, 0))
+        assert set(cold.tolist()) & set(ids.tolist()), ids
+        # And for ordinary users: their kind's cold items rank far above a random position.
+        users = np.arange(1, N_USERS)
+        scores = model._score_batch(users)
+        ranks = (-scores).argsort(axis=1).argsort(axis=1)
+        cold_of_favourite = np.stack([items_of_kind(int(k), warm=False) for k in favourite_kind(users)])
+        median_rank = np.median(np.take_along_axis(ranks, cold_of_favourite, axis=1))
+        assert median_rank < 40, median_rank  # random would be ~200 of 400
+
+    def test_cold_items_are_not_all_ranked_last(self, model):
+        cold = ~model.warm_items
+        ranks = (-model.score(5)).argsort().argsort()
+        assert ranks[cold].min() < N_ITEMS - cold.sum()
+
+    def test_new_user_with_cold_only_history_is_scored_by_looks(self, model):
+        kind = 6
+        history = items_of_kind(kind, warm=False)
+        ids, _ = model.recommend(-1, n=10, exclude=history, history_items=history)
+        assert fraction_of_kind(ids, kind) >= 0.8, kind_of(ids)
+
+    def test_vector_layout_is_gamma_theta_one(self, model):
+        users = model.user_vectors()
+        assert users.shape[1] == model.factors + model.visual_factors + 1
+        np.testing.assert_array_equal(users[:, -1], 1.0)
