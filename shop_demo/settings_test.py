@@ -21,3 +21,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if os.environ.get("VISREC_TEST_DATABASE_NAME"):
     DATABASES["default"]["NAME"] = os.environ["VISREC_TEST_DATABASE_NAME"]  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": os.environ["VISREC_TEST_DATABASE_NAME"]}  # noqa: F405
+elif os.environ.get("VISREC_PYTEST_DATABASE"):
+    # Two test runs side by side (e.g. one per terminal) each get their own test database.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["VISREC_PYTEST_DATABASE"]}  # noqa: F405

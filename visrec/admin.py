@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .models import EmbeddingStatus, ImageEmbedding, InteractionEvent, ModelKind, ModelVersion
+from .models import EmbeddingStatus, ImageEmbedding, InteractionEvent, ModelKind, ModelVersion, PrivacyRelease
 from .services import presentation, similar
 from .services.embedders import activate_embedder, active_embedder_version
 
@@ -130,6 +130,38 @@ class InteractionEventAdmin(admin.ModelAdmin):
     list_display = ["occurred_at", "event_type", "product_id", "source", "position"]
     list_filter = ["event_type"]
     date_hierarchy = "occurred_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PrivacyRelease)
+class PrivacyReleaseAdmin(admin.ModelAdmin):
+    """The privacy budget ledger: every differentially private release and what is left."""
+
+    list_display = ["created_at", "kind", "epsilon", "noise_scale", "plus_minus_95", "period_start"]
+    list_filter = ["kind", "period_start"]
+    readonly_fields = [f.name for f in PrivacyRelease._meta.fields]
+
+    @admin.display(description=_("noise (95%)"))
+    def plus_minus_95(self, obj) -> str:
+        from .services.dp_releases import noise_margin
+
+        return f"± {noise_margin(obj.noise_scale):.0f}"
+
+    def changelist_view(self, request, extra_context=None):
+        from .conf import visrec_settings
+        from .services.dp_releases import period_start, remaining
+
+        self.message_user(request, _(
+            "Privacy budget: epsilon %(left).2f of %(total).2f left in the period starting %(start)s. "
+            "Every count released from shoppers' events is noisy (discrete Laplace); the ± column is a 95%% interval."
+        ) % {"left": remaining(), "total": visrec_settings.PRIVACY_BUDGET_EPSILON, "start": period_start()},
+            messages.INFO)
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -84,6 +84,12 @@ DEFAULTS: dict[str, Any] = {
     # Raw events older than this are purged nightly.
     "RETENTION_DAYS": 365,
     "RETENTION_SCHEDULE": {"minute": "15", "hour": "2"},
+    # Differential privacy of everything released from the events: total epsilon per period.
+    "PRIVACY_BUDGET_EPSILON": 10.0,
+    "PRIVACY_PERIOD_DAYS": 30,
+    # Epsilon spent by one daily trending list, and the products one shopper may count for.
+    "TRENDING_EPSILON": 0.25,
+    "RELEASE_MAX_PRODUCTS_PER_SHOPPER": 10,
     # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
     "PSEUDONYM_SECRET": "",
     # Where visrec keeps model artefacts (a path under MEDIA_ROOT's storage).

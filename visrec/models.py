@@ -170,3 +170,30 @@ class ShopperVector(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["subject_key", "model_version"], name="visrec_shopper_unique_version"),
         ]
+
+
+class PrivacyRelease(models.Model):
+    """The privacy budget ledger: one row per differentially private release from the events.
+
+    ``payload`` keeps the noisy result itself, so showing it again costs no budget
+    (post-processing of a DP release is free).
+    """
+
+    kind = models.CharField(max_length=50, help_text=_("what was released, e.g. trending"))
+    period_start = models.DateField(help_text=_("the budget period this release counts against"))
+    epsilon = models.FloatField()
+    delta = models.FloatField(default=0.0)
+    mechanism = models.CharField(max_length=100)
+    noise_scale = models.FloatField()
+    sensitivity = models.FloatField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["period_start", "kind"], name="visrec_release_period_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ε={self.epsilon} ({self.created_at:%Y-%m-%d})"

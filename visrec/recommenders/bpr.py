@@ -13,8 +13,8 @@ Choices that matter here:
   items for VBPR) and redrawn a few times when they hit one of the user's positives;
 * one epoch is as many triples as there are distinct (user, item) pairs, drawn at once
   with numpy, then consumed in vectorised mini-batches (4096 by default);
-* embeddings are sparse (``nn.Embedding(sparse=True)``) and stepped by ``SparseAdam``, so a
-  step touches the batch's rows only, not 100k x factors parameters;
+* embedding tables are stepped by a row-wise ("lazy") Adam, :class:`RowAdam`, so a step
+  touches the batch's rows only, not 100k x factors parameters;
 * all randomness comes from ``seed`` (a numpy ``Generator`` and a ``torch.Generator``):
   the global torch RNG and ``torch.set_num_threads`` are left alone.
 
@@ -24,6 +24,7 @@ cannot recommend a new product; VBPR can.
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import scipy.sparse as sp
@@ -85,19 +86,52 @@ class TripleSampler:
         return users, positives, negatives
 
 
-def sparse_embedding(rows: int, dim: int, std: float, generator: torch.Generator) -> nn.Embedding:
-    """``nn.Embedding(sparse=True)`` initialised N(0, std) (zeros when ``std == 0``)."""
-    embedding = nn.Embedding(rows, dim, sparse=True)
-    with torch.no_grad():
-        if std > 0:
-            embedding.weight.normal_(0.0, std, generator=generator)
-        else:
-            embedding.weight.zero_()
-    return embedding
+def random_table(rows: int, dim: int, std: float, generator: torch.Generator) -> np.ndarray:
+    """float32 (rows, dim) drawn N(0, std) from ``generator`` (zeros when ``std == 0``)."""
+    table = torch.zeros(rows, dim)
+    if std > 0:
+        table.normal_(0.0, std, generator=generator)
+    return table.numpy()
+
+
+class RowAdam:
+    """Adam on only the rows of a table that a step touches ("lazy" Adam, as SparseAdam).
+
+    A step costs O(batch x dim) whatever the number of users or items. Written in numpy
+    on purpose: torch's sparse gradients (``SparseAdam``) and ``index_add_`` on small
+    tensors cost milliseconds per call on a busy 2-core machine (thread hand-offs for a
+    few kB of work), which dominated training; here duplicate rows are summed with one
+    single-threaded sparse product and the moments are read and written by fancy indexing.
+    """
+
+    def __init__(self, table: np.ndarray, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.table, self.lr, self.betas, self.eps = table, lr, betas, eps
+        self.m = np.zeros_like(table)
+        self.v = np.zeros_like(table)
+        self.t = 0
+
+    def step(self, rows: np.ndarray, grad: np.ndarray) -> None:
+        """Applies ``grad`` float32 (B, dim), the gradient of ``table[rows]`` (rows int64 (B,))."""
+        self.t += 1
+        beta1, beta2 = self.betas
+        unique, inverse = np.unique(rows, return_inverse=True)
+        summed = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows))
+        ) @ grad  # (n_unique, dim): gradients of repeated rows added up
+        m = self.m[unique]
+        m *= beta1
+        m += (1 - beta1) * summed
+        v = self.v[unique]
+        v *= beta2
+        v += (1 - beta2) * np.square(summed)
+        self.m[unique], self.v[unique] = m, v
+        step = self.lr * math.sqrt(1 - beta2 ** self.t) / (1 - beta1 ** self.t)
+        self.table[unique] -= (step * m / (np.sqrt(v) + self.eps)).astype(np.float32)
 
 
 def train_bpr(
-    net: nn.Module,
+    net: BPRNet,
     sampler: TripleSampler,
     *,
     epochs: int,
@@ -106,33 +140,34 @@ def train_bpr(
     samples_per_epoch: int | None,
     progress: ProgressCallback | None,
 ) -> list[float]:
-    """Runs BPR epochs on ``net`` (a module with ``loss(users, positives, negatives)``).
-
-    Sparse parameters (embeddings) are stepped with ``SparseAdam``, dense ones with ``Adam``.
+    """Runs BPR epochs on ``net``: its tables step with :class:`RowAdam`, its parameters with Adam.
 
     Returns:
         the mean loss of every epoch.
     """
-    sparse = [m.weight for m in net.modules() if isinstance(m, nn.Embedding) and m.sparse]
-    sparse_ids = {id(p) for p in sparse}
-    dense = [p for p in net.parameters() if id(p) not in sparse_ids]
-    optimisers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(sparse, lr=lr)]
-    if dense:
-        optimisers.append(torch.optim.Adam(dense, lr=lr))
+    tables = net.tables()
+    row_optimisers = {name: RowAdam(table, lr) for name, table in tables.items()}
+    dense = list(net.parameters())
+    optimiser = torch.optim.Adam(dense, lr=lr) if dense else None
     size = int(samples_per_epoch or len(sampler))
     history: list[float] = []
     for epoch in range(epochs):
-        users, positives, negatives = (torch.from_numpy(a) for a in sampler.sample(size))
+        users, positives, negatives = sampler.sample(size)
         total = 0.0
         for start in range(0, size, batch_size):
             batch = slice(start, start + batch_size)
-            loss = net.loss(users[batch], positives[batch], negatives[batch])
-            for optimiser in optimisers:
+            u, i, j = users[batch], positives[batch], negatives[batch]
+            lookups = net.lookups(u, i, j)
+            rows = {name: torch.from_numpy(tables[name][index]).requires_grad_() for name, index in lookups.items()}
+            loss = net.loss(rows, u, i, j)
+            if optimiser is not None:
                 optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            for optimiser in optimisers:
+            if optimiser is not None:
                 optimiser.step()
-            total += float(loss.detach()) * len(users[batch])
+            for name, index in lookups.items():
+                row_optimisers[name].step(index, rows[name].grad.numpy())
+            total += float(loss.detach()) * len(u)
         history.append(total / max(1, size))
         logger.debug("visrec: %s epoch %d/%d loss %.4f", type(net).__name__, epoch + 1, epochs, history[-1])
         if progress:
@@ -141,24 +176,49 @@ def train_bpr(
 
 
 class BPRNet(nn.Module):
-    """``beta_i + gamma_u . gamma_i`` with the BPR loss and L2 on the batch's rows."""
+    """``beta_i + gamma_u . gamma_i`` with the BPR loss and L2 on the batch's rows.
+
+    Embedding tables are float32 numpy arrays (:meth:`tables`): each batch reads its rows
+    into small leaf tensors, autograd gives their gradients and :class:`RowAdam` writes
+    the rows back; ``nn.Parameter`` s (none here, E and beta' in VBPR) step with Adam.
+    """
 
     def __init__(self, n_users: int, n_items: int, factors: int, reg: float, reg_bias: float,
                  generator: torch.Generator, init_std: float = 0.1) -> None:
         super().__init__()
         self.reg, self.reg_bias = reg, reg_bias
-        self.user_factors = sparse_embedding(n_users, factors, init_std, generator)
-        self.item_factors = sparse_embedding(n_items, factors, init_std, generator)
-        self.item_bias = sparse_embedding(n_items, 1, 0.0, generator)
+        self.user_factors = random_table(n_users, factors, init_std, generator)  # gamma_u (U, K)
+        self.item_factors = random_table(n_items, factors, init_std, generator)  # gamma_i (I, K)
+        self.item_bias = np.zeros((n_items, 1), dtype=np.float32)  # beta_i (I, 1), starts at 0
 
-    def loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        gamma_u = self.user_factors(users)
-        gamma_i, gamma_j = self.item_factors(positives), self.item_factors(negatives)
-        beta_i, beta_j = self.item_bias(positives)[:, 0], self.item_bias(negatives)[:, 0]
+    def tables(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors, "item_bias": self.item_bias}
+
+    def lookups(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows of each table a batch reads: users (B,), items ``[positives, negatives]`` (2B,)."""
+        items = np.concatenate([positives, negatives])
+        return {"user_factors": users, "item_factors": items, "item_bias": items}
+
+    def loss(self, rows: dict[str, torch.Tensor], users: np.ndarray, positives: np.ndarray,
+             negatives: np.ndarray) -> torch.Tensor:
+        """Mean BPR loss ``-log sigmoid(x_uij)`` of the batch plus the L2 penalty."""
+        x, penalty = self.difference(rows, users, positives, negatives)
+        return F.softplus(-x).mean() + penalty
+
+    def difference(self, rows: dict[str, torch.Tensor], users: np.ndarray, positives: np.ndarray,
+                   negatives: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_uij = score(u, i) - score(u, j)`` (B,) and the L2 penalty (scalar).
+
+        ``rows`` holds the looked-up rows of each table, in the order of :meth:`lookups`.
+        """
+        b = len(users)
+        gamma_u = rows["user_factors"]
+        gamma_i, gamma_j = rows["item_factors"][:b], rows["item_factors"][b:]
+        beta_i, beta_j = rows["item_bias"][:b, 0], rows["item_bias"][b:, 0]
         x = (gamma_u * (gamma_i - gamma_j)).sum(1) + beta_i - beta_j
         l2 = (gamma_u.square().sum(1) + gamma_i.square().sum(1) + gamma_j.square().sum(1)).mean()
         l2_bias = (beta_i.square() + beta_j.square()).mean()
-        return F.softplus(-x).mean() + self.reg * l2 + self.reg_bias * l2_bias
+        return x, self.reg * l2 + self.reg_bias * l2_bias
 
 
 def fold_in_mean(vectors: np.ndarray, items: np.ndarray, weights: np.ndarray, norm: float) -> np.ndarray:
@@ -242,9 +302,8 @@ class BPRRecommender(InnerProductRecommender):
             net, TripleSampler(matrix, None, rng), epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, samples_per_epoch=self.samples_per_epoch, progress=progress,
         )
-        gamma_u = net.user_factors.weight.detach().numpy().copy()
-        gamma_i = net.item_factors.weight.detach().numpy()
-        beta = net.item_bias.weight.detach().numpy()
+        gamma_u = net.user_factors.copy()
+        gamma_i, beta = net.item_factors, net.item_bias
         active_users = np.flatnonzero(np.diff(matrix.indptr) > 0)
         inactive = np.ones(interactions.n_users, dtype=bool)
         inactive[active_users] = False

@@ -34,41 +34,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback
-from visrec.recommenders.bpr import BPRNet, TripleSampler, fold_in_mean, median_norm, sparse_embedding, train_bpr
+from visrec.recommenders.bpr import BPRNet, TripleSampler, fold_in_mean, median_norm, random_table, train_bpr
 
 logger = logging.getLogger(__name__)
 
 
 class VBPRNet(BPRNet):
-    """BPR plus ``theta_u . E f_i + beta' . f_i``; the batch's features are projected only."""
+    """BPR plus ``theta_u . E f_i + beta' . f_i``; only the batch's features are projected."""
 
-    def __init__(self, n_users: int, n_items: int, features: torch.Tensor, factors: int, visual_factors: int,
+    def __init__(self, n_users: int, n_items: int, features: np.ndarray, factors: int, visual_factors: int,
                  reg: float, reg_bias: float, reg_visual: float, generator: torch.Generator,
                  init_std: float = 0.1) -> None:
         super().__init__(n_users, n_items, factors, reg, reg_bias, generator, init_std)
-        self.features = features  # (n_items, F) float32, fixed: a plain attribute, not a parameter
+        self.features = features  # f (n_items, F) float32 numpy, fixed
         self.reg_visual = reg_visual
-        self.user_visual = sparse_embedding(n_users, visual_factors, init_std, generator)
-        projection = torch.empty(features.shape[1], visual_factors)
-        projection.normal_(0.0, init_std, generator=generator)
-        self.projection = nn.Parameter(projection)  # E (F, D')
+        self.user_visual = random_table(n_users, visual_factors, init_std, generator)  # theta_u (U, D')
+        self.projection = nn.Parameter(  # E (F, D')
+            torch.from_numpy(random_table(features.shape[1], visual_factors, init_std, generator)))
         self.visual_bias = nn.Parameter(torch.zeros(features.shape[1]))  # beta' (F,)
 
-    def loss(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        gamma_u, theta_u = self.user_factors(users), self.user_visual(users)
-        gamma_i, gamma_j = self.item_factors(positives), self.item_factors(negatives)
-        beta_i, beta_j = self.item_bias(positives)[:, 0], self.item_bias(negatives)[:, 0]
-        # (f_i - f_j) @ [E | beta']: one (B, F) x (F, D'+1) product per batch.
-        visual = (self.features[positives] - self.features[negatives]) @ torch.cat(
+    def tables(self) -> dict[str, np.ndarray]:
+        return {**super().tables(), "user_visual": self.user_visual}
+
+    def lookups(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> dict[str, np.ndarray]:
+        return {**super().lookups(users, positives, negatives), "user_visual": users}
+
+    def difference(self, rows: dict[str, torch.Tensor], users: np.ndarray, positives: np.ndarray,
+                   negatives: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x, penalty = super().difference(rows, users, positives, negatives)  # gamma and beta_i terms
+        theta_u = rows["user_visual"]
+        # (f_i - f_j) @ [E | beta']: one (B, F) x (F, D'+1) product for the batch's items only.
+        difference = torch.from_numpy(self.features[positives] - self.features[negatives])  # (B, F)
+        visual = difference @ torch.cat(
             [self.projection, self.visual_bias[:, None]], dim=1
         )
-        x = ((gamma_u * (gamma_i - gamma_j)).sum(1) + beta_i - beta_j
-             + (theta_u * visual[:, :-1]).sum(1) + visual[:, -1])
-        l2 = (gamma_u.square().sum(1) + theta_u.square().sum(1)
-              + gamma_i.square().sum(1) + gamma_j.square().sum(1)).mean()
-        l2_bias = (beta_i.square() + beta_j.square()).mean()
-        l2_visual = self.projection.square().sum() + self.visual_bias.square().sum()
-        return F.softplus(-x).mean() + self.reg * l2 + self.reg_bias * l2_bias + self.reg_visual * l2_visual
+        x = x + (theta_u * visual[:, :-1]).sum(1) + visual[:, -1]
+        penalty = (penalty + self.reg * theta_u.square().sum(1).mean()
+                   + self.reg_visual * (self.projection.square().sum() + self.visual_bias.square().sum()))
+        return x, penalty
 
 
 class VBPRRecommender(InnerProductRecommender):
@@ -132,7 +135,7 @@ class VBPRRecommender(InnerProductRecommender):
         warm = np.bincount(matrix.indices, minlength=interactions.n_items) > 0
         rng = np.random.default_rng(self.seed)
         generator = torch.Generator().manual_seed(self.seed)
-        net = VBPRNet(interactions.n_users, interactions.n_items, torch.from_numpy(features), self.factors,
+        net = VBPRNet(interactions.n_users, interactions.n_items, features, self.factors,
                       self.visual_factors, self.reg, self.reg_bias, self.reg_visual, generator)
         sampler = TripleSampler(matrix, np.flatnonzero(warm), rng)  # cold items never enter a triple
         self.loss_history = train_bpr(
@@ -140,10 +143,8 @@ class VBPRRecommender(InnerProductRecommender):
             samples_per_epoch=self.samples_per_epoch, progress=progress,
         )
         with torch.no_grad():
-            gamma_u = net.user_factors.weight.numpy().copy()
-            theta_u = net.user_visual.weight.numpy().copy()
-            gamma_i = net.item_factors.weight.numpy().copy()
-            beta = net.item_bias.weight.numpy()[:, 0].astype(np.float64)
+            gamma_u, theta_u, gamma_i = net.user_factors, net.user_visual, net.item_factors
+            beta = net.item_bias[:, 0].astype(np.float64)
             projection = net.projection.numpy().copy()
             visual_bias = net.visual_bias.numpy().copy()
         gamma_i[~warm] = 0.0

@@ -17,7 +17,6 @@ import datetime as dt
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Case, FloatField, Sum, Value, When
 from django.utils import timezone
 
 from ..conf import visrec_settings
@@ -30,7 +29,6 @@ from .similar import SimilarFilters, _candidate_queryset, search_by_vector
 from .versions import active_version
 
 DEPTH = 50
-TRENDING_DAYS = 7
 
 
 def _purchased(subject: str) -> list[int]:
@@ -92,19 +90,13 @@ def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
 
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
                   ) -> list[tuple[int, float]]:
-    """Most interacted-with products of the last days, weighted by event type; of all time
-    when the last days were quiet."""
-    now = now or timezone.now()
-    candidates = _candidate_queryset(filters, None, None).exclude(pk__in=list(exclude)).values("pk")
-    weight = Case(*[When(event_type=t, then=Value(w)) for t, w in visrec_settings.EVENT_WEIGHTS.items()],
-                  default=Value(0.0), output_field=FloatField())
-    events = InteractionEvent.objects.filter(product__in=candidates, occurred_at__lte=now)
-    rows = []
-    for window in (events.filter(occurred_at__gte=now - dt.timedelta(days=TRENDING_DAYS)), events):
-        rows = list(window.values("product_id").annotate(score=Sum(weight)).order_by("-score", "product_id")[:k])
-        if rows:
-            break
-    return [(r["product_id"], float(r["score"])) for r in rows]
+    """Trending products for everyone: the day's differentially private release (see
+    :mod:`visrec.services.dp_releases`), restricted to the shop's filters."""
+    from .dp_releases import dp_trending
+
+    candidates = set(_candidate_queryset(filters, None, None).exclude(pk__in=list(exclude))
+                     .values_list("pk", flat=True))
+    return dp_trending(k, candidates)
 
 
 def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | None = None,
