@@ -109,6 +109,14 @@ def test_default_backbone_vectors_are_unit_stable_and_meaningful(empty_torch_hom
     np.testing.assert_allclose(vectors[3], vectors[0], atol=1e-5)  # same image, same vector
     np.testing.assert_allclose(backbone.embed(torch.from_numpy(batch[:1])), vectors[:1], atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+    # Folding the batch norms for speed changes nothing that matters.
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in backbone.model.modules())
+    reference = build_model().eval()
+    load_state_dict_strict(reference, torch.load(weights_path(), map_location="cpu", weights_only=True))
+    with torch.inference_mode():
+        pooled = reference.extract_features(torch.from_numpy(batch)).mean(dim=(2, 3))
+    np.testing.assert_allclose(vectors, torch.nn.functional.normalize(pooled, dim=1).numpy(), atol=1e-4)
     assert backbone.embed(batch[:0]).shape == (0, 1280)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         backbone.embed(batch[0])
@@ -196,6 +204,7 @@ def test_torchvision_backbones_give_pooled_features_before_the_classifier(
     batch = np.random.default_rng(1).normal(size=(2, 3, 224, 224)).astype(np.float32)
     vectors = backbone.embed(batch)
     assert vectors.dtype == np.float32 and vectors.shape == (2, dims)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in backbone.model.modules())
 
     reference = getattr(torchvision.models, name)(weights=None).eval()
     reference.load_state_dict(torch.load(path, weights_only=True))

@@ -158,7 +158,8 @@ class Backbone(abc.ABC):
         mean: per-channel RGB mean on the 0..1 scale that preprocessing subtracts.
         std: per-channel RGB standard deviation on the 0..1 scale that it divides by.
         device: where the model runs.
-        model: the ``torch.nn.Module``, in eval mode, gradients off.
+        model: the ``torch.nn.Module`` prepared for inference only: eval mode, gradients
+            off, batch norms folded into convolutions where the subclass does so.
     """
 
     name: str
