@@ -56,7 +56,8 @@ def test_training_creates_a_version_reembeds_and_switches_when_not_worse():
     pretrained = active_embedder_version()
     outcome = finetuning.train_embedder(TrainingConfig(epochs=15))
     version = ModelVersion.objects.get(name=outcome.version)
-    assert outcome.metric.startswith("held-out precision@10")
+    # Category precision when enough products are held out, else self-retrieval of views.
+    assert outcome.metric.startswith("held-out")
     assert version.metrics["evaluation"]["old_version"] == pretrained.name
     assert version.metrics["training"]["supervised"] is True
     assert outcome.promoted == (outcome.new_score >= outcome.old_score)

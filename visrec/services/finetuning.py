@@ -168,7 +168,7 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
     head, history = train_head(base[train_rows], views[train_rows], cat[train_rows], group[train_rows], config,
                                progress=(lambda e, loss: progress("train", 1)) if progress else None)
 
-    name = f"{base_version}+ft{timezone.now():%Y%m%dT%H%M%S}"
+    name = f"{base_version}+ft{timezone.now():%Y%m%dT%H%M%S%f}"
     vector_index.validate_version(name)
     version = ModelVersion(
         kind=ModelKind.EMBEDDER, name=name, dimensions=head.out_dim,

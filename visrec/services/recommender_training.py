@@ -139,7 +139,7 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
             old = recall_at_k(bundle_top(load_bundle(active), split, GUARD_K), split.relevant, GUARD_K)
         except Exception:  # noqa: BLE001 - an unreadable old model cannot block a new one
             logger.exception("visrec: the active recommender %s could not be measured", active.name)
-    name = f"{model_name}-{timezone.now():%Y%m%dT%H%M%S}"
+    name = f"{model_name}-{timezone.now():%Y%m%dT%H%M%S%f}"
     metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
                f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
                "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS}
