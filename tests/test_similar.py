@@ -144,3 +144,15 @@ def test_cache_is_invalidated_when_vectors_or_version_change(catalogue, django_c
         activate_embedder(version)
     expected = max(range(1, 20), key=lambda i: np.cos(i) if i != 3 else -9)
     assert ids(similar_products(p[0].pk, k=1)) == [p[expected].pk]
+
+
+def test_candidate_subquery_has_no_ordering(catalogue):
+    """The host's default ordering (Product.Meta.ordering = name) must not reach the IN (...)
+    subquery: sorting every candidate would make PostgreSQL skip the HNSW index."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        similar_products(catalogue[2].pk, k=3, use_cache=False)
+    search = next(q["sql"] for q in queries.captured_queries if "<=>" in q["sql"])
+    assert search.count("ORDER BY") == 1 and '"name"' not in search

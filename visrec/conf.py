@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "BACKBONE_WEIGHTS": {},
     # Images per forward pass during extraction.
     "EXTRACTION_BATCH_SIZE": 32,
+    # HNSW candidate list per query (pgvector's hnsw.ef_search): higher = better recall, slower.
+    "HNSW_EF_SEARCH": 100,
     # Threads that decode images while the model computes (0 = decode inline).
     "DECODE_WORKERS": 2,
     # Torch intra-op threads in a worker process (0 = leave torch's default).

@@ -1,7 +1,7 @@
-"""BPR matrix factorisation in PyTorch (Rendle et al., UAI 2009).
+"""BPR matrix factorisation (Rendle et al., UAI 2009).
 
 ``score(u, i) = beta_i + gamma_u . gamma_i``, trained to rank an item the user engaged
-with above one they did not: maximise ``log sigmoid(score(u, i) - score(u, j))`` over
+with above one they did not: minimise ``-log sigmoid(score(u, i) - score(u, j))`` over
 sampled triples (user u, positive i, negative j) with L2 regularisation.
 
 Choices that matter here:
@@ -11,12 +11,20 @@ Choices that matter here:
   folded into the weights applies too;
 * negatives are drawn uniformly from the negative pool (all items for BPR, interacted
   items for VBPR) and redrawn a few times when they hit one of the user's positives;
-* one epoch is as many triples as there are distinct (user, item) pairs, drawn at once
-  with numpy, then consumed in vectorised mini-batches (4096 by default);
-* embedding tables are stepped by a row-wise ("lazy") Adam, :class:`RowAdam`, so a step
-  touches the batch's rows only, not 100k x factors parameters;
-* all randomness comes from ``seed`` (a numpy ``Generator`` and a ``torch.Generator``):
-  the global torch RNG and ``torch.set_num_threads`` are left alone.
+* one epoch is as many triples as there are distinct (user, item) pairs, drawn at once,
+  then consumed in vectorised mini-batches (4096 triples by default);
+* the gradients are written out (they are a few lines, see :meth:`BPRParameters.gradients`)
+  and every array is stepped by a row-wise ("lazy") Adam, :class:`RowAdam`, which touches
+  the batch's rows only, not 100k x factors parameters;
+* the inner loop is numpy, not torch autograd. Measured on the project's shared 2-core
+  host: torch's intra-op OpenMP threads turn each (4096 x 64) elementwise op into a
+  10-20 ms thread rendezvous when other processes keep the cores busy (a 4096-triple BPR
+  step took 320 ms, 65x its single-thread time), and the fix would be
+  ``torch.set_num_threads(1)``, which is process-global and not ours to change in a shared
+  Celery worker. numpy's elementwise ops are single-threaded; only the one (B, F) x (F, D')
+  product of VBPR goes to BLAS;
+* all randomness comes from ``seed`` (one numpy ``Generator``): no global RNG is touched,
+  and a fit is bit-for-bit repeatable.
 
 Items nobody interacted with are only ever negatives, so they sink to the bottom: BPR
 cannot recommend a new product; VBPR can.
@@ -28,9 +36,6 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback
 
@@ -86,22 +91,26 @@ class TripleSampler:
         return users, positives, negatives
 
 
-def random_table(rows: int, dim: int, std: float, generator: torch.Generator) -> np.ndarray:
-    """float32 (rows, dim) drawn N(0, std) from ``generator`` (zeros when ``std == 0``)."""
-    table = torch.zeros(rows, dim)
-    if std > 0:
-        table.normal_(0.0, std, generator=generator)
-    return table.numpy()
+def random_table(rows: int, dim: int, std: float, rng: np.random.Generator) -> np.ndarray:
+    """float32 (rows, dim) drawn N(0, std) (zeros when ``std == 0``)."""
+    if std <= 0:
+        return np.zeros((rows, dim), dtype=np.float32)
+    table = rng.standard_normal((rows, dim), dtype=np.float32)
+    table *= std
+    return table
+
+
+def rowwise_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a * b).sum(1)`` for (B, D) arrays: (B,)."""
+    return np.einsum("ij,ij->i", a, b)
 
 
 class RowAdam:
-    """Adam on only the rows of a table that a step touches ("lazy" Adam, as SparseAdam).
+    """Adam on only the rows of an array that a step touches ("lazy" Adam, as SparseAdam).
 
-    A step costs O(batch x dim) whatever the number of users or items. Written in numpy
-    on purpose: torch's sparse gradients (``SparseAdam``) and ``index_add_`` on small
-    tensors cost milliseconds per call on a busy 2-core machine (thread hand-offs for a
-    few kB of work), which dominated training; here duplicate rows are summed with one
-    single-threaded sparse product and the moments are read and written by fancy indexing.
+    A step costs O(batch x dim) whatever the number of users or items: gradients of
+    repeated rows are summed with one sparse product, and the moments of those rows only
+    are read, updated and written back. ``rows=None`` steps the whole array (plain Adam).
     """
 
     def __init__(self, table: np.ndarray, lr: float, betas: tuple[float, float] = (0.9, 0.999),
@@ -111,27 +120,97 @@ class RowAdam:
         self.v = np.zeros_like(table)
         self.t = 0
 
-    def step(self, rows: np.ndarray, grad: np.ndarray) -> None:
-        """Applies ``grad`` float32 (B, dim), the gradient of ``table[rows]`` (rows int64 (B,))."""
+    def step(self, rows: np.ndarray | None, grad: np.ndarray) -> None:
+        """Applies ``grad``: float32 (B, dim) for ``table[rows]``, or the whole table's gradient."""
         self.t += 1
         beta1, beta2 = self.betas
-        unique, inverse = np.unique(rows, return_inverse=True)
-        summed = sp.csr_matrix(
-            (np.ones(len(rows), np.float32), (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows))
-        ) @ grad  # (n_unique, dim): gradients of repeated rows added up
-        m = self.m[unique]
-        m *= beta1
-        m += (1 - beta1) * summed
-        v = self.v[unique]
-        v *= beta2
-        v += (1 - beta2) * np.square(summed)
-        self.m[unique], self.v[unique] = m, v
-        step = self.lr * math.sqrt(1 - beta2 ** self.t) / (1 - beta1 ** self.t)
-        self.table[unique] -= (step * m / (np.sqrt(v) + self.eps)).astype(np.float32)
+        correction = np.float32(self.lr * math.sqrt(1 - beta2 ** self.t) / (1 - beta1 ** self.t))
+        if rows is None:
+            unique, summed, m, v = None, grad, self.m, self.v
+        else:
+            unique, inverse = np.unique(rows, return_inverse=True)
+            summed = sp.csr_matrix(
+                (np.ones(len(rows), np.float32), (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows))
+            ) @ grad  # (n_unique, dim): gradients of repeated rows added up
+            m, v = self.m[unique], self.v[unique]
+        m *= np.float32(beta1)
+        m += np.float32(1 - beta1) * summed
+        v *= np.float32(beta2)
+        v += np.float32(1 - beta2) * np.square(summed)
+        update = np.sqrt(v)
+        update += np.float32(self.eps)
+        np.divide(m, update, out=update)
+        update *= correction
+        if unique is None:
+            self.table -= update
+        else:
+            self.m[unique], self.v[unique] = m, v
+            self.table[unique] -= update
+
+
+#: Gradients of one batch: array name -> (rows of that array, or None for all; gradient).
+Gradients = dict[str, tuple["np.ndarray | None", np.ndarray]]
+
+
+class BPRParameters:
+    """The arrays of ``beta_i + gamma_u . gamma_i`` and the BPR gradients of a batch.
+
+    All arrays are float32 and stepped in place by :func:`train_bpr`.
+    """
+
+    def __init__(self, n_users: int, n_items: int, factors: int, reg: float, reg_bias: float,
+                 rng: np.random.Generator, init_std: float = 0.1) -> None:
+        self.reg, self.reg_bias = np.float32(reg), np.float32(reg_bias)
+        self.user_factors = random_table(n_users, factors, init_std, rng)  # gamma_u (U, K)
+        self.item_factors = random_table(n_items, factors, init_std, rng)  # gamma_i (I, K)
+        self.item_bias = np.zeros((n_items, 1), dtype=np.float32)  # beta_i (I, 1), starts at 0
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every trained array, by the names :meth:`gradients` uses."""
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors, "item_bias": self.item_bias}
+
+    def gradients(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> tuple[float, Gradients]:
+        """Loss and gradients of a batch of triples (each int64 (B,)).
+
+        ``loss = mean_b softplus(-x_b) + reg * mean_b(|gamma_u|^2 + |gamma_i|^2 + |gamma_j|^2)
+        + reg_bias * mean_b(beta_i^2 + beta_j^2)`` with ``x = score(u, i) - score(u, j)``;
+        ``d loss / d x = -sigmoid(-x) / B``.
+        """
+        b = np.float32(len(users))
+        gamma_u = self.user_factors[users]
+        gamma_i, gamma_j = self.item_factors[positives], self.item_factors[negatives]
+        beta_i, beta_j = self.item_bias[positives, 0], self.item_bias[negatives, 0]
+        x = rowwise_dot(gamma_u, gamma_i - gamma_j) + beta_i - beta_j + self._visual_forward(users, positives, negatives)
+        dx = (np.float32(-0.5) * (1 - np.tanh(np.float32(0.5) * x))) / b  # -sigmoid(-x) / B, overflow-free
+        two_reg, two_reg_bias = 2 * self.reg / b, 2 * self.reg_bias / b
+        grads: Gradients = {
+            "user_factors": (users, dx[:, None] * (gamma_i - gamma_j) + two_reg * gamma_u),
+            "item_factors": (
+                np.concatenate([positives, negatives]),
+                np.concatenate([dx[:, None] * gamma_u + two_reg * gamma_i, -dx[:, None] * gamma_u + two_reg * gamma_j]),
+            ),
+            "item_bias": (
+                np.concatenate([positives, negatives]),
+                np.concatenate([dx + two_reg_bias * beta_i, -dx + two_reg_bias * beta_j])[:, None],
+            ),
+        }
+        loss = float(np.logaddexp(0, -x).mean())
+        loss += float(self.reg * (np.square(gamma_u).sum() + np.square(gamma_i).sum() + np.square(gamma_j).sum()) / b)
+        loss += float(self.reg_bias * (np.square(beta_i).sum() + np.square(beta_j).sum()) / b)
+        loss += self._visual_backward(users, dx, grads)
+        return loss, grads
+
+    def _visual_forward(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray | float:
+        """The visual part of ``x`` (B,) (VBPR); 0 here."""
+        return 0.0
+
+    def _visual_backward(self, users: np.ndarray, dx: np.ndarray, grads: Gradients) -> float:
+        """Adds the visual gradients to ``grads``; returns their L2 penalty (VBPR); 0 here."""
+        return 0.0
 
 
 def train_bpr(
-    net: BPRNet,
+    parameters: BPRParameters,
     sampler: TripleSampler,
     *,
     epochs: int,
@@ -140,15 +219,12 @@ def train_bpr(
     samples_per_epoch: int | None,
     progress: ProgressCallback | None,
 ) -> list[float]:
-    """Runs BPR epochs on ``net``: its tables step with :class:`RowAdam`, its parameters with Adam.
+    """Runs BPR epochs, every array of ``parameters`` stepped by its :class:`RowAdam`.
 
     Returns:
         the mean loss of every epoch.
     """
-    tables = net.tables()
-    row_optimisers = {name: RowAdam(table, lr) for name, table in tables.items()}
-    dense = list(net.parameters())
-    optimiser = torch.optim.Adam(dense, lr=lr) if dense else None
+    optimisers = {name: RowAdam(array, lr) for name, array in parameters.arrays().items()}
     size = int(samples_per_epoch or len(sampler))
     history: list[float] = []
     for epoch in range(epochs):
@@ -156,69 +232,15 @@ def train_bpr(
         total = 0.0
         for start in range(0, size, batch_size):
             batch = slice(start, start + batch_size)
-            u, i, j = users[batch], positives[batch], negatives[batch]
-            lookups = net.lookups(u, i, j)
-            rows = {name: torch.from_numpy(tables[name][index]).requires_grad_() for name, index in lookups.items()}
-            loss = net.loss(rows, u, i, j)
-            if optimiser is not None:
-                optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            if optimiser is not None:
-                optimiser.step()
-            for name, index in lookups.items():
-                row_optimisers[name].step(index, rows[name].grad.numpy())
-            total += float(loss.detach()) * len(u)
+            loss, grads = parameters.gradients(users[batch], positives[batch], negatives[batch])
+            for name, (rows, grad) in grads.items():
+                optimisers[name].step(rows, grad)
+            total += loss * len(users[batch])
         history.append(total / max(1, size))
-        logger.debug("visrec: %s epoch %d/%d loss %.4f", type(net).__name__, epoch + 1, epochs, history[-1])
+        logger.debug("visrec: %s epoch %d/%d loss %.4f", type(parameters).__name__, epoch + 1, epochs, history[-1])
         if progress:
             progress(epoch, history[-1])
     return history
-
-
-class BPRNet(nn.Module):
-    """``beta_i + gamma_u . gamma_i`` with the BPR loss and L2 on the batch's rows.
-
-    Embedding tables are float32 numpy arrays (:meth:`tables`): each batch reads its rows
-    into small leaf tensors, autograd gives their gradients and :class:`RowAdam` writes
-    the rows back; ``nn.Parameter`` s (none here, E and beta' in VBPR) step with Adam.
-    """
-
-    def __init__(self, n_users: int, n_items: int, factors: int, reg: float, reg_bias: float,
-                 generator: torch.Generator, init_std: float = 0.1) -> None:
-        super().__init__()
-        self.reg, self.reg_bias = reg, reg_bias
-        self.user_factors = random_table(n_users, factors, init_std, generator)  # gamma_u (U, K)
-        self.item_factors = random_table(n_items, factors, init_std, generator)  # gamma_i (I, K)
-        self.item_bias = np.zeros((n_items, 1), dtype=np.float32)  # beta_i (I, 1), starts at 0
-
-    def tables(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors, "item_factors": self.item_factors, "item_bias": self.item_bias}
-
-    def lookups(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows of each table a batch reads: users (B,), items ``[positives, negatives]`` (2B,)."""
-        items = np.concatenate([positives, negatives])
-        return {"user_factors": users, "item_factors": items, "item_bias": items}
-
-    def loss(self, rows: dict[str, torch.Tensor], users: np.ndarray, positives: np.ndarray,
-             negatives: np.ndarray) -> torch.Tensor:
-        """Mean BPR loss ``-log sigmoid(x_uij)`` of the batch plus the L2 penalty."""
-        x, penalty = self.difference(rows, users, positives, negatives)
-        return F.softplus(-x).mean() + penalty
-
-    def difference(self, rows: dict[str, torch.Tensor], users: np.ndarray, positives: np.ndarray,
-                   negatives: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x_uij = score(u, i) - score(u, j)`` (B,) and the L2 penalty (scalar).
-
-        ``rows`` holds the looked-up rows of each table, in the order of :meth:`lookups`.
-        """
-        b = len(users)
-        gamma_u = rows["user_factors"]
-        gamma_i, gamma_j = rows["item_factors"][:b], rows["item_factors"][b:]
-        beta_i, beta_j = rows["item_bias"][:b, 0], rows["item_bias"][b:, 0]
-        x = (gamma_u * (gamma_i - gamma_j)).sum(1) + beta_i - beta_j
-        l2 = (gamma_u.square().sum(1) + gamma_i.square().sum(1) + gamma_j.square().sum(1)).mean()
-        l2_bias = (beta_i.square() + beta_j.square()).mean()
-        return x, self.reg * l2 + self.reg_bias * l2_bias
 
 
 def fold_in_mean(vectors: np.ndarray, items: np.ndarray, weights: np.ndarray, norm: float) -> np.ndarray:
@@ -274,8 +296,8 @@ class BPRRecommender(InnerProductRecommender):
         factors: int = 64,
         epochs: int = 20,
         lr: float = 0.01,
-        reg: float = 1e-4,
-        reg_bias: float = 1e-4,
+        reg: float = 0.01,
+        reg_bias: float = 0.01,
         batch_size: int = 4096,
         samples_per_epoch: int | None = None,
         seed: int = 0,
@@ -296,8 +318,7 @@ class BPRRecommender(InnerProductRecommender):
         if matrix.nnz == 0:
             raise ValueError("BPR needs at least one interaction")
         rng = np.random.default_rng(self.seed)
-        generator = torch.Generator().manual_seed(self.seed)
-        net = BPRNet(interactions.n_users, interactions.n_items, self.factors, self.reg, self.reg_bias, generator)
+        net = BPRParameters(interactions.n_users, interactions.n_items, self.factors, self.reg, self.reg_bias, rng)
         self.loss_history = train_bpr(
             net, TripleSampler(matrix, None, rng), epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, samples_per_epoch=self.samples_per_epoch, progress=progress,

@@ -4,8 +4,9 @@
 
 where ``f_i`` (F,) is the fixed CNN vector of item i, ``E`` (F, D') a learned projection to a
 visual taste space, ``theta_u`` (D',) the user's visual taste and ``beta'`` (F,) a visual
-bias ("what looks popular"). Trained with the BPR loss of :mod:`visrec.recommenders.bpr`,
-positives drawn in proportion to event weights.
+bias ("what looks popular"). Trained with the BPR loss and the numpy training loop of
+:mod:`visrec.recommenders.bpr` (why numpy: see there), positives drawn in proportion to
+event weights.
 
 Cold start. The visual terms reach every catalogue item, also those nobody touched:
 
@@ -29,49 +30,72 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback
-from visrec.recommenders.bpr import BPRNet, TripleSampler, fold_in_mean, median_norm, random_table, train_bpr
+from visrec.recommenders.bpr import (
+    BPRParameters,
+    Gradients,
+    TripleSampler,
+    fold_in_mean,
+    median_norm,
+    random_table,
+    rowwise_dot,
+    train_bpr,
+)
 
 logger = logging.getLogger(__name__)
 
 
-class VBPRNet(BPRNet):
-    """BPR plus ``theta_u . E f_i + beta' . f_i``; only the batch's features are projected."""
+class VBPRParameters(BPRParameters):
+    """BPR's arrays plus ``theta_u`` (U, D'), ``E`` (F, D') and ``beta'`` (F, 1).
+
+    A batch projects only its own items' features: ``(f_i - f_j) @ [E | beta']``, one
+    (B, F) x (F, D'+1) product, never the whole catalogue.
+    """
 
     def __init__(self, n_users: int, n_items: int, features: np.ndarray, factors: int, visual_factors: int,
-                 reg: float, reg_bias: float, reg_visual: float, generator: torch.Generator,
+                 reg: float, reg_bias: float, reg_visual: float, rng: np.random.Generator,
                  init_std: float = 0.1) -> None:
-        super().__init__(n_users, n_items, factors, reg, reg_bias, generator, init_std)
-        self.features = features  # f (n_items, F) float32 numpy, fixed
-        self.reg_visual = reg_visual
-        self.user_visual = random_table(n_users, visual_factors, init_std, generator)  # theta_u (U, D')
-        self.projection = nn.Parameter(  # E (F, D')
-            torch.from_numpy(random_table(features.shape[1], visual_factors, init_std, generator)))
-        self.visual_bias = nn.Parameter(torch.zeros(features.shape[1]))  # beta' (F,)
+        super().__init__(n_users, n_items, factors, reg, reg_bias, rng, init_std)
+        self.features = features  # f (n_items, F) float32, fixed
+        self.reg_visual = np.float32(reg_visual)
+        self.user_visual = random_table(n_users, visual_factors, init_std, rng)  # theta_u (U, D')
+        # [E | beta'] (F, D'+1): the projection and the visual bias as one matrix.
+        self.visual = np.hstack([random_table(features.shape[1], visual_factors, init_std, rng),
+                                 np.zeros((features.shape[1], 1), np.float32)])
+        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def tables(self) -> dict[str, np.ndarray]:
-        return {**super().tables(), "user_visual": self.user_visual}
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {**super().arrays(), "user_visual": self.user_visual, "visual": self.visual}
 
-    def lookups(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> dict[str, np.ndarray]:
-        return {**super().lookups(users, positives, negatives), "user_visual": users}
+    @property
+    def projection(self) -> np.ndarray:
+        """E: float32 (F, D')."""
+        return self.visual[:, :-1]
 
-    def difference(self, rows: dict[str, torch.Tensor], users: np.ndarray, positives: np.ndarray,
-                   negatives: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x, penalty = super().difference(rows, users, positives, negatives)  # gamma and beta_i terms
-        theta_u = rows["user_visual"]
-        # (f_i - f_j) @ [E | beta']: one (B, F) x (F, D'+1) product for the batch's items only.
-        difference = torch.from_numpy(self.features[positives] - self.features[negatives])  # (B, F)
-        visual = difference @ torch.cat(
-            [self.projection, self.visual_bias[:, None]], dim=1
-        )
-        x = x + (theta_u * visual[:, :-1]).sum(1) + visual[:, -1]
-        penalty = (penalty + self.reg * theta_u.square().sum(1).mean()
-                   + self.reg_visual * (self.projection.square().sum() + self.visual_bias.square().sum()))
-        return x, penalty
+    @property
+    def visual_bias(self) -> np.ndarray:
+        """beta': float32 (F,)."""
+        return self.visual[:, -1]
+
+    def _visual_forward(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+        difference = self.features[positives] - self.features[negatives]  # (B, F)
+        projected = difference @ self.visual  # (B, D'+1): E (f_i - f_j) and beta' . (f_i - f_j)
+        theta_u = self.user_visual[users]
+        self._cache = (difference, projected, theta_u)
+        return rowwise_dot(theta_u, projected[:, :-1]) + projected[:, -1]
+
+    def _visual_backward(self, users: np.ndarray, dx: np.ndarray, grads: Gradients) -> float:
+        assert self._cache is not None
+        difference, projected, theta_u = self._cache
+        self._cache = None
+        b = np.float32(len(users))
+        two_reg = 2 * self.reg / b
+        grads["user_visual"] = (users, dx[:, None] * projected[:, :-1] + two_reg * theta_u)
+        outer = np.empty((len(users), self.visual.shape[1]), dtype=np.float32)  # d x / d [E | beta'] per row
+        outer[:, :-1] = dx[:, None] * theta_u
+        outer[:, -1] = dx
+        grads["visual"] = (None, difference.T @ outer + 2 * self.reg_visual * self.visual)
+        return float(self.reg * np.square(theta_u).sum() / b + self.reg_visual * np.square(self.visual).sum())
 
 
 class VBPRRecommender(InnerProductRecommender):
@@ -102,9 +126,9 @@ class VBPRRecommender(InnerProductRecommender):
         visual_factors: int = 32,
         epochs: int = 20,
         lr: float = 0.01,
-        reg: float = 1e-4,
-        reg_bias: float = 1e-3,
-        reg_visual: float = 1e-5,
+        reg: float = 0.01,
+        reg_bias: float = 0.01,
+        reg_visual: float = 1e-4,
         batch_size: int = 4096,
         samples_per_epoch: int | None = None,
         seed: int = 0,
@@ -134,19 +158,16 @@ class VBPRRecommender(InnerProductRecommender):
             raise ValueError("VBPR needs at least one interaction")
         warm = np.bincount(matrix.indices, minlength=interactions.n_items) > 0
         rng = np.random.default_rng(self.seed)
-        generator = torch.Generator().manual_seed(self.seed)
-        net = VBPRNet(interactions.n_users, interactions.n_items, features, self.factors,
-                      self.visual_factors, self.reg, self.reg_bias, self.reg_visual, generator)
+        net = VBPRParameters(interactions.n_users, interactions.n_items, features, self.factors,
+                             self.visual_factors, self.reg, self.reg_bias, self.reg_visual, rng)
         sampler = TripleSampler(matrix, np.flatnonzero(warm), rng)  # cold items never enter a triple
         self.loss_history = train_bpr(
             net, sampler, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             samples_per_epoch=self.samples_per_epoch, progress=progress,
         )
-        with torch.no_grad():
-            gamma_u, theta_u, gamma_i = net.user_factors, net.user_visual, net.item_factors
-            beta = net.item_bias[:, 0].astype(np.float64)
-            projection = net.projection.numpy().copy()
-            visual_bias = net.visual_bias.numpy().copy()
+        gamma_u, theta_u, gamma_i = net.user_factors, net.user_visual, net.item_factors
+        beta = net.item_bias[:, 0].astype(np.float64)
+        projection, visual_bias = net.projection.copy(), net.visual_bias.copy()
         gamma_i[~warm] = 0.0
         beta[warm] -= beta[warm].mean()  # shift-invariant for BPR; cold items sit at the warm mean
         beta[~warm] = 0.0

@@ -48,14 +48,15 @@ def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     if vector is None:
         return []
     queryset = _candidate_queryset(filters, None, None).exclude(pk__in=exclude)
-    inner_sql, inner_params = queryset.values("pk").query.sql_with_params()
+    inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
                                                     version.dimensions, f"e.product_id IN ({inner_sql})")
     literal = vector_index.vector_literal(np.asarray(vector, dtype=np.float32))
     with transaction.atomic(), connection.cursor() as cursor:
         if vector_index.supports_iterative_scan():
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(40, 2 * k))])
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)",
+                       [str(max(visrec_settings.HNSW_EF_SEARCH, 2 * k))])
         cursor.execute(sql, [literal, *inner_params, literal, k])
         rows = sorted(cursor.fetchall(), key=lambda r: -r[1])
     return [(int(r[0]), float(r[1])) for r in rows]

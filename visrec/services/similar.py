@@ -101,7 +101,9 @@ def _candidate_queryset(filters: SimilarFilters, query_category, hook: Callable 
 
 def _nearest(version: ModelVersion, vector: np.ndarray, k: int, queryset, exclude_id: int | None) -> list[Neighbour]:
     """One filtered HNSW query; returns up to ``k`` neighbours sorted by exact distance."""
-    inner_sql, inner_params = queryset.values("pk").query.sql_with_params()
+    # No ORDER BY inside the IN (...) subquery: a host's default ordering would make
+    # PostgreSQL sort the whole candidate set and skip the HNSW index.
+    inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
     where = f"e.product_id IN ({inner_sql})"
     params: list = list(inner_params)
     if exclude_id is not None:
@@ -116,7 +118,7 @@ def _nearest(version: ModelVersion, vector: np.ndarray, k: int, queryset, exclud
         if iterative:
             cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
             cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", ["100000"])
-        ef = max(40, 2 * k)
+        ef = max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
         while True:
             cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(ef, 1000))])
             cursor.execute(sql, [literal, *params, literal, k])
