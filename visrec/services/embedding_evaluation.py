@@ -75,6 +75,19 @@ def _first_images(product_ids: list[int], size: int = 96) -> list[Image.Image | 
     return images
 
 
+def _category_names(values: list | None) -> list[str] | None:
+    """Display names for category values (the related object's str when the field is a ForeignKey)."""
+    if not values:
+        return None
+    from ..conf import get_product_model
+
+    field = get_product_model()._meta.get_field(visrec_settings.CATEGORY_FIELD)
+    if not field.is_relation:
+        return [str(v) for v in values]
+    names = {obj.pk: str(obj) for obj in field.related_model._default_manager.filter(pk__in=set(values))}
+    return [names.get(v, str(v)) for v in values]
+
+
 def evaluate_embeddings(
     *,
     ground_truth: str | Path | None = None,
@@ -135,7 +148,7 @@ def evaluate_embeddings(
             coords, how = project_2d(vectors)
             slug = "".join(ch if ch.isalnum() else "_" for ch in method)[:60]
             path = Path(output_dir) / f"map_{slug}.png"
-            label_for_map = labels.get("category") or ["product"] * len(product_ids)
+            label_for_map = _category_names(labels.get("category")) or ["product"] * len(product_ids)
             plot_map(coords, [im or blank for im in images], [str(x) for x in label_for_map], path,
                      title=f"{method} — {how} of {len(product_ids)} products, coloured by category")
             report.maps[method] = str(path)
