@@ -23,6 +23,8 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 "$PY" -m celery -A shop_demo beat -l info > var/beat.log 2>&1 &
 pids+=($!)
-echo "==> worker and beat logs: var/worker.log var/beat.log"
+# Embed the catalogue on the worker (extraction queue); the storefront works meanwhile.
+"$PY" manage.py shell --no-imports -c "from visrec.tasks import index_catalogue; index_catalogue.delay()"
+echo "==> worker and beat logs: var/worker.log var/beat.log (images are being embedded)"
 echo "==> the shop: http://127.0.0.1:8000/   admin: http://127.0.0.1:8000/admin/"
 "$PY" manage.py runserver --noreload 127.0.0.1:8000

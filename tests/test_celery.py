@@ -25,3 +25,27 @@ def test_task_runs_on_a_real_worker_through_redis(celery_worker_process):
     result = health_check.delay().get(timeout=60)
     assert result["pgvector"].startswith("0.")
     assert result["product_embeddings"] == 1  # the worker reads the test database
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_catalogue_indexed_by_the_worker_is_served(celery_worker_process, worker_media, settings):
+    """index_catalogue on a real worker: every image embedded, then the version switched on."""
+    import time
+
+    settings.VISREC = {**settings.VISREC, "AUTO_INDEX": False}  # only the bulk task embeds here
+    from visrec.services.embedders import active_embedder_version
+    from visrec.tasks import index_catalogue
+
+    from .conftest import make_image_bytes
+    from .factories import ProductImageFactory
+
+    images = [ProductImageFactory.with_bytes(make_image_bytes((40 * i, 90, 200 - 40 * i)), name=f"w{i}.jpg")
+              for i in range(5)]
+    assert index_catalogue.delay().get(timeout=60) == len(images)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and active_embedder_version() is None:
+        time.sleep(0.5)
+    version = active_embedder_version()
+    assert version is not None
+    assert ProductEmbedding.objects.filter(model_version=version.name).count() == len(images)

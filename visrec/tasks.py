@@ -30,8 +30,10 @@ def health_check() -> dict:
     max_retries=5,
 )
 def embed_images(image_ids: list[int], force: bool = False) -> dict:
-    """Embeds host images (idempotent on content hash and model version)."""
+    """Embeds host images (idempotent on content hash and model version); serves the
+    version once the whole catalogue has vectors."""
     report = extraction.embed_images(image_ids, force=force)
+    extraction.activate_if_complete()
     return {k: v for k, v in asdict(report).items() if k != "failures"} | {
         "failures": {str(k): v for k, v in report.failures.items()}
     }

@@ -427,7 +427,7 @@ class InnerProductRecommender(Recommender):
     ) -> np.ndarray:
         self._check_fitted()
         if self._is_known(user):
-            return self._users[int(user)]
+            return self._users[int(user)].copy()
         items, weights = _as_history(self.n_items, history_items, history_weights)
         return self._fold_in(items, weights).astype(np.float32)
 

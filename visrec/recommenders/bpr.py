@@ -14,7 +14,7 @@ Choices that matter here:
 * one epoch is as many triples as there are distinct (user, item) pairs, drawn at once,
   then consumed in vectorised mini-batches (4096 triples by default);
 * the gradients are written out (they are a few lines, see :meth:`BPRParameters.gradients`)
-  and every array is stepped by a row-wise ("lazy") Adam, :class:`RowAdam`, which touches
+  and every array is stepped by a row-wise ("lazy") Adam, :class:`AdamTable`, which touches
   the batch's rows only, not 100k x factors parameters;
 * the inner loop is numpy, not torch autograd. Measured on the project's shared 2-core
   host: torch's intra-op OpenMP threads turn each (4096 x 64) elementwise op into a
@@ -105,47 +105,54 @@ def rowwise_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
-class RowAdam:
-    """Adam on only the rows of an array that a step touches ("lazy" Adam, as SparseAdam).
+class AdamTable:
+    """A float32 (N, D) parameter array trained by Adam on the rows a step touches.
 
-    A step costs O(batch x dim) whatever the number of users or items: gradients of
-    repeated rows are summed with one sparse product, and the moments of those rows only
-    are read, updated and written back. ``rows=None`` steps the whole array (plain Adam).
+    "Lazy" Adam, as ``torch.optim.SparseAdam``: a step costs O(batch x D) whatever N is.
+    Each row's value and both moments sit side by side in one (N, 3, D) array, so a step
+    is one fancy-index read and one write of the touched rows (instead of six), and the
+    gradients of rows repeated in a batch are summed with one sparse product.
+
+    Attributes:
+        value: float32 (N, D) view of the parameter (read it, never rebind it).
     """
 
-    def __init__(self, table: np.ndarray, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.table, self.lr, self.betas, self.eps = table, lr, betas, eps
-        self.m = np.zeros_like(table)
-        self.v = np.zeros_like(table)
-        self.t = 0
+    def __init__(self, initial: np.ndarray, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        initial = np.asarray(initial, dtype=np.float32)
+        self.state = np.zeros((initial.shape[0], 3, initial.shape[1]), dtype=np.float32)
+        self.state[:, 0] = initial
+        self.value = self.state[:, 0]
+        self.betas, self.eps, self.t = betas, eps, 0
 
-    def step(self, rows: np.ndarray | None, grad: np.ndarray) -> None:
-        """Applies ``grad``: float32 (B, dim) for ``table[rows]``, or the whole table's gradient."""
+    def step(self, rows: np.ndarray | None, grad: np.ndarray, lr: float) -> None:
+        """Applies ``grad``: float32 (B, D) for ``value[rows]`` (rows int64 (B,), repeats
+        allowed), or (N, D) for the whole array when ``rows`` is None."""
         self.t += 1
         beta1, beta2 = self.betas
-        correction = np.float32(self.lr * math.sqrt(1 - beta2 ** self.t) / (1 - beta1 ** self.t))
+        correction = np.float32(lr * math.sqrt(1 - beta2 ** self.t) / (1 - beta1 ** self.t))
         if rows is None:
-            unique, summed, m, v = None, grad, self.m, self.v
+            unique, state, summed = None, self.state, grad
         else:
             unique, inverse = np.unique(rows, return_inverse=True)
             summed = sp.csr_matrix(
                 (np.ones(len(rows), np.float32), (inverse, np.arange(len(rows)))), shape=(len(unique), len(rows))
-            ) @ grad  # (n_unique, dim): gradients of repeated rows added up
-            m, v = self.m[unique], self.v[unique]
+            ) @ grad  # (n_unique, D): gradients of repeated rows added up
+            state = self.state[unique]
+        value, m, v = state[:, 0], state[:, 1], state[:, 2]
+        buffer = np.multiply(summed, np.float32(1 - beta1))
         m *= np.float32(beta1)
-        m += np.float32(1 - beta1) * summed
+        m += buffer
+        np.square(summed, out=buffer)
+        buffer *= np.float32(1 - beta2)
         v *= np.float32(beta2)
-        v += np.float32(1 - beta2) * np.square(summed)
-        update = np.sqrt(v)
-        update += np.float32(self.eps)
-        np.divide(m, update, out=update)
-        update *= correction
-        if unique is None:
-            self.table -= update
-        else:
-            self.m[unique], self.v[unique] = m, v
-            self.table[unique] -= update
+        v += buffer
+        np.sqrt(v, out=buffer)
+        buffer += np.float32(self.eps)
+        np.divide(m, buffer, out=buffer)
+        buffer *= correction
+        value -= buffer
+        if unique is not None:
+            self.state[unique] = state
 
 
 #: Gradients of one batch: array name -> (rows of that array, or None for all; gradient).
@@ -155,19 +162,44 @@ Gradients = dict[str, tuple["np.ndarray | None", np.ndarray]]
 class BPRParameters:
     """The arrays of ``beta_i + gamma_u . gamma_i`` and the BPR gradients of a batch.
 
-    All arrays are float32 and stepped in place by :func:`train_bpr`.
+    Two :class:`AdamTable` s, so that a step reads and writes each touched row once:
+    ``users`` = ``[gamma_u | extra]`` (U, K + user_extra) and ``items`` = ``[gamma_i | beta_i]``
+    (I, K + 1); VBPR keeps ``theta_u`` in the user table's extra columns. All float32,
+    stepped in place by :func:`train_bpr`.
     """
 
     def __init__(self, n_users: int, n_items: int, factors: int, reg: float, reg_bias: float,
-                 rng: np.random.Generator, init_std: float = 0.1) -> None:
+                 rng: np.random.Generator, init_std: float = 0.1, user_extra: int = 0) -> None:
+        self.factors = factors
         self.reg, self.reg_bias = np.float32(reg), np.float32(reg_bias)
-        self.user_factors = random_table(n_users, factors, init_std, rng)  # gamma_u (U, K)
-        self.item_factors = random_table(n_items, factors, init_std, rng)  # gamma_i (I, K)
-        self.item_bias = np.zeros((n_items, 1), dtype=np.float32)  # beta_i (I, 1), starts at 0
+        self._tables: dict[str, AdamTable] = {}
+        self.users = self._table("users", random_table(n_users, factors + user_extra, init_std, rng))
+        self.items = self._table("items", np.hstack([random_table(n_items, factors, init_std, rng),
+                                                     np.zeros((n_items, 1), np.float32)]))  # beta_i starts at 0
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def _table(self, name: str, initial: np.ndarray) -> np.ndarray:
+        """Registers a trained array; returns its (N, D) value view, updated in place."""
+        self._tables[name] = AdamTable(initial)
+        return self._tables[name].value
+
+    def tables(self) -> dict[str, AdamTable]:
         """Every trained array, by the names :meth:`gradients` uses."""
-        return {"user_factors": self.user_factors, "item_factors": self.item_factors, "item_bias": self.item_bias}
+        return self._tables
+
+    @property
+    def user_factors(self) -> np.ndarray:
+        """gamma_u: float32 (U, K) view."""
+        return self.users[:, :self.factors]
+
+    @property
+    def item_factors(self) -> np.ndarray:
+        """gamma_i: float32 (I, K) view."""
+        return self.items[:, :self.factors]
+
+    @property
+    def item_bias(self) -> np.ndarray:
+        """beta_i: float32 (I,) view."""
+        return self.items[:, self.factors]
 
     def gradients(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> tuple[float, Gradients]:
         """Loss and gradients of a batch of triples (each int64 (B,)).
@@ -176,36 +208,38 @@ class BPRParameters:
         + reg_bias * mean_b(beta_i^2 + beta_j^2)`` with ``x = score(u, i) - score(u, j)``;
         ``d loss / d x = -sigmoid(-x) / B``.
         """
-        b = np.float32(len(users))
-        gamma_u = self.user_factors[users]
-        gamma_i, gamma_j = self.item_factors[positives], self.item_factors[negatives]
-        beta_i, beta_j = self.item_bias[positives, 0], self.item_bias[negatives, 0]
-        x = rowwise_dot(gamma_u, gamma_i - gamma_j) + beta_i - beta_j + self._visual_forward(users, positives, negatives)
-        dx = (np.float32(-0.5) * (1 - np.tanh(np.float32(0.5) * x))) / b  # -sigmoid(-x) / B, overflow-free
-        two_reg, two_reg_bias = 2 * self.reg / b, 2 * self.reg_bias / b
-        grads: Gradients = {
-            "user_factors": (users, dx[:, None] * (gamma_i - gamma_j) + two_reg * gamma_u),
-            "item_factors": (
-                np.concatenate([positives, negatives]),
-                np.concatenate([dx[:, None] * gamma_u + two_reg * gamma_i, -dx[:, None] * gamma_u + two_reg * gamma_j]),
-            ),
-            "item_bias": (
-                np.concatenate([positives, negatives]),
-                np.concatenate([dx + two_reg_bias * beta_i, -dx + two_reg_bias * beta_j])[:, None],
-            ),
-        }
+        k, b = self.factors, len(users)
+        items = np.concatenate([positives, negatives])
+        user_rows, item_rows = self.users[users], self.items[items]  # (B, K+extra), (2B, K+1)
+        gamma_u = user_rows[:, :k]
+        gamma_i, gamma_j = item_rows[:b, :k], item_rows[b:, :k]
+        beta_i, beta_j = item_rows[:b, k], item_rows[b:, k]
+        gap = gamma_i - gamma_j
+        x = rowwise_dot(gamma_u, gap) + beta_i - beta_j + self._visual_forward(user_rows, positives, negatives)
+        dx = np.float32(-0.5 / b) * (1 - np.tanh(np.float32(0.5) * x))  # -sigmoid(-x) / B, overflow-free
+        two_reg, two_reg_bias = np.float32(2 / b) * self.reg, np.float32(2 / b) * self.reg_bias
+        grad_users = np.empty_like(user_rows)
+        grad_users[:, :k] = dx[:, None] * gap + two_reg * gamma_u
+        grad_items = np.empty_like(item_rows)
+        np.multiply(dx[:, None], gamma_u, out=grad_items[:b, :k])
+        np.negative(grad_items[:b, :k], out=grad_items[b:, :k])
+        grad_items[:, :k] += two_reg * item_rows[:, :k]
+        grad_items[:b, k], grad_items[b:, k] = dx, -dx
+        grad_items[:, k] += two_reg_bias * item_rows[:, k]
+        grads: Gradients = {"users": (users, grad_users), "items": (items, grad_items)}
         loss = float(np.logaddexp(0, -x).mean())
-        loss += float(self.reg * (np.square(gamma_u).sum() + np.square(gamma_i).sum() + np.square(gamma_j).sum()) / b)
-        loss += float(self.reg_bias * (np.square(beta_i).sum() + np.square(beta_j).sum()) / b)
-        loss += self._visual_backward(users, dx, grads)
+        loss += float(self.reg * (np.square(gamma_u).sum() + np.square(item_rows[:, :k]).sum()) / b)
+        loss += float(self.reg_bias * np.square(item_rows[:, k]).sum() / b)
+        loss += self._visual_backward(user_rows, dx, grad_users, grads)
         return loss, grads
 
-    def _visual_forward(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray | float:
+    def _visual_forward(self, user_rows: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray | float:
         """The visual part of ``x`` (B,) (VBPR); 0 here."""
         return 0.0
 
-    def _visual_backward(self, users: np.ndarray, dx: np.ndarray, grads: Gradients) -> float:
-        """Adds the visual gradients to ``grads``; returns their L2 penalty (VBPR); 0 here."""
+    def _visual_backward(self, user_rows: np.ndarray, dx: np.ndarray, grad_users: np.ndarray,
+                         grads: Gradients) -> float:
+        """Fills the visual gradients (VBPR) and returns their L2 penalty; 0 here."""
         return 0.0
 
 
@@ -219,12 +253,12 @@ def train_bpr(
     samples_per_epoch: int | None,
     progress: ProgressCallback | None,
 ) -> list[float]:
-    """Runs BPR epochs, every array of ``parameters`` stepped by its :class:`RowAdam`.
+    """Runs BPR epochs, every array of ``parameters`` stepped by its :class:`AdamTable`.
 
     Returns:
         the mean loss of every epoch.
     """
-    optimisers = {name: RowAdam(array, lr) for name, array in parameters.arrays().items()}
+    tables = parameters.tables()
     size = int(samples_per_epoch or len(sampler))
     history: list[float] = []
     for epoch in range(epochs):
@@ -234,7 +268,7 @@ def train_bpr(
             batch = slice(start, start + batch_size)
             loss, grads = parameters.gradients(users[batch], positives[batch], negatives[batch])
             for name, (rows, grad) in grads.items():
-                optimisers[name].step(rows, grad)
+                tables[name].step(rows, grad, lr)
             total += loss * len(users[batch])
         history.append(total / max(1, size))
         logger.debug("visrec: %s epoch %d/%d loss %.4f", type(parameters).__name__, epoch + 1, epochs, history[-1])
@@ -324,7 +358,7 @@ class BPRRecommender(InnerProductRecommender):
             lr=self.lr, samples_per_epoch=self.samples_per_epoch, progress=progress,
         )
         gamma_u = net.user_factors.copy()
-        gamma_i, beta = net.item_factors, net.item_bias
+        gamma_i, beta = net.item_factors.copy(), net.item_bias.copy()[:, None]
         active_users = np.flatnonzero(np.diff(matrix.indptr) > 0)
         inactive = np.ones(interactions.n_users, dtype=bool)
         inactive[active_users] = False

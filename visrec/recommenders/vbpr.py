@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 
 class VBPRParameters(BPRParameters):
-    """BPR's arrays plus ``theta_u`` (U, D'), ``E`` (F, D') and ``beta'`` (F, 1).
+    """BPR's arrays plus ``theta_u`` (in the user table, after ``gamma_u``) and ``[E | beta']``.
 
     A batch projects only its own items' features: ``(f_i - f_j) @ [E | beta']``, one
     (B, F) x (F, D'+1) product, never the whole catalogue.
@@ -55,46 +55,48 @@ class VBPRParameters(BPRParameters):
     def __init__(self, n_users: int, n_items: int, features: np.ndarray, factors: int, visual_factors: int,
                  reg: float, reg_bias: float, reg_visual: float, rng: np.random.Generator,
                  init_std: float = 0.1) -> None:
-        super().__init__(n_users, n_items, factors, reg, reg_bias, rng, init_std)
+        super().__init__(n_users, n_items, factors, reg, reg_bias, rng, init_std, user_extra=visual_factors)
         self.features = features  # f (n_items, F) float32, fixed
         self.reg_visual = np.float32(reg_visual)
-        self.user_visual = random_table(n_users, visual_factors, init_std, rng)  # theta_u (U, D')
         # [E | beta'] (F, D'+1): the projection and the visual bias as one matrix.
-        self.visual = np.hstack([random_table(features.shape[1], visual_factors, init_std, rng),
-                                 np.zeros((features.shape[1], 1), np.float32)])
-        self._cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.visual = self._table("visual", np.hstack([random_table(features.shape[1], visual_factors, init_std, rng),
+                                                       np.zeros((features.shape[1], 1), np.float32)]))
+        self._cache: tuple[np.ndarray, np.ndarray] | None = None
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {**super().arrays(), "user_visual": self.user_visual, "visual": self.visual}
+    @property
+    def user_visual(self) -> np.ndarray:
+        """theta_u: float32 (U, D') view."""
+        return self.users[:, self.factors:]
 
     @property
     def projection(self) -> np.ndarray:
-        """E: float32 (F, D')."""
+        """E: float32 (F, D') view."""
         return self.visual[:, :-1]
 
     @property
     def visual_bias(self) -> np.ndarray:
-        """beta': float32 (F,)."""
+        """beta': float32 (F,) view."""
         return self.visual[:, -1]
 
-    def _visual_forward(self, users: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    def _visual_forward(self, user_rows: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
         difference = self.features[positives] - self.features[negatives]  # (B, F)
         projected = difference @ self.visual  # (B, D'+1): E (f_i - f_j) and beta' . (f_i - f_j)
-        theta_u = self.user_visual[users]
-        self._cache = (difference, projected, theta_u)
-        return rowwise_dot(theta_u, projected[:, :-1]) + projected[:, -1]
+        self._cache = (difference, projected)
+        return rowwise_dot(user_rows[:, self.factors:], projected[:, :-1]) + projected[:, -1]
 
-    def _visual_backward(self, users: np.ndarray, dx: np.ndarray, grads: Gradients) -> float:
+    def _visual_backward(self, user_rows: np.ndarray, dx: np.ndarray, grad_users: np.ndarray,
+                         grads: Gradients) -> float:
         assert self._cache is not None
-        difference, projected, theta_u = self._cache
+        difference, projected = self._cache
         self._cache = None
-        b = np.float32(len(users))
-        two_reg = 2 * self.reg / b
-        grads["user_visual"] = (users, dx[:, None] * projected[:, :-1] + two_reg * theta_u)
-        outer = np.empty((len(users), self.visual.shape[1]), dtype=np.float32)  # d x / d [E | beta'] per row
-        outer[:, :-1] = dx[:, None] * theta_u
+        b = len(dx)
+        theta_u = user_rows[:, self.factors:]
+        two_reg = np.float32(2 / b) * self.reg
+        grad_users[:, self.factors:] = dx[:, None] * projected[:, :-1] + two_reg * theta_u
+        outer = np.empty((b, self.visual.shape[1]), dtype=np.float32)  # d x / d [E | beta'] per triple
+        np.multiply(dx[:, None], theta_u, out=outer[:, :-1])
         outer[:, -1] = dx
-        grads["visual"] = (None, difference.T @ outer + 2 * self.reg_visual * self.visual)
+        grads["visual"] = (None, difference.T @ outer + np.float32(2) * self.reg_visual * self.visual)
         return float(self.reg * np.square(theta_u).sum() / b + self.reg_visual * np.square(self.visual).sum())
 
 
@@ -165,8 +167,8 @@ class VBPRRecommender(InnerProductRecommender):
             net, sampler, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             samples_per_epoch=self.samples_per_epoch, progress=progress,
         )
-        gamma_u, theta_u, gamma_i = net.user_factors, net.user_visual, net.item_factors
-        beta = net.item_bias[:, 0].astype(np.float64)
+        gamma_u, theta_u, gamma_i = net.user_factors.copy(), net.user_visual.copy(), net.item_factors.copy()
+        beta = net.item_bias.astype(np.float64)
         projection, visual_bias = net.projection.copy(), net.visual_bias.copy()
         gamma_i[~warm] = 0.0
         beta[warm] -= beta[warm].mean()  # shift-invariant for BPR; cold items sit at the warm mean

@@ -307,18 +307,27 @@ def index_catalogue(
         mode: which images, see :func:`images_to_index`.
         chunk_size: images loaded and written per :func:`embed_images` call.
     """
-    from .embedders import activate_embedder, ensure_indexes
-
     version = target_embedder_version()
     report = ExtractionReport()
     ids = images_to_index(mode, version)
     for chunk in chunked(ids, chunk_size):
         report.merge(embed_images(chunk, version=version, force=mode != "missing",
                                   batch_size=batch_size, progress=progress))
-    if not version.is_active:
-        state = coverage(version)
-        if state["done"] + state["failed"] >= state["images"]:
-            activate_embedder(version, note=f"catalogue complete: {state}")
-    else:
-        ensure_indexes(version)
+    activate_if_complete(version)
     return report
+
+
+def activate_if_complete(version: ModelVersion | None = None) -> bool:
+    """Serves the target version once every image of the catalogue has a vector (or a
+    recorded failure) under it; returns whether it is served."""
+    from .embedders import activate_embedder, ensure_indexes
+
+    version = version or target_embedder_version()
+    if version.is_active:
+        ensure_indexes(version)
+        return True
+    state = coverage(version)
+    if state["done"] + state["failed"] < state["images"]:
+        return False
+    activate_embedder(version, note=f"catalogue complete: {state}")
+    return True
