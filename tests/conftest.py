@@ -45,7 +45,10 @@ def start_worker(*, settings_module: str = "shop_demo.settings_test", extra_env:
 
     from shop_demo.celery import app
 
+    from visrec.conf import visrec_settings
+
     queues = ",".join(sorted({
+        visrec_settings.EXTRACTION_QUEUE,
         settings.VISREC.get("DEFAULT_QUEUE", "visrec"),
         settings.VISREC.get("EXTRACTION_QUEUE", "visrec_extraction"),
         settings.VISREC.get("TRAINING_QUEUE", "visrec_training"),
@@ -90,7 +93,8 @@ def purge_test_queues() -> None:
     from shop_demo.celery import app
 
     names = {settings.VISREC.get(k, d) for k, d in (("DEFAULT_QUEUE", "visrec"),
-             ("EXTRACTION_QUEUE", "visrec_extraction"), ("TRAINING_QUEUE", "visrec_training"))} | {"default"}
+             ("EXTRACTION_QUEUE", "visrec_extraction"), ("TRAINING_QUEUE", "visrec_training"))} | {
+             "default", "visrec_kill_test"}
     with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
         channel = conn.default_channel
         for name in names:

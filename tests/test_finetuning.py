@@ -115,8 +115,9 @@ def test_nothing_to_train_is_a_clear_error(db):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_readers_never_see_a_half_built_version():
+def test_readers_never_see_a_half_built_version(settings):
     """While a new version is written and switched on, every read sees one complete version."""
+    settings.VISREC = {**settings.VISREC, "AUTO_INDEX": False}  # no worker embeds while we build
     build_catalogue(per_shape=15)
     total = len(SHAPES) * 15
     seen: list[tuple[str, int]] = []

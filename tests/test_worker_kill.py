@@ -30,11 +30,13 @@ def noisy_png(seed: int) -> bytes:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_killed_worker_loses_nothing_and_duplicates_nothing(worker_media, tmp_path):
+def test_killed_worker_loses_nothing_and_duplicates_nothing(worker_media, tmp_path, settings):
+    # A queue of its own: no other worker of the test session may take this task.
+    settings.VISREC = {**settings.VISREC, "EXTRACTION_QUEUE": "visrec_kill_test", "AUTO_INDEX": False}
     settings_file = tmp_path / "kill_settings.py"
     settings_file.write_text(
         "from shop_demo.settings_test import *\n"
-        "VISREC = {**VISREC, 'EXTRACTION_BATCH_SIZE': 2, 'DECODE_WORKERS': 0}\n"
+        "VISREC = {**VISREC, 'EXTRACTION_BATCH_SIZE': 2, 'DECODE_WORKERS': 0, 'EXTRACTION_QUEUE': 'visrec_kill_test'}\n"
     )
     images = [ProductImageFactory.with_bytes(noisy_png(i), name=f"noise{i}.png") for i in range(N_IMAGES)]
     ids = [image.pk for image in images]
