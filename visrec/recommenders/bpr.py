@@ -233,7 +233,8 @@ class BPRParameters:
         loss += self._visual_backward(user_rows, dx, grad_users, grads)
         return loss, grads
 
-    def _visual_forward(self, user_rows: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray | float:
+    def _visual_forward(self, user_rows: np.ndarray, positives: np.ndarray,
+                        negatives: np.ndarray) -> np.ndarray | float:
         """The visual part of ``x`` (B,) (VBPR); 0 here."""
         return 0.0
 

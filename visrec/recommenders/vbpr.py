@@ -79,8 +79,11 @@ class VBPRParameters(BPRParameters):
         return self.visual[:, -1]
 
     def _visual_forward(self, user_rows: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
-        difference = self.features[positives] - self.features[negatives]  # (B, F)
-        projected = difference @ self.visual  # (B, D'+1): E (f_i - f_j) and beta' . (f_i - f_j)
+        difference = np.take(self.features, positives, axis=0)  # (B, F)
+        difference -= np.take(self.features, negatives, axis=0)
+        # (B, D'+1): E (f_i - f_j) and beta' . (f_i - f_j). The copy matters: BLAS on the
+        # strided view of the Adam state was 2.5x slower than on a contiguous (F, D'+1).
+        projected = difference @ np.ascontiguousarray(self.visual)
         self._cache = (difference, projected)
         return rowwise_dot(user_rows[:, self.factors:], projected[:, :-1]) + projected[:, -1]
 
@@ -124,7 +127,7 @@ class VBPRRecommender(InnerProductRecommender):
     def __init__(
         self,
         *,
-        factors: int = 32,
+        factors: int = 64,
         visual_factors: int = 32,
         epochs: int = 20,
         lr: float = 0.01,
