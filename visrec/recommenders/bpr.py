@@ -21,8 +21,8 @@ Choices that matter here:
   10-20 ms thread rendezvous when other processes keep the cores busy (a 4096-triple BPR
   step took 320 ms, 65x its single-thread time), and the fix would be
   ``torch.set_num_threads(1)``, which is process-global and not ours to change in a shared
-  Celery worker. numpy's elementwise ops are single-threaded; only the one (B, F) x (F, D')
-  product of VBPR goes to BLAS;
+  Celery worker. numpy's elementwise ops are single-threaded; only VBPR's two
+  (B, F) x (F, D'+1)-sized products (forward, and the gradient of E) go to BLAS;
 * all randomness comes from ``seed`` (one numpy ``Generator``): no global RNG is touched,
   and a fit is bit-for-bit repeatable.
 

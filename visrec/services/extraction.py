@@ -66,7 +66,8 @@ def preprocess_config(backbone) -> PreprocessConfig:
     )
 
 
-def _read(image_file, max_bytes: int) -> bytes:
+def read_image_file(image_file, max_bytes: int) -> bytes:
+    """The bytes of a stored image file, or :class:`ImageRejected` saying why not."""
     if not image_file:
         raise ImageRejected("no file attached")
     try:
@@ -144,7 +145,7 @@ def embed_images(
     def load(obj) -> _Item:
         item = _Item(image_id=obj.pk, product_id=getattr(obj, product_attr))
         try:
-            data = _read(getattr(obj, image_field), config.max_bytes)
+            data = read_image_file(getattr(obj, image_field), config.max_bytes)
             item.digest = content_hash(data)
             stored = done.get(obj.pk, {})
             if not force and all(stored.get(v) == item.digest for v in versions):

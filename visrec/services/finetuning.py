@@ -36,7 +36,7 @@ from ..models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, P
 from ..training.projection import ProjectionHead, TrainingConfig, train_head
 from . import vector_index
 from .embedders import activate_embedder, active_embedder_version, load_embedder
-from .extraction import _read, preprocess_config, update_product_vectors
+from .extraction import preprocess_config, read_image_file, update_product_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def augmented_vectors(embedder, image_ids: np.ndarray, base: np.ndarray, seed: i
             if obj is None:
                 continue
             try:
-                image = decode_image(_read(getattr(obj, field), config.max_bytes), config)
+                image = decode_image(read_image_file(getattr(obj, field), config.max_bytes), config)
             except ImageRejected:
                 continue
             view = augment(image, random.Random(seed * 1_000_003 + int(image_ids[row])))

@@ -25,7 +25,7 @@ from ..models import InteractionEvent, ModelKind, ProductEmbedding, RecommenderI
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
 from .embedders import active_embedder_version
-from .similar import SimilarFilters, _candidate_queryset, search_by_vector
+from .similar import SimilarFilters, candidate_queryset, search_by_vector
 from .versions import active_version
 
 DEPTH = 50
@@ -47,7 +47,7 @@ def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
         "vector", flat=True).first()
     if vector is None:
         return []
-    queryset = _candidate_queryset(filters, None, None).exclude(pk__in=exclude)
+    queryset = candidate_queryset(filters, None, None).exclude(pk__in=exclude)
     inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
                                                     version.dimensions, f"e.product_id IN ({inner_sql})")
@@ -95,7 +95,7 @@ def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now:
     :mod:`visrec.services.dp_releases`), restricted to the shop's filters."""
     from .dp_releases import dp_trending
 
-    candidates = set(_candidate_queryset(filters, None, None).exclude(pk__in=list(exclude))
+    candidates = set(candidate_queryset(filters, None, None).exclude(pk__in=list(exclude))
                      .values_list("pk", flat=True))
     return dp_trending(k, candidates)
 

@@ -77,7 +77,8 @@ class Neighbour:
     vector: np.ndarray | None = field(default=None, repr=False)
 
 
-def _candidate_queryset(filters: SimilarFilters, query_category, hook: Callable | None):
+def candidate_queryset(filters: SimilarFilters, query_category, hook: Callable | None):
+    """The host's products a list may show: the filters and the host's hook applied."""
     Product = get_product_model()
     queryset = Product._default_manager.all()
     if filters.in_stock and visrec_settings.IN_STOCK_FILTER:
@@ -162,7 +163,7 @@ def _rerank(neighbours: list[Neighbour], query: np.ndarray, k: int, filters: Sim
 def _search(version, vector, k, filters, query_category, hook, exclude_id) -> list[Neighbour]:
     widen = filters.exclude_near_duplicates or filters.diversity > 0
     fetch = min(MAX_K * 3, k * 3 + 10) if widen else k
-    queryset = _candidate_queryset(filters, query_category, hook)
+    queryset = candidate_queryset(filters, query_category, hook)
     neighbours = _nearest(version, vector, fetch, queryset, exclude_id)
     return _rerank(neighbours, vector, k, filters)
 
@@ -248,7 +249,7 @@ def fallback_products(product_id: int, k: int, filters: SimilarFilters) -> list[
     category = Product._default_manager.filter(pk=product_id).values_list(attname, flat=True).first()
     if category is None:
         return []
-    queryset = _candidate_queryset(SimilarFilters(in_stock=filters.in_stock), None, None)
+    queryset = candidate_queryset(SimilarFilters(in_stock=filters.in_stock), None, None)
     ids = queryset.filter(**{attname: category}).exclude(pk=product_id).order_by("-pk").values_list("pk", flat=True)[:k]
     return [(pid, 0.0) for pid in ids]
 
