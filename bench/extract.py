@@ -46,10 +46,22 @@ def setup_django(db_name: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def draw_photo(rng):
+    """A 512x512 "product photo": two drawn shapes in random colours on a light background."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (512, 512), tuple(int(c) for c in rng.integers(225, 250, 3)))
+    draw = ImageDraw.Draw(image)
+    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+    x0, y0 = (int(v) for v in rng.integers(40, 160, 2))
+    draw.ellipse((x0, y0, x0 + 260, y0 + 300), fill=colour)
+    draw.rectangle((x0 + 60, y0 + 120, x0 + 330, y0 + 200), fill=tuple(255 - c for c in colour))
+    return image
+
+
 def make_catalogue(n: int, media_root: Path) -> list[int]:
     """``n`` product photos (512x512 JPEG, drawn shapes on a light background) on disk and in the DB."""
     import numpy as np
-    from PIL import Image, ImageDraw
 
     from shop_demo.catalog.models import Category, Product, ProductImage
 
@@ -63,14 +75,8 @@ def make_catalogue(n: int, media_root: Path) -> list[int]:
     )
     images = []
     for i, product in enumerate(products):
-        image = Image.new("RGB", (512, 512), tuple(int(c) for c in rng.integers(225, 250, 3)))
-        draw = ImageDraw.Draw(image)
-        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-        x0, y0 = (int(v) for v in rng.integers(40, 160, 2))
-        draw.ellipse((x0, y0, x0 + 260, y0 + 300), fill=colour)
-        draw.rectangle((x0 + 60, y0 + 120, x0 + 330, y0 + 200), fill=tuple(255 - c for c in colour))
         name = f"products/bench-{i}.jpg"
-        image.save(media_root / name, format="JPEG", quality=88)
+        draw_photo(rng).save(media_root / name, format="JPEG", quality=88)
         images.append(ProductImage(product=product, image=name, position=0))
     return [img.pk for img in ProductImage.objects.bulk_create(images)]
 

@@ -9,9 +9,7 @@ A broken image is recorded as failed with its reason and never stops the batch.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +19,7 @@ from django.utils import timezone
 from ..conf import get_image_model, visrec_settings
 from ..imaging import ImageRejected, PreprocessConfig, content_hash, preprocess
 from ..models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
+from ..prefetch import prefetch
 from .embedders import load_embedder, target_embedder_version
 from .generation import bump_embeddings_generation
 
@@ -81,21 +80,6 @@ def read_image_file(image_file, max_bytes: int) -> bytes:
             return handle.read()
     except OSError as exc:
         raise ImageRejected(f"file could not be read: {exc}") from exc
-
-
-def _prefetch(items: Iterable, func: Callable, workers: int, window: int) -> Iterator:
-    """``map(func, items)`` in order, computed ``window`` items ahead on ``workers`` threads."""
-    if workers <= 0:
-        yield from map(func, items)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="visrec-decode") as pool:
-        pending: deque[Future] = deque()
-        for item in items:
-            pending.append(pool.submit(func, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def embed_images(
@@ -185,7 +169,7 @@ def embed_images(
 
     ordered = [rows[i] for i in image_ids if i in rows]
     workers = max(0, int(visrec_settings.DECODE_WORKERS))
-    for item in _prefetch(ordered, load, workers, window=2 * batch_size):
+    for item in prefetch(ordered, load, workers, window=2 * batch_size):
         batch.append(item)
         if len(batch) >= batch_size:
             flush()
