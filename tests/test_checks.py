@@ -64,6 +64,13 @@ def test_unknown_key_and_bad_numbers_and_backbone(settings):
     assert sorted(found) == ["visrec.E009", "visrec.E010", "visrec.E011"]
 
 
+@pytest.mark.parametrize("weight, ok", [("auto", True), (0, True), (0.35, True), (1, False), (-0.1, False),
+                                        ("0.3", False), (True, False)])
+def test_colour_weight_is_auto_or_a_share_below_one(settings, weight, ok):
+    settings.VISREC = {**settings.VISREC, "COLOUR_WEIGHT": weight}
+    assert ("visrec.E013" not in ids(checks.check_visrec_settings())) == ok
+
+
 def test_check_command_fails_on_misconfiguration(settings):
     settings.VISREC = {**settings.VISREC, "IMAGE_FIELD": "nope"}
     with pytest.raises(SystemCheckError, match="visrec.E003"):

@@ -10,9 +10,14 @@ from django.core.management import call_command
 from django.db import connections
 from PIL import Image, ImageDraw
 
+from shop_demo.catalog.models import ProductImage
+from visrec.colour import DEFAULT_BINS, batch_descriptors
+from visrec.embedder import fuse_colour
+from visrec.imaging import preprocess
 from visrec.models import ImageEmbedding, ModelVersion, ProductEmbedding
-from visrec.services import finetuning
-from visrec.services.embedders import active_embedder_version
+from visrec.services import extraction, finetuning
+from visrec.services.embedders import active_embedder_version, load_embedder
+from visrec.services.extraction import preprocess_config
 from visrec.training.projection import ProjectionHead, TrainingConfig
 
 from .factories import CategoryFactory, ProductFactory, ProductImageFactory
@@ -64,18 +69,60 @@ def test_training_creates_a_version_reembeds_and_switches_when_not_worse():
     if outcome.promoted:
         assert active_embedder_version() == version
         assert ProductEmbedding.objects.filter(model_version=version.name).count() == len(SHAPES) * 15
-        # The stored vectors are the saved head applied to the backbone's vectors.
+        # The stored vectors are the saved head applied to the backbone's vectors, fused
+        # with the image's colour at the weight recorded in the version...
+        colour = version.metrics["colour"]
+        assert 0 <= colour["weight"] <= 0.5 and colour["bins"] == DEFAULT_BINS
         with version.artefact.open("rb") as handle:
             head = ProjectionHead.load(io.BytesIO(handle.read()))
-        row = ImageEmbedding.objects.filter(model_version=version.name).first()
+        assert version.dimensions == head.out_dim + (DEFAULT_BINS**3 if colour["weight"] > 0 else 0)
+        row = ImageEmbedding.objects.filter(model_version=version.name).order_by("image_id").first()
         base = ImageEmbedding.objects.get(image_id=row.image_id, model_version=pretrained.name)
-        np.testing.assert_allclose(head.project(np.asarray(base.vector, dtype=np.float32)[None])[0],
-                                   np.asarray(row.vector), atol=1e-5)
+        embedder = load_embedder(version)
+        image = ProductImage.objects.get(pk=row.image_id)
+        array = preprocess(image.image.read(), preprocess_config(embedder.backbone))[None]
+        colours = batch_descriptors(array, embedder.backbone.mean, embedder.backbone.std)
+        expected = fuse_colour(head.project(np.asarray(base.vector, dtype=np.float32)[None]), colours, colour["weight"])
+        np.testing.assert_allclose(expected[0], np.asarray(row.vector), atol=1e-5)
+        # ...and extraction (a new or changed image) computes the very same vector.
+        stored = np.asarray(row.vector)
+        report = extraction.embed_images([row.image_id], force=True)
+        assert report.embedded == 1
+        again = ImageEmbedding.objects.get(image_id=row.image_id, model_version=version.name)
+        np.testing.assert_allclose(np.asarray(again.vector), stored, atol=1e-4)
 
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_guardrail_keeps_the_old_version_when_the_new_is_worse(monkeypatch):
+def test_auto_colour_weight_adds_colour_when_categories_do_not_suffer():
+    """Categories are shapes and colours vary inside them: colour costs nothing, so auto uses it."""
+    build_catalogue()
+    outcome = finetuning.train_embedder(TrainingConfig(epochs=10))
+    version = ModelVersion.objects.get(name=outcome.version)
+    colour = version.metrics["colour"]
+    trials = {float(w): p for w, p in colour["held_out_precision"].items()}
+    assert set(trials) == set(finetuning.COLOUR_WEIGHTS)
+    # The chosen weight is the largest whose held-out category precision stays within tolerance.
+    floor = trials[0.0] - finetuning.COLOUR_TOLERANCE
+    assert colour["weight"] == max(w for w, p in trials.items() if p >= floor)
+    assert colour["weight"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_colour_weight_setting_overrides_auto(settings):
+    settings.VISREC = {**settings.VISREC, "COLOUR_WEIGHT": 0}
+    build_catalogue(per_shape=4)
+    outcome = finetuning.train_embedder(TrainingConfig(epochs=2))
+    version = ModelVersion.objects.get(name=outcome.version)
+    assert version.metrics["colour"] == {"weight": 0.0, "bins": DEFAULT_BINS, "held_out_precision": {}}
+    assert version.dimensions == TrainingConfig().out_dim
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_guardrail_keeps_the_old_version_when_the_new_is_worse(monkeypatch, settings):
+    settings.VISREC = {**settings.VISREC, "COLOUR_WEIGHT": 0}  # the fake score below reads dimensions
     build_catalogue()
     pretrained = active_embedder_version()
 

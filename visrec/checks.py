@@ -15,6 +15,7 @@ visrec.E009 ``VISREC`` has a key visrec does not know (a typo?)
 visrec.E010 a numeric ``VISREC`` setting is not a positive integer
 visrec.E011 ``VISREC["BACKBONE"]`` names no known backbone
 visrec.E012 the default database is not PostgreSQL
+visrec.E013 ``VISREC["COLOUR_WEIGHT"]`` is neither ``"auto"`` nor a number in [0, 1)
 =========== ==================================================================
 """
 from __future__ import annotations
@@ -155,6 +156,13 @@ def check_visrec_settings(app_configs=None, **kwargs) -> list[checks.CheckMessag
             f'VISREC["BACKBONE"] = {visrec_settings.BACKBONE!r} is not a known backbone.',
             hint="Choose one of: " + ", ".join(BACKBONE_NAMES) + ".",
             id="visrec.E011",
+        ))
+    weight = visrec_settings.COLOUR_WEIGHT
+    if weight != "auto" and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < 1):
+        errors.append(checks.Error(
+            f'VISREC["COLOUR_WEIGHT"] = {weight!r} is neither "auto" nor a number from 0 to below 1.',
+            hint='Use "auto" (the default) to choose it on held-out products, or e.g. 0.3.',
+            id="visrec.E013",
         ))
     return errors
 

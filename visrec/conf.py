@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     # Optional preprocessing steps.
     "AUTOCONTRAST": False,
     "DENOISE": False,
+    # The colour's share of a fine-tuned embedder's cosine: "auto" (chosen on held-out
+    # products, see README) or a number from 0 (shape only) to below 1.
+    "COLOUR_WEIGHT": "auto",
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.
     "EXTRACTION_QUEUE": "visrec_extraction",

@@ -8,7 +8,8 @@ them over as arrays.
   fraction that share its label (e.g. its category), averaged over items. Computed in
   chunks of queries, so 20,000 items fit in a few hundred MB.
 * :func:`colour_histogram_features` - the baseline any CNN must beat: a joint RGB
-  colour histogram of the product (white background ignored), Hellinger-normalised.
+  colour histogram of the product (background ignored), Hellinger-normalised
+  (:mod:`visrec.colour`, which fine-tuned embedders also use).
 * :func:`project_2d` and :func:`plot_map` - a 2-D map of the catalogue with thumbnails,
   to look at what the numbers mean.
 * :func:`results_table` and :func:`markdown_table` - results for a terminal or a README.
@@ -27,6 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..colour import DEFAULT_BINS, image_descriptors
+
 __all__ = [
     "colour_histogram_features",
     "markdown_table",
@@ -38,10 +41,6 @@ __all__ = [
     "results_table",
 ]
 
-#: Pixels whose three channels are all above this are background (product photos on white).
-WHITE_THRESHOLD = 235
-#: Images are shrunk to at most this many pixels a side before their histogram is taken.
-HISTOGRAM_MAX_SIDE = 128
 #: Above this many items, :func:`project_2d` uses PCA instead of t-SNE (t-SNE is slow).
 TSNE_MAX_ITEMS = 5000
 
@@ -246,82 +245,15 @@ def neighbour_table(
 # --------------------------------------------------------------------------- baseline
 
 
-def _soft_bins(channel: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear interpolation of 0-255 values between the two nearest bin centres.
+def colour_histogram_features(images: Iterable[Image.Image], bins: int = DEFAULT_BINS) -> np.ndarray:
+    """The colour baseline: :func:`visrec.colour.image_descriptors` of each product's photo.
 
-    Returns:
-        ``(lower, upper, upper_weight)``: int64, int64 and float64 arrays shaped like
-        ``channel``; the lower bin gets ``1 - upper_weight``.
-    """
-    position = channel.astype(np.float64) * (bins / 256.0) - 0.5  # bin centres at 0..bins-1
-    lower = np.floor(position)
-    upper_weight = position - lower
-    lower = lower.astype(np.int64)
-    upper = np.clip(lower + 1, 0, bins - 1)
-    lower = np.clip(lower, 0, bins - 1)
-    return lower, upper, upper_weight
-
-
-def _product_pixels(image: Image.Image) -> np.ndarray:
-    """The image's RGB pixels that are not near-white background: uint8 ``(P, 3)``.
-
-    Transparent areas count as white. If every pixel is background (a white product),
-    all pixels are returned.
-    """
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flat.alpha_composite(rgba)
-        image = flat
-    rgb = image.convert("RGB")
-    if max(rgb.size) > HISTOGRAM_MAX_SIDE:
-        rgb = rgb.copy()
-        rgb.thumbnail((HISTOGRAM_MAX_SIDE, HISTOGRAM_MAX_SIDE), Image.Resampling.BILINEAR)
-    pixels = np.asarray(rgb, dtype=np.uint8).reshape(-1, 3)
-    foreground = pixels[~(pixels > WHITE_THRESHOLD).all(axis=1)]
-    return foreground if len(foreground) else pixels
-
-
-def colour_histogram_features(images: Iterable[Image.Image], bins: int = 8) -> np.ndarray:
-    """The colour baseline: a joint RGB histogram of each product, Hellinger-normalised.
-
-    Near-white pixels (all channels > 235, and transparent ones) are ignored, so the
-    product's colour, not the studio background, fills the histogram. Each pixel's vote
-    is split linearly between the two nearest bin centres on every channel (trilinear
-    soft binning), so two close shades are not orthogonal just because they fall either
-    side of a bin edge. The histogram is L1-normalised, square-rooted (Hellinger) and
-    L2-normalised, so the cosine of two features is the Bhattacharyya coefficient of the
-    two colour distributions.
-
-    Args:
-        images: PIL images of any mode and size (large ones are shrunk first).
-        bins: bins per channel.
+    A joint RGB histogram of the product's pixels (background ignored), Hellinger-normalised.
 
     Returns:
         float32 ``(N, bins**3)``, unit rows; ``(0, bins**3)`` for no images.
     """
-    if bins < 1:
-        raise ValueError(f"bins must be >= 1, got {bins}")
-    features: list[np.ndarray] = []
-    for image in images:
-        pixels = _product_pixels(image)
-        parts = [_soft_bins(pixels[:, c], bins) for c in range(3)]
-        histogram = np.zeros(bins**3, dtype=np.float64)
-        for corner in range(8):  # the 2x2x2 neighbouring bins of each pixel
-            index = np.zeros(len(pixels), dtype=np.int64)
-            weight = np.ones(len(pixels), dtype=np.float64)
-            for c, (lower, upper, w_upper) in enumerate(parts):
-                use_upper = (corner >> c) & 1
-                index = index * bins + (upper if use_upper else lower)
-                weight *= w_upper if use_upper else 1.0 - w_upper
-            histogram += np.bincount(index, weights=weight, minlength=bins**3)
-        histogram /= max(histogram.sum(), 1e-12)
-        histogram = np.sqrt(histogram)
-        histogram /= max(np.linalg.norm(histogram), 1e-12)
-        features.append(histogram.astype(np.float32))
-    if not features:
-        return np.zeros((0, bins**3), dtype=np.float32)
-    return np.stack(features)
+    return image_descriptors(images, bins)
 
 
 # --------------------------------------------------------------------------- maps

@@ -64,6 +64,7 @@ def load_embedder(version: ModelVersion):
     if cached is not None:
         return cached
     from ..backbones import load_backbone
+    from ..colour import DEFAULT_BINS
     from ..embedder import Embedder
 
     backbone = load_backbone(version.metrics.get("backbone"))
@@ -72,7 +73,10 @@ def load_embedder(version: ModelVersion):
 
         with version.artefact.open("rb") as handle:
             head = ProjectionHead.load(io.BytesIO(handle.read()))
-        embedder = Embedder(backbone=backbone, head=head, head_version=version.name)
+        colour = version.metrics.get("colour") or {}
+        embedder = Embedder(backbone=backbone, head=head, head_version=version.name,
+                            colour_weight=float(colour.get("weight", 0.0)),
+                            colour_bins=int(colour.get("bins", DEFAULT_BINS)))
     else:
         embedder = Embedder(backbone=backbone)
     _loaded[version.name] = embedder
