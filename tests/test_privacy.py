@@ -76,7 +76,7 @@ def test_export_and_erase_one_shopper(tmp_path):
     exported = json.loads(out.read_text())
     assert exported["subject"] == subject_key("user", ann.pk) and len(exported["events"]) == 3
     assert {e["product"] for e in exported["events"]} == {product.pk}
-    assert privacy.erase_user(ann) == {"events": 3, "shopper_vectors": 1}
+    assert privacy.erase_user(ann) == {"events": 3, "shopper_vectors": 1, "category_reports": 0}
     assert not InteractionEvent.objects.filter(subject_key=subject_key("user", ann.pk)).exists()
     assert not ShopperVector.objects.filter(subject_key=subject_key("user", ann.pk)).exists()
     assert InteractionEvent.objects.filter(subject_key=subject_key("user", bob.pk)).count() == 2
