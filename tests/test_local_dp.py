@@ -50,7 +50,7 @@ def test_debiasing_recovers_planted_shares_within_the_stated_error():
     assert estimate.reports == n
     for c, share in planted.items():
         # ... the debiased share is within its 95% margin × 2.5 (≈ 4.9 σ), and that margin is useful.
-        assert estimate.margins[c] < 0.04
+        assert estimate.margins[c] < 0.05
         assert abs(estimate.shares[c] - share) <= 2.5 * estimate.margins[c], (c, estimate.shares[c])
     assert sum(estimate.shares.values()) == pytest.approx(1.0)
 
@@ -67,7 +67,7 @@ def test_combining_domains_weights_by_reports_and_zeroes_missing_categories():
 
 def test_with_local_dp_on_stored_reports_are_randomised_and_debias_to_the_truth(four_categories):
     products = four_categories
-    n = 400
+    n = 300
     for i in range(n):  # every shopper views a product of the first category
         record_events(f"{i:064d}", [EventIn("view", products[0].pk)])
     reports = list(CategoryReport.objects.values_list("category", flat=True))
@@ -88,10 +88,14 @@ def test_reports_are_capped_per_shopper_and_day(four_categories, settings):
     assert CategoryReport.objects.filter(subject_key="a" * 64).count() == 1
     record_events("a" * 64, [EventIn("cart", products[1].pk)])
     assert CategoryReport.objects.filter(subject_key="a" * 64).count() == 1
+    yesterday = timezone.now() - dt.timedelta(days=1)
+    record_events("a" * 64, [EventIn("view", products[2].pk, occurred_at=yesterday),
+                             EventIn("view", products[3].pk, occurred_at=yesterday)])
+    assert CategoryReport.objects.filter(subject_key="a" * 64).count() == 2  # one more, for yesterday
     settings.VISREC = {**settings.VISREC, "LOCAL_DP_REPORTS_PER_DAY": 3}
     record_events("b" * 64, [EventIn("view", p.pk) for p in products])
     assert CategoryReport.objects.filter(subject_key="b" * 64).count() == 3
-    assert InteractionEvent.objects.count() == 9  # the events themselves are stored as usual
+    assert InteractionEvent.objects.count() == 11  # the events themselves are stored as usual
 
 
 def test_local_dp_off_stores_no_reports(four_categories, settings):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.db import connection
 from django.utils import timezone
@@ -79,6 +79,7 @@ def release_statistics(now: dt.datetime | None = None) -> PrivacyRelease:
     start = now - window
     per_shopper = visrec_settings.RELEASE_MAX_PRODUCTS_PER_SHOPPER
     with_categories = bool(visrec_settings.CATEGORY_FIELD) and not visrec_settings.LOCAL_DP
+    category_keys = catalogue_categories() if with_categories else []
 
     def exact() -> dict[str, dict]:
         products = catalogue_product_ids()
@@ -88,14 +89,15 @@ def release_statistics(now: dt.datetime | None = None) -> PrivacyRelease:
             vectors[event_type] = {p: counts.get(p, 0) for p in products}
         if with_categories:
             counts = exact_category_counts(start, now, per_shopper)
-            vectors[CATEGORY_VECTOR] = {c: counts.get(c, 0) for c in catalogue_categories()}
+            vectors[CATEGORY_VECTOR] = {c: counts.get(c, 0) for c in category_keys}
         return vectors
 
     histograms = len(EVENT_COLUMNS) + int(with_categories)
     return release_vectors(
         KIND, epsilon=visrec_settings.STATISTICS_EPSILON, sensitivity=histograms * per_shopper, start=start,
         end=now, exact=exact, reuse_within=window,
-        payload={"categories": "central" if with_categories else ("local" if visrec_settings.LOCAL_DP else "none")},
+        payload={"categories": "central" if with_categories else ("local" if visrec_settings.LOCAL_DP else "none"),
+                 "category_keys": category_keys},
     )
 
 
@@ -126,7 +128,7 @@ class Statistics:
     category_source: str                  # "central", "local" or "none"
     local_dp_reports: int = 0
     refused: str | None = None            # why no newer release could be made
-    product_total: int = field(default=0)  # products in the release
+    product_total: int = 0                # products in the catalogue
 
 
 def _vectors(release: PrivacyRelease) -> dict[str, dict[str, int]]:
@@ -137,7 +139,7 @@ def _categories(release: PrivacyRelease, margin: float) -> tuple[list[CategorySt
     source = release.payload.get("categories")
     if source == "central":
         counts = {k: int(v) for k, v in _vectors(release).get(CATEGORY_VECTOR, {}).items()}
-        keys = sorted(set(catalogue_categories()) | set(counts))
+        keys = sorted(set(release.payload.get("category_keys", [])) | set(counts))
         total = sum(counts.values())
         labels = category_labels(keys)
         rows = [CategoryStat(k, labels[k], counts.get(k, 0) / total if total else 0.0,
@@ -165,7 +167,7 @@ def statistics_from_release(release: PrivacyRelease, *, limit: int = 100) -> Sta
     rows = [ProductStat(p, str(products[p]) if p in products else f"#{p} (deleted)", counts(p)) for p in ranked]
     categories, reports = _categories(release, margin)
     return Statistics(release, margin, rows, categories, release.payload.get("categories", "none"),
-                      local_dp_reports=reports, product_total=len(catalogue_product_ids()))
+                      local_dp_reports=reports, product_total=get_product_model()._default_manager.count())
 
 
 def current_statistics(*, limit: int = 100, now: dt.datetime | None = None) -> Statistics:

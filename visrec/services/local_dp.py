@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models import Count
-from django.utils import timezone
 
 from ..conf import visrec_settings
 from ..models import CategoryReport, InteractionEvent, RandomizedResponseDomain
@@ -94,8 +93,12 @@ def current_domain() -> RandomizedResponseDomain | None:
     return domain
 
 
+def _utc_day(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(dt.timezone.utc).date()
+
+
 def record_category_reports(subject: str, events: Sequence[InteractionEvent]) -> int:
-    """Stores randomised category reports for the first of ``events``, within the daily cap.
+    """Stores randomised category reports of the first ``events`` of each UTC day, within the daily cap.
 
     Called by :func:`visrec.services.tracking.record_events` under ``LOCAL_DP`` with the
     events it stored; the true category never reaches the database.
@@ -107,16 +110,19 @@ def record_category_reports(subject: str, events: Sequence[InteractionEvent]) ->
     if domain is None:
         return 0
     categories = product_category_keys(e.product_id for e in events)
-    day_start = timezone.now().astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    used = CategoryReport.objects.filter(subject_key=subject, occurred_at__gte=day_start).count()
-    left = visrec_settings.LOCAL_DP_REPORTS_PER_DAY - used
+    days = {_utc_day(e.occurred_at) for e in events}
+    stored = CategoryReport.objects.filter(
+        subject_key=subject,
+        occurred_at__gte=dt.datetime.combine(min(days), dt.time.min, tzinfo=dt.timezone.utc),
+        occurred_at__lt=dt.datetime.combine(max(days) + dt.timedelta(days=1), dt.time.min, tzinfo=dt.timezone.utc))
+    used = Counter(_utc_day(t) for t in stored.values_list("occurred_at", flat=True))
     reports = []
     for event in events:
-        if len(reports) >= left:
-            break
+        day = _utc_day(event.occurred_at)
         true = categories.get(event.product_id)
-        if true is None or true not in domain.categories:
-            continue  # no category, or one newer than the cached domain
+        if used[day] >= visrec_settings.LOCAL_DP_REPORTS_PER_DAY or true is None or true not in domain.categories:
+            continue  # over the day's cap, no category, or one newer than the cached domain
+        used[day] += 1
         reports.append(CategoryReport(subject_key=subject, domain_id=domain.pk, occurred_at=event.occurred_at,
                                       category=randomize_category(true, domain.categories, domain.keep_probability)))
     CategoryReport.objects.bulk_create(reports)
