@@ -132,3 +132,9 @@ def test_with_local_dp_the_release_leaves_categories_to_the_reports(admin_client
     assert release.sensitivity == 3 and "category" not in release.payload["vectors"]
     assert release.payload["categories"] == "local"
     assert "Debiased from 0 category reports" in html
+
+
+def test_ledger_links_to_the_statistics_and_release_is_not_made_by_the_ledger(admin_client, shop):
+    html = admin_client.get("/admin/visrec/privacyrelease/").content.decode()
+    assert f'href="{PAGE}"' in html
+    assert not PrivacyRelease.objects.exists()
