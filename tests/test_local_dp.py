@@ -116,3 +116,12 @@ def test_reports_are_exported_erased_and_purged_with_the_events(four_categories,
     settings.VISREC = {**settings.VISREC, "RETENTION_DAYS": 30}
     privacy.purge_expired_events()
     assert not CategoryReport.objects.exists()
+
+
+def test_login_moves_the_sessions_reports_with_its_events(client, four_categories):
+    client.post("/api/visrec/events/", {"events": [{"type": "view", "product": four_categories[0].pk}]},
+                content_type="application/json")
+    assert CategoryReport.objects.get().subject_key == InteractionEvent.objects.get().subject_key
+    user = User.objects.create_user("bob", password="pw")
+    client.login(username="bob", password="pw")
+    assert set(CategoryReport.objects.values_list("subject_key", flat=True)) == {subject_key("user", user.pk)}
