@@ -41,7 +41,7 @@ class BudgetExceeded(RuntimeError):
 @dataclass
 class NoisyCounts:
     release: PrivacyRelease
-    counts: dict[int, int]   # product id -> noisy count (clamped at 0)
+    counts: dict[int, int]   # product id -> noisy count, positive ones only (absent = 0)
 
     @property
     def margin(self) -> float:
