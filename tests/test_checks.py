@@ -68,7 +68,7 @@ def test_unknown_key_and_bad_numbers_and_backbone(settings):
                                         ("0.3", False), (True, False)])
 def test_colour_weight_is_auto_or_a_share_below_one(settings, weight, ok):
     settings.VISREC = {**settings.VISREC, "COLOUR_WEIGHT": weight}
-    assert ("visrec.E013" not in ids(checks.check_visrec_settings())) == ok
+    assert ("visrec.E016" not in ids(checks.check_visrec_settings())) == ok
 
 
 def test_check_command_fails_on_misconfiguration(settings):

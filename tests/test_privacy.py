@@ -76,9 +76,22 @@ def test_export_and_erase_one_shopper(tmp_path):
     exported = json.loads(out.read_text())
     assert exported["subject"] == subject_key("user", ann.pk) and len(exported["events"]) == 3
     assert {e["product"] for e in exported["events"]} == {product.pk}
-    assert privacy.erase_user(ann) == {"events": 3, "shopper_vectors": 1}
+    assert privacy.erase_user(ann) == {"events": 3, "shopper_vectors": 1, "category_reports": 0}
     assert not InteractionEvent.objects.filter(subject_key=subject_key("user", ann.pk)).exists()
     assert not ShopperVector.objects.filter(subject_key=subject_key("user", ann.pk)).exists()
     assert InteractionEvent.objects.filter(subject_key=subject_key("user", bob.pk)).count() == 2
     call_command("visrec_shopper_data", "--subject", subject_key("user", bob.pk), "--erase")
     assert not InteractionEvent.objects.exists()
+
+
+def test_privacy_settings_checks(settings):
+    from visrec import checks
+
+    assert checks.check_privacy_settings() == []  # the defaults fit the budget exactly
+    settings.VISREC = {**settings.VISREC, "STATISTICS_EPSILON": 0, "PSEUDONYM_SECRET_FALLBACKS": "old",
+                       "LOCAL_DP": True, "CATEGORY_FIELD": ""}
+    assert sorted(m.id for m in checks.check_privacy_settings()) == ["visrec.E013", "visrec.E014", "visrec.E015"]
+    settings.VISREC = {**settings.VISREC, "STATISTICS_EPSILON": 0.5, "PSEUDONYM_SECRET_FALLBACKS": [],
+                       "LOCAL_DP": False, "TRENDING_EPSILON": 0.3}
+    [warning] = checks.check_privacy_settings()
+    assert warning.id == "visrec.W001" and "spend up to epsilon 11.5 per 30-day period" in warning.msg

@@ -15,7 +15,11 @@ visrec.E009 ``VISREC`` has a key visrec does not know (a typo?)
 visrec.E010 a numeric ``VISREC`` setting is not a positive integer
 visrec.E011 ``VISREC["BACKBONE"]`` names no known backbone
 visrec.E012 the default database is not PostgreSQL
-visrec.E013 ``VISREC["COLOUR_WEIGHT"]`` is neither ``"auto"`` nor a number in [0, 1)
+visrec.E013 an epsilon of the privacy settings is not a positive number
+visrec.E014 ``VISREC["PSEUDONYM_SECRET_FALLBACKS"]`` is not a list of strings
+visrec.E015 ``VISREC["LOCAL_DP"]`` is on but there is no ``CATEGORY_FIELD``
+visrec.E016 ``VISREC["COLOUR_WEIGHT"]`` is neither ``"auto"`` nor a number in [0, 1)
+visrec.W001 the scheduled DP releases spend more than the period's privacy budget
 =========== ==================================================================
 """
 from __future__ import annotations
@@ -27,7 +31,9 @@ from django.db import connections, models
 
 from .conf import DEFAULTS, get_image_model, get_product_model, visrec_settings
 
-POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS")
+POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "PRIVACY_PERIOD_DAYS",
+                             "STATISTICS_WINDOW_DAYS", "RELEASE_MAX_PRODUCTS_PER_SHOPPER", "LOCAL_DP_REPORTS_PER_DAY")
+EPSILON_SETTINGS = ("PRIVACY_BUDGET_EPSILON", "TRENDING_EPSILON", "STATISTICS_EPSILON", "LOCAL_DP_EPSILON")
 
 
 def _model_or_error(setting_name: str, check_id: str, getter, errors: list):
@@ -162,9 +168,53 @@ def check_visrec_settings(app_configs=None, **kwargs) -> list[checks.CheckMessag
         errors.append(checks.Error(
             f'VISREC["COLOUR_WEIGHT"] = {weight!r} is neither "auto" nor a number from 0 to below 1.',
             hint='Use "auto" (the default) to choose it on held-out products, or e.g. 0.3.',
-            id="visrec.E013",
+            id="visrec.E016",
         ))
     return errors
+
+
+@checks.register()
+def check_privacy_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Epsilons are positive, the scheduled releases fit the budget, fallbacks and local DP are usable."""
+    messages: list[checks.CheckMessage] = []
+    bad = False
+    for key in EPSILON_SETTINGS:
+        value = getattr(visrec_settings, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            bad = True
+            messages.append(checks.Error(
+                f"VISREC[{key!r}] = {value!r} is not a positive number.",
+                hint=f"Remove it to use the default ({DEFAULTS[key]!r}) or set a positive epsilon.",
+                id="visrec.E013",
+            ))
+    fallbacks = visrec_settings.PSEUDONYM_SECRET_FALLBACKS
+    if not isinstance(fallbacks, (list, tuple)) or not all(isinstance(f, str) for f in fallbacks):
+        messages.append(checks.Error(
+            f'VISREC["PSEUDONYM_SECRET_FALLBACKS"] = {fallbacks!r} is not a list of strings.',
+            hint='List the retired secrets, newest first, e.g. ["old-secret"]; "" names the one derived '
+                 "from SECRET_KEY.",
+            id="visrec.E014",
+        ))
+    if visrec_settings.LOCAL_DP and not visrec_settings.CATEGORY_FIELD:
+        messages.append(checks.Error(
+            'VISREC["LOCAL_DP"] is on but VISREC["CATEGORY_FIELD"] is "": there are no categories to report.',
+            hint='Name the product\'s category field, or set VISREC["LOCAL_DP"] = False.',
+            id="visrec.E015",
+        ))
+    period, window = visrec_settings.PRIVACY_PERIOD_DAYS, visrec_settings.STATISTICS_WINDOW_DAYS
+    if not bad and isinstance(period, int) and isinstance(window, int) and period > 0 and window > 0:
+        scheduled = visrec_settings.TRENDING_EPSILON * period + visrec_settings.STATISTICS_EPSILON * -(-period // window)
+        if scheduled > visrec_settings.PRIVACY_BUDGET_EPSILON + 1e-9:
+            messages.append(checks.Warning(
+                f"A daily trending list (TRENDING_EPSILON) and one statistics release per {window} days "
+                f"(STATISTICS_EPSILON) spend up to epsilon {scheduled:g} per {period}-day period, more than "
+                f"PRIVACY_BUDGET_EPSILON = {visrec_settings.PRIVACY_BUDGET_EPSILON:g}: releases will be refused "
+                "before the period ends (trending then falls back to nothing).",
+                hint="Lower TRENDING_EPSILON or STATISTICS_EPSILON, lengthen STATISTICS_WINDOW_DAYS, or raise the "
+                     "budget (a weaker guarantee).",
+                id="visrec.W001",
+            ))
+    return messages
 
 
 @checks.register(checks.Tags.database)

@@ -95,8 +95,20 @@ DEFAULTS: dict[str, Any] = {
     # Epsilon spent by one daily trending list, and the products one shopper may count for.
     "TRENDING_EPSILON": 0.25,
     "RELEASE_MAX_PRODUCTS_PER_SHOPPER": 10,
+    # Admin statistics (per-product view/cart/purchase counts, per-category shares, CSV):
+    # epsilon of one release, made at most once per window and covering the last window.
+    "STATISTICS_EPSILON": 0.5,
+    "STATISTICS_WINDOW_DAYS": 7,
+    # Local DP: randomise category-interest reports (randomized response) before storing them.
+    "LOCAL_DP": False,
+    # Epsilon of one report, and reports kept per shopper and UTC day.
+    "LOCAL_DP_EPSILON": 2.0,
+    "LOCAL_DP_REPORTS_PER_DAY": 1,
     # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
     "PSEUDONYM_SECRET": "",
+    # Retired pseudonym secrets, newest first, still used to find a user's older data
+    # (export, erasure, visrec_rotate_pseudonyms); "" = the one derived from SECRET_KEY.
+    "PSEUDONYM_SECRET_FALLBACKS": [],
     # Where visrec keeps model artefacts (a path under MEDIA_ROOT's storage).
     "ARTEFACT_DIR": "visrec/models",
 }

@@ -197,3 +197,43 @@ class PrivacyRelease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} ε={self.epsilon} ({self.created_at:%Y-%m-%d})"
+
+
+class RandomizedResponseDomain(models.Model):
+    """The categories and epsilon that category reports were randomised over.
+
+    Debiasing a report needs the set it was drawn from and the probability of keeping the
+    truth, so each report points at the domain in force when it was made (a new one is
+    created when the host's categories or ``LOCAL_DP_EPSILON`` change).
+    """
+
+    digest = models.CharField(max_length=64, unique=True, help_text=_("SHA-256 of the categories and epsilon"))
+    categories = models.JSONField(help_text=_("category keys, as strings"))
+    epsilon = models.FloatField()
+    keep_probability = models.FloatField(help_text=_("probability that a report is the true category"))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{len(self.categories)} categories, ε={self.epsilon:g}"
+
+
+class CategoryReport(models.Model):
+    """One shopper's category interest, randomised (randomized response) before it was stored.
+
+    Written only under ``VISREC["LOCAL_DP"]``; ``category`` is the reported category key,
+    which is the true one only with probability ``domain.keep_probability``.
+    """
+
+    subject_key = models.CharField(max_length=64)
+    domain = models.ForeignKey(RandomizedResponseDomain, on_delete=models.PROTECT, related_name="reports")
+    category = models.CharField(max_length=100)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["subject_key", "occurred_at"], name="visrec_catreport_subject_time"),
+            models.Index(fields=["occurred_at"], name="visrec_catreport_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"category {self.category} by {self.subject_key[:8]}…"

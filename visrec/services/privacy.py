@@ -9,7 +9,10 @@
   ``visrec_purge_events``).
 * **Export and erasure** of one shopper's events (``visrec_shopper_data``, or
   :func:`erase_user` from the host's account-deletion flow), erasure also removing their
-  stored shopper vectors at once; the next training no longer sees them.
+  stored shopper vectors and category reports at once; the next training no longer sees
+  them. A user is found under the current pseudonym secret and every fallback.
+* **Secret rotation**: :func:`rekey_user_pseudonyms` (``visrec_rotate_pseudonyms``) moves
+  what is stored under a user's pseudonyms of the fallback secrets to the current one.
 """
 from __future__ import annotations
 
@@ -23,8 +26,11 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..conf import visrec_settings
-from ..models import InteractionEvent, ShopperVector
-from ..pseudonyms import subject_key
+from ..models import CategoryReport, InteractionEvent, ShopperVector
+from ..pseudonyms import subject_key, subject_keys
+
+#: Everything visrec stores keyed by a subject's pseudonym.
+SUBJECT_MODELS = (InteractionEvent, ShopperVector, CategoryReport)
 
 DROPPED_KEY = "visrec:dropped-events:{day}"
 
@@ -74,49 +80,121 @@ def dropped_events(day: dt.date | None = None) -> int:
 
 
 def purge_expired_events(*, days: int | None = None, batch_size: int = 5000, now: dt.datetime | None = None) -> int:
-    """Deletes events older than ``RETENTION_DAYS`` in batches (each its own transaction)."""
+    """Deletes events (and category reports) older than ``RETENTION_DAYS`` in batches.
+
+    Each batch is its own transaction. Returns how many events were deleted.
+    """
     days = visrec_settings.RETENTION_DAYS if days is None else days
     cutoff = (now or timezone.now()) - dt.timedelta(days=days)
-    total = 0
-    while True:
-        with transaction.atomic():
-            ids = list(InteractionEvent.objects.filter(occurred_at__lt=cutoff).order_by("pk")
-                       .values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return total
-            total += InteractionEvent.objects.filter(pk__in=ids).delete()[0]
+    totals = {}
+    for model in (InteractionEvent, CategoryReport):
+        totals[model] = 0
+        while True:
+            with transaction.atomic():
+                ids = list(model.objects.filter(occurred_at__lt=cutoff).order_by("pk")
+                           .values_list("pk", flat=True)[:batch_size])
+                if not ids:
+                    break
+                totals[model] += model.objects.filter(pk__in=ids).delete()[0]
+    return totals[InteractionEvent]
 
 
-def export_subject(subject: str) -> dict:
-    """Every stored event of one subject, as JSON-ready data."""
-    events = InteractionEvent.objects.filter(subject_key=subject).order_by("occurred_at", "pk")
+def export_subject(subject: str | list[str]) -> dict:
+    """Every stored event and category report of one subject (one or several pseudonyms), JSON-ready."""
+    subjects = [subject] if isinstance(subject, str) else list(subject)
+    events = InteractionEvent.objects.filter(subject_key__in=subjects).order_by("occurred_at", "pk")
+    reports = CategoryReport.objects.filter(subject_key__in=subjects).order_by("occurred_at", "pk")
     return {
-        "subject": subject,
+        "subject": subjects[0],
+        "pseudonyms": subjects,
         "events": [
             {"type": e.event_type, "product": e.product_id, "timestamp": e.occurred_at.isoformat(),
              "source": e.source, "position": e.position}
             for e in events
         ],
+        "category_reports": [
+            {"category": r.category, "timestamp": r.occurred_at.isoformat(), "randomised": True}
+            for r in reports
+        ],
     }
 
 
-def erase_subject(subject: str) -> dict[str, int]:
-    """Deletes one subject's events and stored shopper vectors at once."""
+def erase_subject(subject: str | list[str]) -> dict[str, int]:
+    """Deletes one subject's events, stored shopper vectors and category reports at once."""
+    subjects = [subject] if isinstance(subject, str) else list(subject)
     with transaction.atomic():
-        events = InteractionEvent.objects.filter(subject_key=subject).delete()[0]
-        vectors = ShopperVector.objects.filter(subject_key=subject).delete()[0]
-    return {"events": events, "shopper_vectors": vectors}
+        events = InteractionEvent.objects.filter(subject_key__in=subjects).delete()[0]
+        vectors = ShopperVector.objects.filter(subject_key__in=subjects).delete()[0]
+        reports = CategoryReport.objects.filter(subject_key__in=subjects).delete()[0]
+    return {"events": events, "shopper_vectors": vectors, "category_reports": reports}
 
 
 def user_subject(user) -> str:
+    """The user's pseudonym under the current secret (what new events are stored under)."""
     return subject_key("user", user.pk)
+
+
+def user_subjects(user) -> list[str]:
+    """The user's pseudonyms under the current secret and every fallback secret."""
+    return subject_keys("user", user.pk)
 
 
 def erase_user(user) -> dict[str, int]:
     """For the host's account-deletion flow: erase everything visrec holds about a user."""
-    return erase_subject(user_subject(user))
+    return erase_subject(user_subjects(user))
 
 
 def export_user(user) -> dict:
     """For the host's data-export flow: the user's events."""
-    return export_subject(user_subject(user))
+    return export_subject(user_subjects(user))
+
+
+def rekey_user_pseudonyms(*, chunk_size: int = 1000, progress=None) -> dict[str, int]:
+    """Moves every user's data from their fallback-secret pseudonyms to the current one.
+
+    Events, shopper vectors and category reports are re-keyed; a shopper vector whose
+    model version already has one under the current pseudonym is dropped instead. Only
+    the host's user accounts can be re-keyed: an anonymous session's key is not kept, so
+    its data stays under the old pseudonym, unlinkable once the old secret is dropped,
+    until retention deletes it.
+
+    Args:
+        chunk_size: users per transaction.
+        progress: optional callable(n) told how many users each chunk covered (a tqdm's ``update``).
+
+    Returns:
+        Rows re-keyed per table (``events``, ``shopper_vectors``, ``category_reports``).
+    """
+    from django.contrib.auth import get_user_model
+
+    counts = {"events": 0, "shopper_vectors": 0, "category_reports": 0}
+    users = get_user_model()._default_manager.order_by("pk").values_list("pk", flat=True)
+    pks = list(users.iterator(chunk_size=chunk_size))
+    for offset in range(0, len(pks), chunk_size):
+        chunk = pks[offset:offset + chunk_size]
+        moves: dict[str, str] = {}
+        for pk in chunk:
+            current, *old = subject_keys("user", pk)
+            moves.update((key, current) for key in old)
+        with transaction.atomic():
+            for old_key, new_key in _stored_moves(moves).items():
+                counts["events"] += InteractionEvent.objects.filter(subject_key=old_key).update(subject_key=new_key)
+                counts["category_reports"] += CategoryReport.objects.filter(subject_key=old_key).update(
+                    subject_key=new_key)
+                taken = ShopperVector.objects.filter(subject_key=new_key).values_list("model_version", flat=True)
+                ShopperVector.objects.filter(subject_key=old_key, model_version__in=list(taken)).delete()
+                counts["shopper_vectors"] += ShopperVector.objects.filter(subject_key=old_key).update(
+                    subject_key=new_key)
+        if progress is not None:
+            progress(len(chunk))
+    return counts
+
+
+def _stored_moves(moves: dict[str, str]) -> dict[str, str]:
+    """The entries of ``moves`` whose old pseudonym has anything stored."""
+    if not moves:
+        return {}
+    stored: set[str] = set()
+    for model in SUBJECT_MODELS:
+        stored.update(model.objects.filter(subject_key__in=list(moves)).values_list("subject_key", flat=True).distinct())
+    return {old: new for old, new in moves.items() if old in stored}

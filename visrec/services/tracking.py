@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from ..conf import get_product_model
-from ..models import EventType, InteractionEvent
+from ..conf import get_product_model, visrec_settings
+from ..models import CategoryReport, EventType, InteractionEvent
 from ..pseudonyms import subject_key
 
 SESSION_KEY = "visrec_subject"
@@ -51,11 +51,9 @@ def subject_for_request(request) -> str:
         key = subject_key("user", user.pk)
     else:
         session = request.session
-        key = session.get(SESSION_KEY)
-        if key:
-            return key
         if session.session_key is None:
             session.save()
+        # Recomputed, not read back: after a secret rotation new events use the new secret.
         key = subject_key("session", session.session_key)
     if request.session.get(SESSION_KEY) != key:
         request.session[SESSION_KEY] = key
@@ -73,6 +71,7 @@ def adopt_session_history(request, user) -> int:
     moved = 0
     if previous and previous != current:
         moved = InteractionEvent.objects.filter(subject_key=previous).update(subject_key=current)
+        CategoryReport.objects.filter(subject_key=previous).update(subject_key=current)
     if hasattr(request, "session"):
         request.session[SESSION_KEY] = current
     return moved
@@ -126,6 +125,8 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
 
     Nothing is stored without the shopper's consent (``CONSENT_CHECK``), and events beyond
     the per-day contribution bounds are dropped (see :mod:`visrec.services.privacy`).
+    Under ``LOCAL_DP`` they also yield randomised category reports
+    (:mod:`visrec.services.local_dp`).
     """
     from .privacy import bound_contributions, has_consent
 
@@ -136,6 +137,10 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
         row.subject_key = subject
     rows, _ = bound_contributions(subject, rows)
     InteractionEvent.objects.bulk_create(rows)
+    if visrec_settings.LOCAL_DP:
+        from .local_dp import record_category_reports
+
+        record_category_reports(subject, rows)
     return len(rows)
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from visrec.services.privacy import erase_subject, export_subject, user_subject
+from visrec.services.privacy import erase_subject, export_subject, user_subjects
 
 
 class Command(BaseCommand):
-    help = "Exports (JSON) or erases one shopper's events and stored vectors."
+    help = "Exports (JSON) or erases one shopper's events, stored vectors and category reports."
 
     def add_arguments(self, parser) -> None:
         who = parser.add_mutually_exclusive_group(required=True)
@@ -26,12 +26,13 @@ class Command(BaseCommand):
             account = get_user_model()._default_manager.filter(pk=user).first()
             if account is None:
                 raise CommandError(f"no user with primary key {user!r}")
-            subject = user_subject(account)
+            subject = user_subjects(account)  # current and fallback-secret pseudonyms
         elif len(subject) != 64:
             raise CommandError("--subject must be a 64-character pseudonym")
         if erase:
             counts = erase_subject(subject)
-            self.stdout.write(f"erased {counts['events']} events and {counts['shopper_vectors']} shopper vectors")
+            self.stdout.write(f"erased {counts['events']} events, {counts['shopper_vectors']} shopper vectors "
+                              f"and {counts['category_reports']} category reports")
             return
         data = json.dumps(export_subject(subject), indent=2)
         if export == "-":
