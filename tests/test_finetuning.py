@@ -12,13 +12,13 @@ from PIL import Image, ImageDraw
 
 from shop_demo.catalog.models import ProductImage
 from visrec.colour import DEFAULT_BINS, batch_descriptors
-from visrec.embedder import fuse_colour
+from visrec.embedder import fuse
 from visrec.imaging import preprocess
 from visrec.models import ImageEmbedding, ModelVersion, ProductEmbedding
 from visrec.services import extraction, finetuning
 from visrec.services.embedders import active_embedder_version, load_embedder
 from visrec.services.extraction import preprocess_config
-from visrec.training.projection import ProjectionHead, TrainingConfig
+from visrec.training.projection import ProjectionHead, TrainingConfig, category_affinity
 
 from .factories import CategoryFactory, ProductFactory, ProductImageFactory
 
@@ -70,20 +70,24 @@ def test_training_creates_a_version_reembeds_and_switches_when_not_worse():
         assert active_embedder_version() == version
         assert ProductEmbedding.objects.filter(model_version=version.name).count() == len(SHAPES) * 15
         # The stored vectors are the saved head applied to the backbone's vectors, fused
-        # with the image's colour at the weight recorded in the version...
-        colour = version.metrics["colour"]
-        assert 0 <= colour["weight"] <= 0.5 and colour["bins"] == DEFAULT_BINS
+        # with the image's colour and category affinity at the weights recorded in the version...
+        fusion = version.metrics["fusion"]
+        assert 0 <= fusion["colour"] <= 0.5 and 0 <= fusion["category"] <= 0.3 and fusion["bins"] == DEFAULT_BINS
         with version.artefact.open("rb") as handle:
             head = ProjectionHead.load(io.BytesIO(handle.read()))
-        assert version.dimensions == head.out_dim + (DEFAULT_BINS**3 if colour["weight"] > 0 else 0)
+        assert head.prototypes.shape == (len(SHAPES), head.out_dim)
+        assert version.dimensions == (head.out_dim + (DEFAULT_BINS**3 if fusion["colour"] > 0 else 0)
+                                      + (len(SHAPES) if fusion["category"] > 0 else 0))
         row = ImageEmbedding.objects.filter(model_version=version.name).order_by("image_id").first()
         base = ImageEmbedding.objects.get(image_id=row.image_id, model_version=pretrained.name)
         embedder = load_embedder(version)
         image = ProductImage.objects.get(pk=row.image_id)
         array = preprocess(image.image.read(), preprocess_config(embedder.backbone))[None]
         colours = batch_descriptors(array, embedder.backbone.mean, embedder.backbone.std)
-        expected = fuse_colour(head.project(np.asarray(base.vector, dtype=np.float32)[None]), colours, colour["weight"])
-        np.testing.assert_allclose(expected[0], np.asarray(row.vector), atol=1e-5)
+        projected = head.project(np.asarray(base.vector, dtype=np.float32)[None])
+        parts = [(projected, 1 - fusion["colour"] - fusion["category"]), (colours, fusion["colour"]),
+                 (category_affinity(projected, head.prototypes), fusion["category"])]
+        np.testing.assert_allclose(fuse(parts)[0], np.asarray(row.vector), atol=1e-5)
         # ...and extraction (a new or changed image) computes the very same vector.
         stored = np.asarray(row.vector)
         report = extraction.embed_images([row.image_id], force=True)
@@ -94,18 +98,23 @@ def test_training_creates_a_version_reembeds_and_switches_when_not_worse():
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_auto_colour_weight_adds_colour_when_categories_do_not_suffer():
+def test_auto_fusion_adds_colour_when_categories_do_not_suffer(monkeypatch):
     """Categories are shapes and colours vary inside them: colour costs nothing, so auto uses it."""
-    build_catalogue()
+    # A third held out (~53 products), whatever ids they get: enough to choose weights and to judge.
+    monkeypatch.setattr(finetuning, "is_held_out", lambda product_id: product_id % 3 == 0)
+    build_catalogue(per_shape=40)
     outcome = finetuning.train_embedder(TrainingConfig(epochs=10))
     version = ModelVersion.objects.get(name=outcome.version)
-    colour = version.metrics["colour"]
-    trials = {float(w): p for w, p in colour["held_out_precision"].items()}
-    assert set(trials) == set(finetuning.COLOUR_WEIGHTS)
-    # The chosen weight is the largest whose held-out category precision stays within tolerance.
-    floor = trials[0.0] - finetuning.COLOUR_TOLERANCE
-    assert colour["weight"] == max(w for w, p in trials.items() if p >= floor)
-    assert colour["weight"] > 0
+    fusion = version.metrics["fusion"]
+    trials = {tuple(float(x) for x in key.split(",")): p for key, p in fusion["selection_precision"].items()}
+    floor = trials[(0.0, 0.0)]
+    chosen = (fusion["colour"], fusion["category"])
+    assert trials[chosen] >= floor  # the chosen fusion costs no category precision...
+    # ...and no more colour was possible at that price with any category weight tried.
+    assert all(p < floor for (colour, _), p in trials.items() if colour > fusion["colour"])
+    assert fusion["colour"] > 0
+    # The version was judged on held-out products that did not choose the weights.
+    assert version.metrics["evaluation"]["held_out_products"] < version.metrics["training"]["held_out_images"]
 
 
 @pytest.mark.slow
@@ -115,14 +124,16 @@ def test_colour_weight_setting_overrides_auto(settings):
     build_catalogue(per_shape=4)
     outcome = finetuning.train_embedder(TrainingConfig(epochs=2))
     version = ModelVersion.objects.get(name=outcome.version)
-    assert version.metrics["colour"] == {"weight": 0.0, "bins": DEFAULT_BINS, "held_out_precision": {}}
-    assert version.dimensions == TrainingConfig().out_dim
+    assert version.metrics["fusion"]["colour"] == 0.0
+    assert version.dimensions in (TrainingConfig().out_dim, TrainingConfig().out_dim + len(SHAPES))
 
 
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_guardrail_keeps_the_old_version_when_the_new_is_worse(monkeypatch, settings):
     settings.VISREC = {**settings.VISREC, "COLOUR_WEIGHT": 0}  # the fake score below reads dimensions
+    # Hold out a third, whatever ids this test's products get: enough to judge categories.
+    monkeypatch.setattr(finetuning, "is_held_out", lambda product_id: product_id % 3 == 0)
     build_catalogue()
     pretrained = active_embedder_version()
 

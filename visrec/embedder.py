@@ -2,13 +2,18 @@
 
 Pure compute, no ORM. Every embedder writes the backbone's own vectors (the *base*
 version, which later fine-tuning learns from) and, when it has a head, the head's
-vectors (the *served* version). A fine-tuned version may also carry the product's
-colour (:mod:`visrec.colour`), which ImageNet features hardly keep: its vector is then
-``normalize([sqrt(1 - w) * head(x), sqrt(w) * colour])``, so that the cosine of two such
-vectors is ``(1 - w) * cos(heads) + w * cos(colours)``.
+vectors (the *served* version).
+
+A fine-tuned version's vector may join three parts, each weighted by its share ``w`` of
+the cosine (:func:`fuse`): the head's vector (shape, category, details), the product's
+colour (:mod:`visrec.colour`; ImageNet features hardly keep it, shoppers notice it
+first) and the head's category affinity (:func:`~visrec.training.projection.category_affinity`:
+keeps colour from pulling a product into another category). The cosine of two served
+vectors is then ``w_head * cos(heads) + w_colour * cos(colours) + w_category * cos(affinities)``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,21 +22,20 @@ from .backbones.base import Backbone
 from .colour import DEFAULT_BINS, batch_descriptors
 
 
-def fuse_colour(head_vectors: np.ndarray, colours: np.ndarray, weight: float) -> np.ndarray:
-    """``normalize([sqrt(1 - weight) * head_vectors, sqrt(weight) * colours])``, row-wise.
+def fuse(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
+    """``normalize([sqrt(w1) * a1, sqrt(w2) * a2, ...])`` row-wise; parts of weight 0 are left out.
 
     Args:
-        head_vectors: float32 ``(N, D)`` unit rows.
-        colours: float32 ``(N, C)`` unit rows (a zero row where an image had no colour).
-        weight: the colour's share of the cosine, ``0 <= weight < 1``; ``0`` returns
-            ``head_vectors`` unchanged (no colour columns).
+        parts: ``(float32 (N, D_i) unit rows, weight)`` pairs; the weights sum to 1. A zero
+            row (an image without colour) just contributes nothing.
 
     Returns:
-        float32 ``(N, D + C)`` unit rows, or ``(N, D)`` when ``weight`` is 0.
+        float32 ``(N, sum of D_i over parts with weight > 0)`` unit rows.
     """
-    if weight <= 0:
-        return np.asarray(head_vectors, dtype=np.float32)
-    fused = np.hstack([np.sqrt(1.0 - weight) * head_vectors, np.sqrt(weight) * colours]).astype(np.float32)
+    kept = [(np.asarray(a, dtype=np.float32), float(w)) for a, w in parts if w > 0]
+    if len(kept) == 1:
+        return kept[0][0]
+    fused = np.hstack([np.sqrt(w) * a for a, w in kept]).astype(np.float32)
     fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
     return fused
 
@@ -45,6 +49,7 @@ class Embedder:
         head: a :class:`visrec.training.projection.ProjectionHead` or ``None``.
         head_version: the version string of the head's vectors (``None`` without head).
         colour_weight: the colour's share of the served vector's cosine (0: no colour).
+        category_weight: the category affinity's share (0: none; needs the head's prototypes).
         colour_bins: bins per channel of the colour descriptor.
     """
 
@@ -52,7 +57,28 @@ class Embedder:
     head: object | None = None
     head_version: str | None = None
     colour_weight: float = 0.0
+    category_weight: float = 0.0
     colour_bins: int = DEFAULT_BINS
+
+    def served_from(self, base: np.ndarray, colours: np.ndarray | None) -> np.ndarray:
+        """The served vectors from backbone vectors and colour descriptors (no CNN pass).
+
+        Args:
+            base: float32 ``(N, D)`` backbone vectors.
+            colours: float32 ``(N, bins**3)`` (:func:`visrec.colour.batch_descriptors`);
+                only read when :attr:`colour_weight` is positive.
+        """
+        if self.head is None:
+            return base
+        from .training.projection import category_affinity
+
+        projected = self.head.project(base)
+        parts = [(projected, 1.0 - self.colour_weight - self.category_weight)]
+        if self.colour_weight > 0:
+            parts.append((colours, self.colour_weight))
+        if self.category_weight > 0:
+            parts.append((category_affinity(projected, self.head.prototypes), self.category_weight))
+        return fuse(parts)
 
     @property
     def base_version(self) -> str:
@@ -79,11 +105,10 @@ class Embedder:
         base = self.backbone.embed(batch)
         out = {self.base_version: base}
         if self.head is not None:
-            projected = self.head.project(base)
+            colours = None
             if self.colour_weight > 0:
                 colours = batch_descriptors(batch, self.backbone.mean, self.backbone.std, self.colour_bins)
-                projected = fuse_colour(projected, colours, self.colour_weight)
-            out[self.head_version] = projected
+            out[self.head_version] = self.served_from(base, colours)
         return out
 
     def embed_served(self, batch: np.ndarray) -> np.ndarray:

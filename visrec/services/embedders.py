@@ -73,10 +73,11 @@ def load_embedder(version: ModelVersion):
 
         with version.artefact.open("rb") as handle:
             head = ProjectionHead.load(io.BytesIO(handle.read()))
-        colour = version.metrics.get("colour") or {}
+        fusion = version.metrics.get("fusion") or {}
         embedder = Embedder(backbone=backbone, head=head, head_version=version.name,
-                            colour_weight=float(colour.get("weight", 0.0)),
-                            colour_bins=int(colour.get("bins", DEFAULT_BINS)))
+                            colour_weight=float(fusion.get("colour", 0.0)),
+                            category_weight=float(fusion.get("category", 0.0)),
+                            colour_bins=int(fusion.get("bins", DEFAULT_BINS)))
     else:
         embedder = Embedder(backbone=backbone)
     _loaded[version.name] = embedder

@@ -8,11 +8,12 @@ Steps of :func:`train_embedder` (the nightly Celery task and ``visrec_train_embe
    change) and take its colour descriptor (:mod:`visrec.colour`);
 4. train a projection head (:mod:`visrec.training.projection`): supervised by the host's
    categories where ``CATEGORY_FIELD`` is set, self-supervised by the views otherwise;
-   choose the colour's weight (:func:`choose_colour_weight`);
+   keep one prototype per category and choose the shares of colour and category affinity
+   (:func:`choose_fusion`, on half of the held-out products);
 5. save the head as a versioned artefact and re-embed the whole catalogue under the new
    version (the head applied to the stored backbone vectors, fused with the colours: no
    CNN pass needed; extraction computes the same vector for a new image);
-6. measure old and new on the held-out products: precision@10 of same category (or,
+6. measure old and new on the other held-out products: precision@10 of same category (or,
    without categories, how often an augmented view finds its own product first);
 7. switch to the new version only if it is at least as good; otherwise keep the old,
    drop the new vectors and record why in the version's notes.
@@ -34,11 +35,11 @@ from PIL import Image, ImageOps
 
 from ..colour import DEFAULT_BINS, batch_descriptors
 from ..conf import get_image_model, get_product_model, visrec_settings
-from ..embedder import fuse_colour
+from ..embedder import Embedder
 from ..evaluation.embeddings import precision_at_k
 from ..imaging import ImageRejected, decode_image, preprocess_image
 from ..models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
-from ..training.projection import ProjectionHead, TrainingConfig, train_head
+from ..training.projection import TrainingConfig, category_prototypes, train_head
 from . import vector_index
 from .embedders import activate_embedder, active_embedder_version, load_embedder
 from .extraction import preprocess_config, read_image_file, update_product_vectors
@@ -46,9 +47,11 @@ from .extraction import preprocess_config, read_image_file, update_product_vecto
 logger = logging.getLogger(__name__)
 
 HOLDOUT_FRACTION = 0.2
-#: Colour weights ``"auto"`` tries, and the loss of held-out category precision it accepts.
+#: Colour and category-affinity weights that :func:`choose_fusion` tries.
 COLOUR_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-COLOUR_TOLERANCE = 0.005
+CATEGORY_WEIGHTS = (0.0, 0.1, 0.2, 0.3)
+#: Fewer held-out products than this cannot measure precision@10 of categories.
+MIN_JUDGED_PRODUCTS = 10
 #: ``"auto"``'s colour weight for a catalogue without categories.
 UNLABELLED_COLOUR_WEIGHT = 0.3
 
@@ -161,32 +164,53 @@ def _product_vectors(image_vectors: np.ndarray, product_ids: np.ndarray, product
     return out.astype(np.float32)
 
 
-def choose_colour_weight(projected, colours, product_ids, held, categories) -> tuple[float, dict]:
-    """The colour's share of the served vectors (``COLOUR_WEIGHT``; ``"auto"`` chooses it).
+def in_selection_half(product_id: int) -> bool:
+    """Half of the held-out products choose the fusion weights; the other half judges the version."""
+    return hashlib.sha256(f"visrec-fusion:{product_id}".encode()).digest()[0] % 2 == 0
 
-    ``"auto"`` with the host's categories: the largest weight in 0, 0.1 ... 0.5 that keeps
-    the held-out products' same-category precision@10 within
-    ``COLOUR_TOLERANCE`` of the head alone, i.e. as much colour as the catalogue's own
-    categories say costs nothing in shape; never more than half the cosine. Without
-    categories nothing can say what colour costs, so ``"auto"`` takes 0.3.
+
+def choose_fusion(embedder_for, base, colours, product_ids, rows, categories) -> tuple[float, float, dict]:
+    """The shares of colour and category affinity in the served vectors.
+
+    With the host's categories: on held-out products (the selection half), the largest
+    colour weight of 0, 0.1 ... 0.5 (or ``COLOUR_WEIGHT`` when it is a number) for which
+    some category weight of 0, 0.1 ... 0.3 keeps same-category precision@10 at least
+    that of the head alone, with the smallest such category weight: as much colour as
+    the catalogue's own categories say costs nothing. Without categories nothing can say
+    what colour costs: ``"auto"`` takes 0.3 and no category term.
+
+    Args:
+        embedder_for: ``callable(colour_weight, category_weight) -> Embedder``.
+        rows: image rows of the selection products.
 
     Returns:
-        the weight and the held-out precision of every weight tried (``{}`` if none).
+        ``(colour_weight, category_weight, {"colour,category": precision})``.
     """
     setting = visrec_settings.COLOUR_WEIGHT
-    if setting != "auto":
-        return float(setting), {}
-    held_products = sorted({int(p) for p in product_ids[held]})
-    if not categories or len(held_products) <= 10:
-        return UNLABELLED_COLOUR_WEIGHT, {}
-    labels = [categories.get(p) for p in held_products]
-    rows = np.flatnonzero(held)
-    tried = {}
-    for weight in COLOUR_WEIGHTS:
-        fused = fuse_colour(projected[rows], colours[rows], weight)
-        tried[weight] = _score(_product_vectors(fused, product_ids[rows], held_products), labels)
-    floor = tried[0.0] - COLOUR_TOLERANCE
-    return max(w for w, score in tried.items() if score >= floor), {str(w): round(v, 4) for w, v in tried.items()}
+    colour_weights = COLOUR_WEIGHTS if setting == "auto" else (float(setting),)
+    selection = sorted({int(p) for p in product_ids[rows]})
+    if not categories or len(selection) <= MIN_JUDGED_PRODUCTS:
+        return (UNLABELLED_COLOUR_WEIGHT if setting == "auto" else float(setting)), 0.0, {}
+    labels = [categories.get(p) for p in selection]
+
+    def score(colour: float, category: float) -> float:
+        served = embedder_for(colour, category).served_from(base[rows], colours[rows])
+        return _score(_product_vectors(served, product_ids[rows], selection), labels)
+
+    tried = {(0.0, 0.0): score(0.0, 0.0)}
+    floor = tried[(0.0, 0.0)]
+    chosen = (0.0, 0.0)
+    for colour in sorted(colour_weights):
+        for category in CATEGORY_WEIGHTS:
+            if (colour, category) not in tried:
+                tried[(colour, category)] = score(colour, category)
+            if tried[(colour, category)] >= floor:
+                chosen = (colour, category)
+                break
+    if setting != "auto" and chosen[0] != float(setting):  # a fixed colour weight is kept regardless
+        best = max(CATEGORY_WEIGHTS, key=lambda c: tried[(float(setting), c)])
+        chosen = (float(setting), best)
+    return chosen[0], chosen[1], {f"{c},{k}": round(v, 4) for (c, k), v in tried.items()}
 
 
 def _score(vectors: np.ndarray, labels: list, k: int = 10) -> float:
@@ -228,16 +252,29 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
     _, group = np.unique(product_ids, return_inverse=True)
     head, history = train_head(base[train_rows], views[train_rows], cat[train_rows], group[train_rows], config,
                                progress=(lambda e, loss: progress("train", 1)) if progress else None)
-    head_vectors = head.project(base)
-    colour_weight, colour_trials = choose_colour_weight(head_vectors, colours, product_ids, held, categories)
-    projected = fuse_colour(head_vectors, colours, colour_weight)
+    head.prototypes = category_prototypes(head.project(base[train_rows]), cat[train_rows])
+    held_products = {int(p) for p in product_ids[held]}
+    selection = {p for p in held_products if in_selection_half(p)}
+    split = min(len(selection), len(held_products) - len(selection)) > MIN_JUDGED_PRODUCTS
+    if not split:  # too few to split: the weights are chosen and judged on the same products
+        selection = held_products
+    selection_rows = np.flatnonzero([int(p) in selection for p in product_ids])
+
+    def embedder_for(colour: float, category: float) -> Embedder:
+        return Embedder(embedder.backbone, head, "candidate", colour_weight=colour,
+                        category_weight=category if head.prototypes is not None else 0.0)
+
+    colour_weight, category_weight, trials = choose_fusion(embedder_for, base, colours, product_ids,
+                                                           selection_rows, categories)
+    projected = embedder_for(colour_weight, category_weight).served_from(base, colours)
 
     name = f"{base_version}+ft{timezone.now():%Y%m%dT%H%M%S%f}"
     vector_index.validate_version(name)
     version = ModelVersion(
         kind=ModelKind.EMBEDDER, name=name, dimensions=projected.shape[1],
         metrics={"backbone": active.metrics.get("backbone"), "base_version": base_version,
-                 "colour": {"weight": colour_weight, "bins": DEFAULT_BINS, "held_out_precision": colour_trials},
+                 "fusion": {"colour": colour_weight, "category": category_weight, "bins": DEFAULT_BINS,
+                            "selection_precision": trials, "selection_products": len(selection)},
                  "training": {"images": int(len(train_rows)), "held_out_images": int(held.sum()),
                               "supervised": bool((cat >= 0).any()), "final_loss": history[-1] if history else None,
                               "config": config.__dict__}},
@@ -247,8 +284,10 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
     try:
         _write_version(version.name, image_ids, product_ids, projected, hashes)
         update_product_vectors(product_ids.tolist(), [version.name])
+        # The version is judged on the held-out products that did not choose its weights.
+        judged = held & ~np.isin(product_ids, list(selection)) if split else held
         outcome = _evaluate_and_switch(active, version, projected, base, views, colours, product_ids, categories,
-                                       held)
+                                       judged)
     except Exception:
         _drop_version_vectors(version.name)
         version.notes = "training failed; the previous version keeps serving"
@@ -283,17 +322,10 @@ def _product_matrix(version_name: str, product_ids: list[int]) -> np.ndarray:
     return np.stack([np.asarray(found[p], dtype=np.float32) for p in product_ids])
 
 
-def _served(embedder, base_vectors: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """An embedder's served vectors from base vectors and the images' colours (no CNN pass)."""
-    if embedder.head is None:
-        return base_vectors
-    return fuse_colour(embedder.head.project(base_vectors), colours, embedder.colour_weight)
-
-
 def _evaluate_and_switch(active, version, projected, base, views, colours, product_ids, categories,
                          held) -> TrainingOutcome:
     held_products = sorted({int(p) for p in product_ids[held]})
-    if categories and len(held_products) > 10:
+    if categories and len(held_products) > MIN_JUDGED_PRODUCTS:
         metric = "held-out precision@10 (same category)"
         labels = [categories.get(p) for p in held_products]
         old = _score(_product_matrix(active.name, held_products), labels)
@@ -302,9 +334,9 @@ def _evaluate_and_switch(active, version, projected, base, views, colours, produ
         metric = "held-out self-retrieval of augmented views"
         rows = np.flatnonzero(held)
         old_embedder, new_embedder = load_embedder(active), load_embedder(version)
-        old = _self_retrieval(_served(old_embedder, views[rows], colours[rows]),
-                              _served(old_embedder, base[rows], colours[rows]))
-        new = _self_retrieval(_served(new_embedder, views[rows], colours[rows]), projected[rows])
+        old = _self_retrieval(old_embedder.served_from(views[rows], colours[rows]),
+                              old_embedder.served_from(base[rows], colours[rows]))
+        new = _self_retrieval(new_embedder.served_from(views[rows], colours[rows]), projected[rows])
     version.metrics = {**version.metrics, "evaluation": {"metric": metric, "old_version": active.name,
                                                          "old": old, "new": new, "held_out_products": len(held_products)}}
     if new >= old:

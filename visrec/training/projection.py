@@ -15,6 +15,12 @@ Two losses, combined:
   another in its category (colour, pattern, shape details), and is the whole training
   signal when a shop has no categories.
 
+After training, the head keeps one *prototype* per category (the normalised mean of its
+training products' vectors): :func:`category_affinity` turns a vector into how much it
+looks like each category, which the served embedder can append to its vectors
+(:mod:`visrec.embedder`) so that other features (colour) never pull a product into the
+wrong category.
+
 Artefacts are saved with ``torch.save`` of tensors only and loaded with
 ``weights_only=True`` (no pickle of code).
 """
@@ -55,6 +61,8 @@ class ProjectionHead(nn.Module):
     def __init__(self, in_dim: int, out_dim: int = 256, hidden_dim: int = 512) -> None:
         super().__init__()
         self.in_dim, self.out_dim, self.hidden_dim = in_dim, out_dim, hidden_dim
+        #: float32 ``(categories, out_dim)`` unit rows, or ``None`` (see :func:`category_prototypes`).
+        self.prototypes: np.ndarray | None = None
         self.linear = nn.Linear(in_dim, out_dim, bias=False)
         self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
         nn.init.zeros_(self.mlp[2].weight)
@@ -82,8 +90,10 @@ class ProjectionHead(nn.Module):
 
     def save(self, handle: BinaryIO) -> None:
         """Writes the tensors and sizes (no code) to a binary file object."""
-        torch.save({"sizes": torch.tensor([self.in_dim, self.out_dim, self.hidden_dim]),
-                    "state": self.state_dict()}, handle)
+        payload = {"sizes": torch.tensor([self.in_dim, self.out_dim, self.hidden_dim]), "state": self.state_dict()}
+        if self.prototypes is not None:
+            payload["prototypes"] = torch.from_numpy(np.ascontiguousarray(self.prototypes, dtype=np.float32))
+        torch.save(payload, handle)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -97,8 +107,48 @@ class ProjectionHead(nn.Module):
         in_dim, out_dim, hidden_dim = (int(v) for v in payload["sizes"])
         head = cls(in_dim, out_dim, hidden_dim)
         head.load_state_dict(payload["state"], strict=True)
+        if "prototypes" in payload:
+            head.prototypes = payload["prototypes"].numpy()
         head.eval()
         return head
+
+
+#: Softmax temperature of :func:`category_affinity` over cosines to the prototypes.
+AFFINITY_TEMPERATURE = 0.05
+
+
+def category_prototypes(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
+    """One unit vector per category: the normalised mean of its items' (head) vectors.
+
+    Args:
+        vectors: float32 ``(N, D)``.
+        labels: int64 ``(N,)`` category index, ``-1`` where unknown.
+
+    Returns:
+        float32 ``(categories, D)`` in label order (``0 .. max``), or ``None`` without labels.
+    """
+    labels = np.asarray(labels)
+    known = sorted({int(c) for c in labels if c >= 0})
+    if len(known) < 2:
+        return None
+    prototypes = np.stack([vectors[labels == c].mean(axis=0) for c in known]).astype(np.float32)
+    prototypes /= np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)
+    return prototypes
+
+
+def category_affinity(vectors: np.ndarray, prototypes: np.ndarray,
+                      temperature: float = AFFINITY_TEMPERATURE) -> np.ndarray:
+    """How much each vector looks like each category: float32 ``(N, categories)``, unit rows.
+
+    ``sqrt(softmax(cos(vector, prototypes) / temperature))``: the cosine of two rows is the
+    Bhattacharyya coefficient of the two category distributions (1 for the same
+    confident category, near 0 for two different ones).
+    """
+    logits = np.asarray(vectors, dtype=np.float64) @ np.asarray(prototypes, dtype=np.float64).T / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    probabilities = np.exp(logits)
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    return np.sqrt(probabilities).astype(np.float32)
 
 
 def supervised_contrastive_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
