@@ -497,10 +497,13 @@ def measure_latency(ids, rows, warmup_rows, in_stock_filter: bool, budget_s: flo
     Three timings per product, in an order that rotates: the service as the endpoint calls
     it (result cache on, but a miss: every product is asked once, the bench's Redis database
     cleared first), the service with ``use_cache=False``, and the raw SQL captured from an
-    untimed service call for that product just before. Warm-up gets a quarter of
+    untimed service call for that product just before. Also their mean CPU time (this process
+    and its PostgreSQL backend, from /proc; Redis not counted), which other work on the
+    machine does not inflate as it does wall time. Warm-up gets a quarter of
     ``budget_s``; the timed queries stop early (after ``MIN_QUERIES``) once it is spent.
     """
     from django.core.cache import cache
+    from django.db import connection
 
     from visrec.services.similar import SimilarFilters, similar_products
 
@@ -520,6 +523,10 @@ def measure_latency(ids, rows, warmup_rows, in_stock_filter: bool, budget_s: flo
         for run in runners.values():
             run(int(ids[r]))
     times: dict[str, list[float]] = {name: [] for name in runners}
+    cpu = {name: 0.0 for name in runners}  # this process + its PostgreSQL backend
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     order = list(runners)
     start = time.perf_counter()
     for i, r in enumerate(rows):
@@ -528,16 +535,64 @@ def measure_latency(ids, rows, warmup_rows, in_stock_filter: bool, budget_s: flo
         pid = int(ids[r])
         raw[pid] = RawQuery.capture(pid, in_stock_filter)
         for name in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
+            c0 = time.process_time() + cpu_seconds(backend)
             t0 = time.perf_counter()
             runners[name](pid)
             times[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() + cpu_seconds(backend) - c0
     out: dict = {"queries": len(times["service"])}
     for name, values in times.items():
         out[f"{name}_p50"] = float(np.percentile(values, 50) * 1000)
         out[f"{name}_p99"] = float(np.percentile(values, 99) * 1000)
+        out[f"{name}_cpu"] = cpu[name] / len(values) * 1000
     out["ratio_p50"] = out["service_p50"] / out["raw_p50"]
     out["ratio_p99"] = out["service_p99"] / out["raw_p99"]
+    out["ratio_cpu"] = out["service_cpu"] / out["raw_cpu"]
     return out
+
+
+# --- CPU accounting (Linux /proc): other sessions on a shared machine inflate wall times, not these ---
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 if it is gone or unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def backend_pids(db_name: str) -> list[int]:
+    """PostgreSQL backends connected to the bench database (not this process's own)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [db_name])
+        return [r[0] for r in cursor.fetchall()]
+
+
+def redis_pid() -> int | None:
+    port = os.environ.get("CACHE_URL", "").rsplit(":", 1)[-1].split("/", 1)[0]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"redis-server" in cmd and port.encode() in cmd:
+                return int(proc.name)
+    return None
 
 
 # --- HTTP -----------------------------------------------------------------------------------
@@ -638,6 +693,22 @@ class Gunicorn:
         self.log.close()
 
 
+def server_cpu(server: Gunicorn, db_name: str, redis: int | None) -> dict[str, dict[int, float]]:
+    """CPU seconds so far, per process: gunicorn (master and workers), the bench database's
+    backends, Redis (shared with other users of the server) and wrk (finished children of this
+    process). A backend that exits during a run is missed (rare with persistent connections)."""
+    import resource
+
+    master = server.process.pid
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "gunicorn": {p: cpu_seconds(p) for p in [master, *children(master)]},
+        "postgres": {p: cpu_seconds(p) for p in backend_pids(db_name)},
+        "redis": {redis: cpu_seconds(redis)} if redis else {},
+        "wrk": {0: usage.ru_utime + usage.ru_stime},
+    }
+
+
 def run_wrk(port: int, script: Path, ids_file: Path, query: str, connections: int, seconds: int) -> dict:
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
@@ -676,6 +747,10 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     hot_file.write_text("\n".join(str(i) for i in hot_ids) + "\n")
     queries = {True: f"limit={K}&in_stock=true", False: f"limit={K}&in_stock=false"}
     c = args.connections
+    from django.db import connection
+
+    db_name = connection.settings_dict["NAME"]
+    redis = redis_pid()
     plan = [  # (CONN_MAX_AGE, [(in_stock, connections, cache state), ...])
         (args.conn_max_age, [(True, 1, "cold"), (True, c, "cold"), (False, c, "cold"), (True, c, "hot")]),
         (0, [(True, c, "cold"), (False, c, "cold")]),
@@ -694,9 +769,15 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                             server.get(f"/api/visrec/products/{pid}/similar/?{queries[in_stock]}")
                     ids_file = hot_file if state == "hot" else cold_file
                     load = load_average()
+                    before = server_cpu(server, db_name, redis)
                     stats = run_wrk(server.port, script, ids_file, queries[in_stock], connections,
                                     args.http_duration)
                     stats["load"] = f"{load} at start, {load_average()} at end"
+                    after = server_cpu(server, db_name, redis)
+                    used = {part: sum(after[part].values()) - sum(v for p, v in before[part].items()
+                                                                  if p in after[part])
+                            for part in after}
+                    stats["cpu_ms"] = {part: v / max(stats["requests"], 1) * 1000 for part, v in used.items()}
                     distinct = len(cold_ids) if state == "cold" else 0
                     stats.update(in_stock=in_stock, connections=connections, cache=state,
                                  conn_max_age=conn_max_age, repeats=max(0, stats["requests"] - distinct))
@@ -764,16 +845,19 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
     print("### detail (ms; similarity = mean cosine of the 10 results, exact search / service)")
     print()
     print("| size | vectors | filter | timed queries | service p50 / p99 | service, cache off p50 / p99 "
-          "| raw p50 / p99 | recall queries | short of 10 | similarity exact / service | load (1 min) |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| raw p50 / p99 | CPU ms per call: service / cache off / raw (ratio) "
+          "| recall queries | short of 10 | similarity exact / service | load (1 min) |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         lat, rec = row["latency"], row["recall"]
         if lat:
             timings = (f"{lat['queries']} | {lat['service_p50']:.2f} / {lat['service_p99']:.2f} "
                        f"| {lat['service_nocache_p50']:.2f} / {lat['service_nocache_p99']:.2f} "
-                       f"| {lat['raw_p50']:.2f} / {lat['raw_p99']:.2f}")
+                       f"| {lat['raw_p50']:.2f} / {lat['raw_p99']:.2f} "
+                       f"| {lat['service_cpu']:.2f} / {lat['service_nocache_cpu']:.2f} / {lat['raw_cpu']:.2f} "
+                       f"({lat['ratio_cpu']:.2f}×)")
         else:
-            timings = "— | — | — | —"
+            timings = "— | — | — | — | —"
         print(f"| {row['size']:,} | {row['vectors']} | {filter_label(row['in_stock'])} | {timings} "
               f"| {rec['queries']} | {rec['short_results']} "
               f"| {rec['exact_similarity']:.3f} / {rec['found_similarity']:.3f} | {lat['load'] if lat else '—'} |")
@@ -803,13 +887,17 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
               f"{args.http_duration} s per run, Redis result cache on)")
         print()
         print("| in_stock | connections | cache | CONN_MAX_AGE | requests | req/s | p50 ms | p90 ms | p99 ms "
-              "| errors | repeated ids | load (1 min) |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+              "| errors | repeated ids | CPU ms per request: gunicorn / postgres / redis / wrk "
+              "| req/s that 2 free cores allow (CPU bound) | load (1 min) |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for h in runs:
+            cpu = h.get("cpu_ms", {})
+            parts = [cpu.get(k, 0.0) for k in ("gunicorn", "postgres", "redis", "wrk")]
+            capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 else "—"
             print(f"| {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
                   f"| {h['conn_max_age']} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} | {h['p90_ms']:.1f} "
                   f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} "
-                  f"| {h.get('load', '')} |")
+                  f"| {' / '.join(f'{x:.2f}' for x in parts)} | {capacity} | {h.get('load', '')} |")
 
 
 # --- main -----------------------------------------------------------------------------------
