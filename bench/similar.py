@@ -1,31 +1,38 @@
 """"Visually similar" at catalogue scale: recall, latency and HTTP throughput of the service.
 
     .venv/bin/python bench/similar.py [--sizes 100000,1000000] [--dims 128] [--queries 500]
-                                      [--recall-queries 200] [--http-duration 20] [--keep]
+                                      [--recall-queries 200] [--http-duration 15] [--keep] [--reuse]
 
-Per catalogue size, in one run against a throw-away database ``visrec_bench_similar``:
+In one run, per catalogue size, each in its own throw-away database
+``visrec_bench_similar_<size>_<vectors>`` on the embedded PostgreSQL:
 
 1. products (20 categories, ~70% in stock, random prices) are inserted with
-   ``INSERT ... SELECT generate_series`` and their vectors (random unit vectors, or with
-   ``--clusters`` unit vectors around that many random centres) with binary ``COPY``; a
-   ``ModelVersion`` is switched on with visrec's own ``activate_embedder``, which builds the
-   HNSW index (timed, with ``maintenance_work_mem`` and one parallel maintenance worker);
+   ``INSERT ... SELECT generate_series`` and their vectors with binary ``COPY``: by default
+   "catalogue" vectors, a Gaussian mixture shaped like a shop's image embeddings (see
+   :func:`unit_vectors`); a ``ModelVersion`` is switched on with visrec's own
+   ``activate_embedder``, which builds the HNSW index (timed; ``maintenance_work_mem`` 2GB and
+   2 parallel maintenance workers in that session);
 2. recall@10 of ``similar_products`` against brute-force numpy on the same vectors and filter,
-   and of the raw SQL per ``hnsw.ef_search`` (``--ef-sweep``);
-3. p50/p99 latency of ``similar_products(..., use_cache=False)`` beside the raw SQL it issues
-   (``nearest_products_sql`` with the same WHERE clause, parameters and ``set_config`` calls,
-   in a transaction), queries rotating which runs first;
-4. at the smallest size, the REST endpoint served by gunicorn on loopback under ``wrk``, with
-   ids read from a file so that every request misses the Redis result cache (cache on), then
-   a cache-hot run and a run with persistent database connections.
+   and of the service's SQL replayed per ``hnsw.ef_search`` (``--ef-sweep``);
+3. p50/p99 latency (and CPU time) of ``similar_products`` as the endpoint calls it beside the
+   raw SQL it sends, captured from the service itself (:class:`RawQuery`), queries rotating
+   which runs first;
+4. at the smallest size, the REST endpoint served by gunicorn on loopback under ``wrk``
+   (16 connections), with ids read from a file so that every request misses the Redis result
+   cache, with and without the in-stock filter; then a cache-hot run and runs with a database
+   connection per request. CPU time per request of gunicorn, PostgreSQL, Redis and wrk is
+   read from /proc, to tell what 2 free cores would allow when other work shares the machine.
 
+Then, unless ``--hard-size 0``, recall on uniformly random vectors (the hard case, no latency).
 Slow plans stop a measurement early after ``--budget-s`` seconds (never below ``MIN_QUERIES``
-queries); the counts are reported. ``--ef-search``, ``--hnsw-m`` and ``--hnsw-ef-construction``
-override visrec's values inside this benchmark's processes only, to try settings. Prints one
-markdown table with each target beside its measurement, then the details.
+queries); the counts are reported. ``--keep`` keeps the databases; a later ``--reuse`` run
+skips loading and indexing an identical catalogue (same size, vectors, seed, HNSW
+parameters) and reports the build figures stored with it. ``--ef-search``, ``--hnsw-m`` and
+``--hnsw-ef-construction`` override visrec's values inside this benchmark's processes only.
+Prints markdown tables with each target beside its measurement.
 
 Needs ``wrk`` (``apt-get install wrk``) and ``gunicorn`` for step 4; without them it says so
-and skips that step. Runs on the embedded PostgreSQL (or ``DATABASE_URL``'s server).
+and skips that step. Every gunicorn it starts is stopped before it exits.
 """
 from __future__ import annotations
 

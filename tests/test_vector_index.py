@@ -82,13 +82,16 @@ def test_binary_vectors_and_the_by_product_query_use_the_index():
     )
     name = vector_index.ensure_hnsw_index(ProductEmbedding, "b@1", 32)
     sql = vector_index.nearest_products_sql("b@1", 32, "e.product_id <> %s", by_product=True, with_vectors=True)
-    query = products[4].pk
+    params = vector_index.nearest_products_params(products[4].pk, [products[4].pk], 3, by_product=True)
+    missing = vector_index.nearest_products_params(10**9, [10**9], 3, by_product=True)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute(sql, [query, query, query, 3])
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
-        cursor.execute("EXPLAIN " + sql, [query, query, query, 3])
+        cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in cursor.fetchall())
+        cursor.execute(sql, missing)
+        assert cursor.fetchall() == []  # no stored vector: no rows (and no index scan)
     assert f"Index Scan using {name}" in plan
     exact = sorted((i for i in range(30) if i != 4), key=lambda i: -float(vectors[i] @ vectors[4]))[:3]
     assert [r[0] for r in rows] == [products[i].pk for i in exact]

@@ -146,7 +146,8 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
         setup_params += [product_id, version.name]
     with connection.cursor() as cursor:
         while True:
-            found, rows = _run_with_settings(cursor, setup, setup_params, sql, [query, *params, query, k])
+            found, rows = _run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
+                query, params, k, by_product=by_product))
             if by_product and not found:
                 raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
             if len(rows) >= k or iterative or ef >= 1000:

@@ -106,12 +106,14 @@ def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *
     """The raw SQL of a k-nearest-products query on the version's HNSW index.
 
     Parameters, in order: the query vector (text literal), those of ``where``, the
-    query vector again, then ``k``. Returns rows ``(product_id, cosine_distance)``.
+    query vector again, then ``k`` (:func:`nearest_products_params` puts them in order).
+    Returns rows ``(product_id, cosine_distance)``.
 
     Args:
         by_product: the query vector is a product's stored vector of this version, read by
-            the query itself: pass the product's id in place of each literal. (pgvector runs
-            the subquery once, as an init plan, and still walks the index.)
+            the query itself: pass the product's id in place of each literal. (PostgreSQL runs
+            the subquery once, as an init plan, and still walks the index; without a stored
+            vector the index is not scanned at all and no rows come back.)
         with_vectors: rows get a third column, the product's vector in pgvector's binary
             form (``vector_send``; decode with :func:`vector_from_binary`).
     """
@@ -125,12 +127,19 @@ def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *
     else:
         query = f"%s::{cast}"
     columns = ", vector_send(e.vector)" if with_vectors else ""
+    gate = f" AND {query} IS NOT NULL" if by_product else ""
     return (
         f"SELECT e.product_id, (e.vector::{cast}) <=> {query} AS distance{columns} "
         f"FROM {table} e "
-        f"WHERE e.model_version = '{model_version}'{extra} "
+        f"WHERE e.model_version = '{model_version}'{gate}{extra} "
         f"ORDER BY (e.vector::{cast}) <=> {query} LIMIT %s"
     )
+
+
+def nearest_products_params(query, where_params: Sequence = (), k: int = 10, *, by_product: bool = False) -> list:
+    """The parameters of :func:`nearest_products_sql`, in order; ``query`` is the vector literal,
+    or the product id with ``by_product``."""
+    return [query, *([query] if by_product else []), *where_params, query, k]
 
 
 def vector_from_binary(data: bytes) -> np.ndarray:
