@@ -337,7 +337,7 @@ def prepare(n: int, kind: str, args) -> dict:
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         in_stock = np.array([r[1] > 0 for r in rows], dtype=bool)
         print(f"[{n:,} {kind}] reusing the catalogue and HNSW index built {stored['built']} "
-              f"({stored['build_s']:.1f}s, load {stored['build_load']})", flush=True)
+              f"({stored['build_s']:.1f}s, {stored['build_load']})", flush=True)
         return dict(ids=ids, in_stock=in_stock, vectors=vectors, build_s=stored["build_s"],
                     index_mb=stored["index_mb"], reused=stored["built"], build_load=stored["build_load"])
     t0 = time.perf_counter()
@@ -873,7 +873,7 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
     print("HNSW builds (through activate_embedder, maintenance_work_mem "
           f"{args.maintenance_work_mem}, max_parallel_maintenance_workers {args.parallel_workers}): "
           + "; ".join(f"{size:,} {kind}: {row['build_s']:.0f} s, {row['index_mb']:.0f} MB"
-                      + (f" (built {row['reused']}, load {row['build_load']})" if row["reused"] else "")
+                      + (f" (built {row['reused']}, {row['build_load']})" if row["reused"] else "")
                       for (size, kind), row in builds.items()))
     swept = [row for row in rows if row["recall"]["sweep"]]
     if swept:
@@ -900,7 +900,8 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
         for h in runs:
             cpu = h.get("cpu_ms", {})
             parts = [cpu.get(k, 0.0) for k in ("gunicorn", "postgres", "redis", "wrk")]
-            capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 else "—"
+            # With a connection per request the backends exit before they are read: no estimate.
+            capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 and h["conn_max_age"] else "—"
             print(f"| {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
                   f"| {h['conn_max_age']} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} | {h['p90_ms']:.1f} "
                   f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} "
