@@ -185,3 +185,19 @@ def test_search_by_vector_matches_the_product_query(catalogue):
     by_vector = similar.search_by_vector(query, k=5)
     assert ids(by_vector)[0] == p[7].pk and by_vector[0][1] == pytest.approx(1.0, abs=1e-5)
     assert similar_products(p[7].pk, k=4, use_cache=False) == by_vector[1:]
+
+
+def test_settings_and_query_with_server_side_binding(catalogue):
+    """A host with ``server_side_binding`` (psycopg's server-binding cursors, which refuse
+    several statements in one message) gets the same answer through an explicit transaction."""
+    import psycopg
+    from django.db import connection
+    from django.db.backends.utils import CursorWrapper
+
+    connection.ensure_connection()
+    setup = "SELECT set_config('hnsw.ef_search', %s, true), %s"
+    sql = "SELECT current_setting('hnsw.ef_search'), %s"
+    with CursorWrapper(psycopg.Cursor(connection.connection), connection) as cursor:
+        assert similar._run_with_settings(cursor, setup, ["33", 7], sql, [5]) == (7, [("33", 5)])
+    with connection.cursor() as cursor:
+        assert similar._run_with_settings(cursor, setup, ["34", 8], sql, [6]) == (8, [("34", 6)])
