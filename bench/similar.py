@@ -1,31 +1,38 @@
 """"Visually similar" at catalogue scale: recall, latency and HTTP throughput of the service.
 
     .venv/bin/python bench/similar.py [--sizes 100000,1000000] [--dims 128] [--queries 500]
-                                      [--recall-queries 200] [--http-duration 20] [--keep]
+                                      [--recall-queries 200] [--http-duration 15] [--keep] [--reuse]
 
-Per catalogue size, in one run against a throw-away database ``visrec_bench_similar``:
+In one run, per catalogue size, each in its own throw-away database
+``visrec_bench_similar_<size>_<vectors>`` on the embedded PostgreSQL:
 
 1. products (20 categories, ~70% in stock, random prices) are inserted with
-   ``INSERT ... SELECT generate_series`` and their vectors (random unit vectors, or with
-   ``--clusters`` unit vectors around that many random centres) with binary ``COPY``; a
-   ``ModelVersion`` is switched on with visrec's own ``activate_embedder``, which builds the
-   HNSW index (timed, with ``maintenance_work_mem`` and one parallel maintenance worker);
+   ``INSERT ... SELECT generate_series`` and their vectors with binary ``COPY``: by default
+   "catalogue" vectors, a Gaussian mixture shaped like a shop's image embeddings (see
+   :func:`unit_vectors`); a ``ModelVersion`` is switched on with visrec's own
+   ``activate_embedder``, which builds the HNSW index (timed; ``maintenance_work_mem`` 2GB and
+   2 parallel maintenance workers in that session);
 2. recall@10 of ``similar_products`` against brute-force numpy on the same vectors and filter,
-   and of the raw SQL per ``hnsw.ef_search`` (``--ef-sweep``);
-3. p50/p99 latency of ``similar_products(..., use_cache=False)`` beside the raw SQL it issues
-   (``nearest_products_sql`` with the same WHERE clause, parameters and ``set_config`` calls,
-   in a transaction), queries rotating which runs first;
-4. at the smallest size, the REST endpoint served by gunicorn on loopback under ``wrk``, with
-   ids read from a file so that every request misses the Redis result cache (cache on), then
-   a cache-hot run and a run with persistent database connections.
+   and of the service's SQL replayed per ``hnsw.ef_search`` (``--ef-sweep``);
+3. p50/p99 latency (and CPU time) of ``similar_products`` as the endpoint calls it beside the
+   raw SQL it sends, captured from the service itself (:class:`RawQuery`), queries rotating
+   which runs first;
+4. at the smallest size, the REST endpoint served by gunicorn on loopback under ``wrk``
+   (16 connections), with ids read from a file so that every request misses the Redis result
+   cache, with and without the in-stock filter; then a cache-hot run and runs with a database
+   connection per request. CPU time per request of gunicorn, PostgreSQL, Redis and wrk is
+   read from /proc, to tell what 2 free cores would allow when other work shares the machine.
 
+Then, unless ``--hard-size 0``, recall on uniformly random vectors (the hard case, no latency).
 Slow plans stop a measurement early after ``--budget-s`` seconds (never below ``MIN_QUERIES``
-queries); the counts are reported. ``--ef-search``, ``--hnsw-m`` and ``--hnsw-ef-construction``
-override visrec's values inside this benchmark's processes only, to try settings. Prints one
-markdown table with each target beside its measurement, then the details.
+queries); the counts are reported. ``--keep`` keeps the databases; a later ``--reuse`` run
+skips loading and indexing an identical catalogue (same size, vectors, seed, HNSW
+parameters) and reports the build figures stored with it. ``--ef-search``, ``--hnsw-m`` and
+``--hnsw-ef-construction`` override visrec's values inside this benchmark's processes only.
+Prints markdown tables with each target beside its measurement.
 
 Needs ``wrk`` (``apt-get install wrk``) and ``gunicorn`` for step 4; without them it says so
-and skips that step. Runs on the embedded PostgreSQL (or ``DATABASE_URL``'s server).
+and skips that step. Every gunicorn it starts is stopped before it exits.
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +66,11 @@ COPY_CHUNK = 50_000
 PRODUCT_CHUNK = 100_000
 MIN_QUERIES = 3  # a time budget never cuts a measurement below this many queries
 PG_EPOCH = 946_684_800  # 2000-01-01 UTC, PostgreSQL's timestamp origin
+LOOKS = 300  # "catalogue" vectors: clusters, their offset from the category direction,
+LOOK_OFFSET = 0.9  # the dimensions and spread of a product's variation within its look, and noise
+LOOK_DIMS = 16
+LOOK_SPREAD = 0.8
+LOOK_NOISE = 0.3
 BENCH_CACHE_DB = 9  # Redis database of the result cache during the run (not the demo's or the tests')
 
 
@@ -71,24 +83,33 @@ def admin_conninfo() -> dict:
     return dict(host=params["HOST"], port=params["PORT"], user=params["USER"], dbname="postgres")
 
 
-def setup_django(db_name: str) -> None:
-    """Creates the throw-away database, points the settings and the result cache at it, migrates."""
+def setup_django() -> None:
+    """Test settings with DEBUG off (no query log), the result cache on the bench's Redis database."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "shop_demo.settings_test"
-    os.environ["VISREC_TEST_DATABASE_NAME"] = db_name
+    os.environ["DJANGO_DEBUG"] = "0"
     import django
-    import psycopg
 
     from shop_demo import devservices
 
     if not os.environ.get("CACHE_URL"):
         os.environ["CACHE_URL"] = f"{devservices.ensure_redis()}/{BENCH_CACHE_DB}"
+    django.setup()
+
+
+def use_database(db_name: str) -> None:
+    """Creates (if missing) and migrates a throw-away database and points Django (and the
+    gunicorn this process starts) at it. With ``DATABASE_URL`` set, its database is used as is."""
+    import psycopg
+    from django.core.management import call_command
+    from django.db import connection
+
     if not os.environ.get("DATABASE_URL"):
         with psycopg.connect(**admin_conninfo(), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db_name]).fetchone():
                 conn.execute(f"CREATE DATABASE {db_name}")
-    django.setup()
-    from django.core.management import call_command
-
+        connection.close()
+        connection.settings_dict["NAME"] = db_name
+        os.environ["VISREC_TEST_DATABASE_NAME"] = db_name
     call_command("migrate", verbosity=0)
 
 
@@ -98,7 +119,7 @@ def drop_database(db_name: str) -> None:
 
     connections.close_all()
     if os.environ.get("DATABASE_URL"):
-        print(f"DATABASE_URL is set: drop {db_name} yourself if it is a throw-away database")
+        print("DATABASE_URL is set: its database is not dropped")
         return
     with psycopg.connect(**admin_conninfo(), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
@@ -157,22 +178,41 @@ def insert_products(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, in_stock
 
 
-def unit_vectors(n: int, dims: int, seed: int, clusters: int = 0, spread: float = 0.06) -> np.ndarray:
-    """float32, shape ``(n, dims)``, each row of norm 1.
+def unit_vectors(n: int, dims: int, seed: int, kind: str = "catalogue") -> np.ndarray:
+    """float32, shape ``(n, dims)``, each row of norm 1, deterministic in ``seed``.
 
-    Uniform on the sphere when ``clusters`` is 0: every point is almost equally far from all
-    others, the hardest case for HNSW. Otherwise each point is a random one of ``clusters``
-    random centres plus Gaussian noise of ``spread`` per dimension, closer to what image
-    embeddings of a catalogue look like.
+    ``kind``:
+
+    * ``"catalogue"``, a stand-in for a shop's image embeddings: a Gaussian mixture of
+      ``LOOKS`` clusters ("looks": a kind of product in a colour and style), of unequal sizes,
+      whose centres lie around ``CATEGORIES`` category directions; each point varies from its
+      centre along a ``LOOK_DIMS``-dimensional subspace of its own (shape, pose, shade) plus
+      isotropic noise. At 100,000 points the mean cosine similarity to the nearest product
+      is about 0.84, to the 10th nearest 0.77, within a look 0.55, within a category 0.34 and
+      between random products 0.02: clusters that overlap, like fine-tuned embeddings;
+    * ``"uniform"``: uniform on the sphere, every point almost equally far from all others,
+      the hardest case for HNSW (no real catalogue looks like this).
     """
     rng = np.random.default_rng(seed)
-    if clusters:
-        centres = rng.standard_normal((clusters, dims), dtype=np.float32)
-        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-        vectors = centres[rng.integers(0, clusters, n)]
-        vectors += rng.standard_normal((n, dims), dtype=np.float32) * spread
-    else:
+    if kind == "uniform":
         vectors = rng.standard_normal((n, dims), dtype=np.float32)
+    elif kind == "catalogue":
+        def directions(count: int) -> np.ndarray:
+            d = rng.standard_normal((count, dims), dtype=np.float32)
+            return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+        category_of_look = rng.integers(0, CATEGORIES, LOOKS)
+        centres = directions(CATEGORIES)[category_of_look] + LOOK_OFFSET * directions(LOOKS)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        look = rng.choice(LOOKS, n, p=rng.dirichlet(np.full(LOOKS, 2.0)))
+        vectors = centres[look] + rng.standard_normal((n, dims), dtype=np.float32) * (LOOK_NOISE / np.sqrt(dims))
+        for j in range(LOOKS):  # per look, so that no (n, LOOK_DIMS, dims) array is ever built
+            members = np.flatnonzero(look == j)
+            basis = rng.standard_normal((LOOK_DIMS, dims), dtype=np.float32) / np.sqrt(dims)
+            spread = rng.standard_normal((len(members), LOOK_DIMS), dtype=np.float32) * (LOOK_SPREAD / np.sqrt(LOOK_DIMS))
+            vectors[members] += spread @ basis
+    else:
+        raise ValueError(f"unknown vector kind {kind!r}")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors
 
@@ -219,8 +259,12 @@ def copy_embeddings(ids: np.ndarray, vectors: np.ndarray, version: str) -> None:
             copy.write(header + block.tobytes() + trailer)
 
 
-def build_and_activate(dims: int, maintenance_work_mem: str) -> tuple[float, float]:
-    """Switches the bench version on through visrec; returns (HNSW build seconds, index MB)."""
+def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
+    """Switches the bench version on through visrec; returns (HNSW build seconds, index MB).
+
+    ``meta`` (what was loaded) is stored with the build's figures in the version's metrics,
+    so that ``--reuse`` can recognise the data and report the build it did not redo.
+    """
     from django.db import connection
 
     from visrec.models import ModelKind, ModelVersion, ProductEmbedding
@@ -231,8 +275,9 @@ def build_and_activate(dims: int, maintenance_work_mem: str) -> tuple[float, flo
     version = ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name=name, dimensions=dims,
                                           metrics={"backbone": "bench", "base_version": name})
     with connection.cursor() as cursor:
-        cursor.execute("SET maintenance_work_mem = %s", [maintenance_work_mem])
-        cursor.execute("SET max_parallel_maintenance_workers = 1")
+        cursor.execute("SET maintenance_work_mem = %s", [args.maintenance_work_mem])
+        cursor.execute("SET max_parallel_maintenance_workers = %s", [args.parallel_workers])
+    load = load_average()
     start = time.perf_counter()
     activate_embedder(version, note="benchmark")
     seconds = time.perf_counter() - start
@@ -241,55 +286,146 @@ def build_and_activate(dims: int, maintenance_work_mem: str) -> tuple[float, flo
         cursor.execute("RESET max_parallel_maintenance_workers")
         cursor.execute("SELECT pg_relation_size(%s::regclass)", [vector_index.index_name(ProductEmbedding, name)])
         size_mb = cursor.fetchone()[0] / 2**20
+    version.metrics = {**version.metrics, "bench": {**meta, "build_s": seconds, "index_mb": size_mb,
+                                                    "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                                    "build_load": f"{load} at start, {load_average()} at end"}}
+    version.save(update_fields=["metrics"])
     return seconds, size_mb
+
+
+def load_meta(n: int, kind: str, args) -> dict:
+    """What identifies a loaded bench catalogue (``--reuse`` needs all of it to match)."""
+    from visrec.services import vector_index
+
+    return {"size": n, "vectors": kind, "dims": args.dims, "seed": args.seed, "hnsw_m": vector_index.HNSW_M,
+            "hnsw_ef_construction": vector_index.HNSW_EF_CONSTRUCTION,
+            "generator": [LOOKS, LOOK_OFFSET, LOOK_DIMS, LOOK_SPREAD, LOOK_NOISE, CATEGORIES, IN_STOCK_SHARE]}
+
+
+def reusable_build(meta: dict) -> dict | None:
+    """The stored build of an identical catalogue in the current database, if any."""
+    from visrec.models import ModelVersion
+    from visrec.services.embedders import active_embedder_version
+
+    version = active_embedder_version()
+    stored = (version.metrics or {}).get("bench") if version else None
+    if not stored or any(stored.get(key) != value for key, value in meta.items()):
+        return None
+    from shop_demo.catalog.models import Product
+
+    if Product.objects.count() != meta["size"] or ModelVersion.objects.count() != 1:
+        return None
+    return stored
+
+
+def prepare(n: int, kind: str, args) -> dict:
+    """The catalogue of ``n`` products with ``kind`` vectors in its own database, indexed and served.
+
+    Returns ids, in-stock flags, vectors, build seconds, index MB and whether an earlier
+    build was reused (``--reuse``: same size, vectors, seed and HNSW parameters).
+    """
+    from django.db import connection
+
+    use_database(f"{args.db}_{n}_{kind}")
+    meta = load_meta(n, kind, args)
+    vectors = unit_vectors(n, args.dims, args.seed, kind)
+    stored = reusable_build(meta) if args.reuse else None
+    if stored:
+        from shop_demo.catalog.models import Product
+
+        rows = list(Product.objects.order_by("pk").values_list("pk", "stock"))
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        in_stock = np.array([r[1] > 0 for r in rows], dtype=bool)
+        print(f"[{n:,} {kind}] reusing the catalogue and HNSW index built {stored['built']} "
+              f"({stored['build_s']:.1f}s, {stored['build_load']})", flush=True)
+        return dict(ids=ids, in_stock=in_stock, vectors=vectors, build_s=stored["build_s"],
+                    index_mb=stored["index_mb"], reused=stored["built"], build_load=stored["build_load"])
+    t0 = time.perf_counter()
+    reset_catalogue(args.dims)
+    ids, in_stock = insert_products(n, args.seed)
+    copy_embeddings(ids, vectors, version_name(args.dims))
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE catalog_product")
+        cursor.execute("VACUUM ANALYZE visrec_productembedding")
+    print(f"[{n:,} {kind}] loaded in {time.perf_counter() - t0:.1f}s ({in_stock.mean():.1%} in stock), "
+          f"{load_average()}", flush=True)
+    build_s, index_mb = build_and_activate(args.dims, args, meta)
+    print(f"[{n:,} {kind}] HNSW built by activate_embedder in {build_s:.1f}s, index {index_mb:.0f} MB, "
+          f"{load_average()}", flush=True)
+    return dict(ids=ids, in_stock=in_stock, vectors=vectors, build_s=build_s, index_mb=index_mb, reused=None,
+                build_load=None)
 
 
 # --- queries ----------------------------------------------------------------------------------
 
 class RawQuery:
-    """The SQL ``similar_products`` issues for one filter, runnable on its own.
+    """The SQL ``similar_products`` sends for one product and filter: captured, and replayable.
 
-    Same WHERE clause and parameters as ``similar._nearest`` builds them (the service's own
-    candidate queryset, ordering cleared, the query product excluded), same ``set_config(...,
-    true)`` calls, in a transaction, through Django's cursor. ``with_vectors`` adds
-    ``e.vector::text`` to the select list as the service does.
+    :meth:`capture` records every statement (SQL and parameters, as given to the cursor) of
+    one uncached service call; the raw reference is the part from the scan settings onward
+    (``set_config``... and the nearest-neighbour query), replayed in a transaction like the
+    service's, through Django's cursor. What the service does besides (its version lookup,
+    building the queryset, the result cache, Python) is its overhead.
     """
 
-    def __init__(self, dims: int, in_stock: bool, *, with_vectors: bool = False):
-        from visrec.services import similar, vector_index
+    MARK = "set_config('hnsw.ef_search'"
 
-        queryset = similar._candidate_queryset(similar.SimilarFilters(in_stock=in_stock), None, None)
-        inner_sql, self.inner_params = queryset.order_by().values("pk").query.sql_with_params()
-        where = f"e.product_id IN ({inner_sql}) AND e.product_id <> %s"
-        self.sql = vector_index.nearest_products_sql(version_name(dims), dims, where)
-        if with_vectors:
-            self.sql = self.sql.replace("SELECT e.product_id,", "SELECT e.product_id, e.vector::text,", 1)
-        self.iterative = vector_index.supports_iterative_scan()
+    def __init__(self, statements: list[tuple[str, list]]):
+        self.statements = statements
 
-    def params(self, literal: str, product_id: int, k: int) -> list:
-        return [literal, *self.inner_params, product_id, literal, k]
+    @classmethod
+    def capture(cls, product_id: int, in_stock: bool) -> RawQuery:
+        from django.db import connection
 
-    def run(self, literal: str, product_id: int, k: int = K, ef_search: int = 40) -> list:
+        from visrec.services.similar import SimilarFilters, similar_products
+
+        seen: list[tuple[str, list]] = []
+
+        def record(execute, sql, params, many, context):
+            seen.append((sql, list(params or [])))
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(record):
+            similar_products(product_id, K, SimilarFilters(in_stock=in_stock), use_cache=False)
+        start = next(i for i, (sql, _) in enumerate(seen) if cls.MARK in sql)
+        return cls(seen[start:])
+
+    def _statements(self, ef_search: int | None) -> list[tuple[str, list]]:
+        if ef_search is None:
+            return self.statements
+        return [(sql, [str(ef_search), *params[1:]] if self.MARK in sql else params)
+                for sql, params in self.statements]
+
+    def run(self, ef_search: int | None = None) -> list:
+        """Rows of the nearest-neighbour query (``ef_search``: instead of the service's), sent as
+        the service sent them: one message of several statements, or a transaction."""
         from django.db import connection, transaction
 
-        with transaction.atomic(), connection.cursor() as cursor:
-            if self.iterative:
-                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-                cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", ["100000"])
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
-            cursor.execute(self.sql, self.params(literal, product_id, k))
+        statements = self._statements(ef_search)
+        with (transaction.atomic() if len(statements) > 1 else nullcontext()), connection.cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
+                while cursor.nextset():
+                    pass
             return cursor.fetchall()
 
-    def explain(self, literal: str, product_id: int, ef_search: int = 40) -> str:
+    def explain(self) -> str:
+        """EXPLAIN ANALYZE of the nearest-neighbour query, after the settings statement."""
         from django.db import connection, transaction
 
+        *settings, (sql, params) = self.statements
+        if not settings:  # one message "SELECT set_config(...), ...; SELECT ..." (no literal ';' in either)
+            setup, sql = sql.split("; ", 1)
+            count = setup.count("%s")
+            settings, params = [(setup, params[:count])], params[count:]
         with transaction.atomic(), connection.cursor() as cursor:
-            if self.iterative:
-                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-                cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", ["100000"])
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + self.sql, self.params(literal, product_id, K))
+            for s, p in settings:
+                cursor.execute(s, p)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
             return "\n".join(r[0] for r in cursor.fetchall())
+
+    def sql(self) -> str:
+        return ";\n".join(sql for sql, _ in self.statements)
 
 
 def configured_ef_search() -> int:
@@ -319,11 +455,10 @@ def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, allowed: np.ndarray |
     return {int(i) for i in ids[top]}, float(scores[top].mean())
 
 
-def measure_recall(vectors, ids, in_stock, rows, in_stock_filter: bool, dims: int, budget_s: float,
+def measure_recall(vectors, ids, in_stock, rows, in_stock_filter: bool, budget_s: float,
                    ef_values: list[int] = ()) -> dict:
-    """recall@10 of the service over ``rows`` (fewer once ``budget_s`` is spent), and of the raw
-    SQL per ``ef_search`` in ``ef_values`` (with its p50 latency)."""
-    from visrec.services import vector_index
+    """recall@10 of the service over ``rows`` (fewer once ``budget_s`` is spent), and of its
+    captured SQL replayed per ``hnsw.ef_search`` in ``ef_values`` (with its p50 latency)."""
     from visrec.services.similar import SimilarFilters, similar_products
 
     allowed = in_stock if in_stock_filter else None
@@ -347,62 +482,124 @@ def measure_recall(vectors, ids, in_stock, rows, in_stock_filter: bool, dims: in
     result = {"recall": hits / (K * len(used)), "queries": len(used), "short_results": short, "sweep": [],
               "exact_similarity": float(np.mean(exact_similarity)),
               "found_similarity": float(np.mean(found_similarity))}
-    raw = RawQuery(dims, in_stock_filter)
-    literals = [vector_index.vector_literal(vectors[r]) for r in used]
+    if ef_values:
+        raws = [RawQuery.capture(int(ids[r]), in_stock_filter) for r in used]
     for ef in ef_values:
         hits, times = 0, []
-        for r, exact, literal in zip(used, truth, literals):
+        for raw, exact in zip(raws, truth):
             t0 = time.perf_counter()
-            got = raw.run(literal, int(ids[r]), K, ef)
+            got = raw.run(ef)
             times.append(time.perf_counter() - t0)
             hits += len(exact.intersection(row[0] for row in got))
         result["sweep"].append({"ef_search": ef, "recall": hits / (K * len(used)),
                                 "p50_ms": float(np.percentile(times, 50) * 1000)})
+        print(f"  ef_search {ef}: recall {result['sweep'][-1]['recall']:.3f}, p50 "
+              f"{result['sweep'][-1]['p50_ms']:.2f} ms", flush=True)
     return result
 
 
-def measure_latency(vectors, ids, rows, warmup_rows, in_stock_filter: bool, dims: int, budget_s: float) -> dict:
-    """p50/p99 ms of the service (no cache), the raw SQL, and the raw SQL with vectors selected.
+def measure_latency(ids, rows, warmup_rows, in_stock_filter: bool, budget_s: float) -> dict:
+    """p50/p99 ms of the service and of the SQL it sends, per query product.
 
-    Each query product runs all three, rotating which goes first; warm-up gets a quarter of
-    ``budget_s``, the timed queries stop early (after ``MIN_QUERIES``) once it is spent.
+    Three timings per product, in an order that rotates: the service as the endpoint calls
+    it (result cache on, but a miss: every product is asked once, the bench's Redis database
+    cleared first), the service with ``use_cache=False``, and the raw SQL captured from an
+    untimed service call for that product just before. Also their mean CPU time (this process
+    and its PostgreSQL backend, from /proc; Redis not counted), which other work on the
+    machine does not inflate as it does wall time. Warm-up gets a quarter of
+    ``budget_s``; the timed queries stop early (after ``MIN_QUERIES``) once it is spent.
     """
-    from visrec.services import vector_index
+    from django.core.cache import cache
+    from django.db import connection
+
     from visrec.services.similar import SimilarFilters, similar_products
 
     filters = SimilarFilters(in_stock=in_stock_filter)
-    ef = service_ef_search(K)
-    raw = RawQuery(dims, in_stock_filter)
-    raw_vectors = RawQuery(dims, in_stock_filter, with_vectors=True)
+    cache.clear()
+    raw: dict[int, RawQuery] = {}
     runners = {
-        "service": lambda pid, lit: similar_products(pid, K, filters, use_cache=False),
-        "raw": lambda pid, lit: raw.run(lit, pid, K, ef),
-        "raw_vectors": lambda pid, lit: raw_vectors.run(lit, pid, K, ef),
+        "service": lambda pid: similar_products(pid, K, filters),
+        "service_nocache": lambda pid: similar_products(pid, K, filters, use_cache=False),
+        "raw": lambda pid: raw[pid].run(),
     }
     start = time.perf_counter()
     for r in warmup_rows:
         if time.perf_counter() - start > budget_s / 4:
             break
+        raw[int(ids[r])] = RawQuery.capture(int(ids[r]), in_stock_filter)
         for run in runners.values():
-            run(int(ids[r]), vector_index.vector_literal(vectors[r]))
+            run(int(ids[r]))
     times: dict[str, list[float]] = {name: [] for name in runners}
+    cpu = {name: 0.0 for name in runners}  # this process + its PostgreSQL backend
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     order = list(runners)
     start = time.perf_counter()
     for i, r in enumerate(rows):
         if i >= MIN_QUERIES and time.perf_counter() - start > budget_s:
             break
-        pid, literal = int(ids[r]), vector_index.vector_literal(vectors[r])
+        pid = int(ids[r])
+        raw[pid] = RawQuery.capture(pid, in_stock_filter)
         for name in order[i % len(order):] + order[: i % len(order)]:  # rotate who goes first
+            c0 = time.process_time() + cpu_seconds(backend)
             t0 = time.perf_counter()
-            runners[name](pid, literal)
+            runners[name](pid)
             times[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() + cpu_seconds(backend) - c0
     out: dict = {"queries": len(times["service"])}
     for name, values in times.items():
         out[f"{name}_p50"] = float(np.percentile(values, 50) * 1000)
         out[f"{name}_p99"] = float(np.percentile(values, 99) * 1000)
+        out[f"{name}_cpu"] = cpu[name] / len(values) * 1000
     out["ratio_p50"] = out["service_p50"] / out["raw_p50"]
     out["ratio_p99"] = out["service_p99"] / out["raw_p99"]
+    out["ratio_cpu"] = out["service_cpu"] / out["raw_cpu"]
     return out
+
+
+# --- CPU accounting (Linux /proc): other sessions on a shared machine inflate wall times, not these ---
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 if it is gone or unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
+def backend_pids(db_name: str) -> list[int]:
+    """PostgreSQL backends connected to the bench database (not this process's own)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [db_name])
+        return [r[0] for r in cursor.fetchall()]
+
+
+def redis_pid() -> int | None:
+    port = os.environ.get("CACHE_URL", "").rsplit(":", 1)[-1].split("/", 1)[0]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"redis-server" in cmd and port.encode() in cmd:
+                return int(proc.name)
+    return None
 
 
 # --- HTTP -----------------------------------------------------------------------------------
@@ -503,6 +700,22 @@ class Gunicorn:
         self.log.close()
 
 
+def server_cpu(server: Gunicorn, db_name: str, redis: int | None) -> dict[str, dict[int, float]]:
+    """CPU seconds so far, per process: gunicorn (master and workers), the bench database's
+    backends, Redis (shared with other users of the server) and wrk (finished children of this
+    process). A backend that exits during a run is missed (rare with persistent connections)."""
+    import resource
+
+    master = server.process.pid
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "gunicorn": {p: cpu_seconds(p) for p in [master, *children(master)]},
+        "postgres": {p: cpu_seconds(p) for p in backend_pids(db_name)},
+        "redis": {redis: cpu_seconds(redis)} if redis else {},
+        "wrk": {0: usage.ru_utime + usage.ru_stime},
+    }
+
+
 def run_wrk(port: int, script: Path, ids_file: Path, query: str, connections: int, seconds: int) -> dict:
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
@@ -521,8 +734,10 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     Cache-cold runs walk a shuffled file of distinct ids (each wrk thread its own stride; the
     cache is cleared before each run and in_stock is part of the cache key), so a request hits
     the cache only if the run outlasts the file ("repeated ids"). One connection gives the
-    service time of a request; ``--connections`` the throughput. The hot run first requests
-    each of its 200 ids once. Then the cold runs again with persistent database connections.
+    time of a request alone; ``--connections`` the throughput. The hot run first requests
+    each of its 200 ids once (the ceiling of the Django/DRF stack). First with persistent
+    database connections (``--conn-max-age``), then the cold runs with a connection per request.
+    Each gunicorn is stopped (SIGTERM, then SIGKILL) before the next starts or on any error.
     """
     from django.core.cache import cache
 
@@ -539,9 +754,13 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     hot_file.write_text("\n".join(str(i) for i in hot_ids) + "\n")
     queries = {True: f"limit={K}&in_stock=true", False: f"limit={K}&in_stock=false"}
     c = args.connections
+    from django.db import connection
+
+    db_name = connection.settings_dict["NAME"]
+    redis = redis_pid()
     plan = [  # (CONN_MAX_AGE, [(in_stock, connections, cache state), ...])
-        (0, [(True, 1, "cold"), (False, 1, "cold"), (True, c, "cold"), (False, c, "cold"), (True, c, "hot")]),
-        (60, [(True, c, "cold"), (False, c, "cold")]),
+        (args.conn_max_age, [(True, 1, "cold"), (True, c, "cold"), (False, c, "cold"), (True, c, "hot")]),
+        (0, [(True, c, "cold"), (False, c, "cold")]),
     ]
     results = []
     try:
@@ -556,8 +775,16 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                         for pid in hot_ids:
                             server.get(f"/api/visrec/products/{pid}/similar/?{queries[in_stock]}")
                     ids_file = hot_file if state == "hot" else cold_file
+                    load = load_average()
+                    before = server_cpu(server, db_name, redis)
                     stats = run_wrk(server.port, script, ids_file, queries[in_stock], connections,
                                     args.http_duration)
+                    stats["load"] = f"{load} at start, {load_average()} at end"
+                    after = server_cpu(server, db_name, redis)
+                    used = {part: sum(after[part].values()) - sum(v for p, v in before[part].items()
+                                                                  if p in after[part])
+                            for part in after}
+                    stats["cpu_ms"] = {part: v / max(stats["requests"], 1) * 1000 for part, v in used.items()}
                     distinct = len(cold_ids) if state == "cold" else 0
                     stats.update(in_stock=in_stock, connections=connections, cache=state,
                                  conn_max_age=conn_max_age, repeats=max(0, stats["requests"] - distinct))
@@ -589,69 +816,96 @@ def filter_label(in_stock: bool) -> str:
 
 
 def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
-    data = f"{args.clusters} clusters of" if args.clusters else "random"
+    ef = service_ef_search(K)
+    m, efc = (rows[0]["hnsw_m"], rows[0]["hnsw_ef_construction"]) if rows else ("?", "?")
     print()
-    print(f"## visually similar: {args.dims}-d {data} unit vectors, k={K}, hnsw.ef_search {service_ef_search(K)}, "
-          f"HNSW m={rows[0]['hnsw_m'] if rows else '?'} ef_construction={rows[0]['hnsw_ef_construction'] if rows else '?'}")
+    print(f"## visually similar: {args.dims}-d unit vectors, k={K}, hnsw.ef_search {ef}, HNSW m={m} "
+          f"ef_construction={efc}; service = similar_products as the endpoint calls it (result cache "
+          f"on, every product asked once: a miss); raw SQL = the statements it sent, replayed")
     print()
-    print(f"| size | filter | recall@10 (ref ≥ {TARGET_RECALL}) | service p50 / p99 ms | raw SQL p50 / p99 ms "
-          f"| ratio p50 (ref ≤ {TARGET_RATIO}×) | HTTP p50 / p99 ms (ref p50 ≤ {TARGET_HTTP_P50_MS:g}) "
-          f"| req/s (ref ≥ {TARGET_HTTP_RPS:g}) | HNSW build s | index MB |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| size | vectors | filter | recall@10 (target ≥ {TARGET_RECALL}) | service p50 / p99 ms "
+          f"| raw SQL p50 / p99 ms | ratio p50 / p99 (target ≤ {TARGET_RATIO}×) "
+          f"| HTTP p50 / p99 ms (target p50 ≤ {TARGET_HTTP_P50_MS:g}) | HTTP req/s (target ≥ {TARGET_HTTP_RPS:g}) "
+          f"| HNSW build s | index MB |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         lat, rec = row["latency"], row["recall"]
-        cold = [h for h in http.get(row["size"], []) if h["cache"] == "cold" and h["conn_max_age"] == 0
+        cold = [h for h in http.get(row["size"], []) if h["cache"] == "cold" and h["conn_max_age"] == args.conn_max_age
                 and h["in_stock"] == row["in_stock"] and h["connections"] == args.connections]
-        if cold:
+        if cold and row["vectors"] == args.vectors:
             h = cold[0]
             http_lat = f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f} {mark(h['p50_ms'] <= TARGET_HTTP_P50_MS)}"
             http_rps = f"{h['rps']:.0f} {mark(h['rps'] >= TARGET_HTTP_RPS)}"
         else:
             http_lat = http_rps = "—"
-        print(f"| {row['size']:,} | {filter_label(row['in_stock'])} "
-              f"| {rec['recall']:.3f} {mark(rec['recall'] >= TARGET_RECALL)} "
-              f"| {lat['service_p50']:.2f} / {lat['service_p99']:.2f} | {lat['raw_p50']:.2f} / {lat['raw_p99']:.2f} "
-              f"| {lat['ratio_p50']:.2f} {mark(lat['ratio_p50'] <= TARGET_RATIO)} | {http_lat} | {http_rps} "
-              f"| {row['build_s']:.1f} | {row['index_mb']:.0f} |")
+        if lat:
+            latency = (f"{lat['service_p50']:.2f} / {lat['service_p99']:.2f} | {lat['raw_p50']:.2f} / "
+                       f"{lat['raw_p99']:.2f} | {lat['ratio_p50']:.2f} {mark(lat['ratio_p50'] <= TARGET_RATIO)} / "
+                       f"{lat['ratio_p99']:.2f} {mark(lat['ratio_p99'] <= TARGET_RATIO)}")
+        else:
+            latency = "— | — | —"
+        build = f"{row['build_s']:.0f}" + (" (reused)" if row["reused"] else "")
+        print(f"| {row['size']:,} | {row['vectors']} | {filter_label(row['in_stock'])} "
+              f"| {rec['recall']:.3f} {mark(rec['recall'] >= TARGET_RECALL)} | {latency} | {http_lat} | {http_rps} "
+              f"| {build} | {row['index_mb']:.0f} |")
     print()
-    print("### detail (ms; \"raw + vectors\" is the service's exact SQL, which also selects e.vector::text; "
-          "similarity = mean cosine of the 10 results)")
+    print("### detail (ms; similarity = mean cosine of the 10 results, exact search / service)")
     print()
-    print("| size | filter | timed queries | service p50 / p99 | raw p50 / p99 | raw + vectors p50 / p99 | ratio p99 "
-          "| recall queries | short of 10 | similarity exact / service |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| size | vectors | filter | timed queries | service p50 / p99 | service, cache off p50 / p99 "
+          "| raw p50 / p99 | CPU ms per call: service / cache off / raw (ratio) "
+          "| recall queries | short of 10 | similarity exact / service | load (1 min) |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for row in rows:
         lat, rec = row["latency"], row["recall"]
-        print(f"| {row['size']:,} | {filter_label(row['in_stock'])} | {lat['queries']} "
-              f"| {lat['service_p50']:.2f} / {lat['service_p99']:.2f} | {lat['raw_p50']:.2f} / {lat['raw_p99']:.2f} "
-              f"| {lat['raw_vectors_p50']:.2f} / {lat['raw_vectors_p99']:.2f} | {lat['ratio_p99']:.2f} "
+        if lat:
+            timings = (f"{lat['queries']} | {lat['service_p50']:.2f} / {lat['service_p99']:.2f} "
+                       f"| {lat['service_nocache_p50']:.2f} / {lat['service_nocache_p99']:.2f} "
+                       f"| {lat['raw_p50']:.2f} / {lat['raw_p99']:.2f} "
+                       f"| {lat['service_cpu']:.2f} / {lat['service_nocache_cpu']:.2f} / {lat['raw_cpu']:.2f} "
+                       f"({lat['ratio_cpu']:.2f}×)")
+        else:
+            timings = "— | — | — | — | —"
+        print(f"| {row['size']:,} | {row['vectors']} | {filter_label(row['in_stock'])} | {timings} "
               f"| {rec['queries']} | {rec['short_results']} "
-              f"| {rec['exact_similarity']:.3f} / {rec['found_similarity']:.3f} |")
+              f"| {rec['exact_similarity']:.3f} / {rec['found_similarity']:.3f} | {lat['load'] if lat else '—'} |")
+    builds = {(row["size"], row["vectors"]): row for row in rows}
+    print()
+    print("HNSW builds (through activate_embedder, maintenance_work_mem "
+          f"{args.maintenance_work_mem}, max_parallel_maintenance_workers {args.parallel_workers}): "
+          + "; ".join(f"{size:,} {kind}: {row['build_s']:.0f} s, {row['index_mb']:.0f} MB"
+                      + (f" (built {row['reused']}, {row['build_load']})" if row["reused"] else "")
+                      for (size, kind), row in builds.items()))
     swept = [row for row in rows if row["recall"]["sweep"]]
     if swept:
         print()
-        print(f"### recall@10 and p50 of the raw SQL by hnsw.ef_search (the service sets {service_ef_search(K)} "
-              f"for k={K}; pgvector's maximum is 1000)")
+        print(f"### recall@10 and p50 of the service's SQL by hnsw.ef_search (the service sets {ef} for k={K}; "
+              f"pgvector's maximum is 1000)")
         print()
         efs = [s["ef_search"] for s in swept[0]["recall"]["sweep"]]
-        print("| size | filter | " + " | ".join(f"ef {ef}: recall / p50 ms" for ef in efs) + " |")
-        print("|---:|---|" + "---:|" * len(efs))
+        print("| size | vectors | filter | " + " | ".join(f"ef {e}: recall / p50 ms" for e in efs) + " |")
+        print("|---:|---|---|" + "---:|" * len(efs))
         for row in swept:
             cells = " | ".join(f"{s['recall']:.3f} / {s['p50_ms']:.2f}" for s in row["recall"]["sweep"])
-            print(f"| {row['size']:,} | {filter_label(row['in_stock'])} | {cells} |")
+            print(f"| {row['size']:,} | {row['vectors']} | {filter_label(row['in_stock'])} | {cells} |")
     for size, runs in http.items():
         print()
-        print(f"### HTTP at {size:,} products (gunicorn {args.workers} × {args.worker_class}"
+        print(f"### HTTP at {size:,} products ({args.vectors} vectors; gunicorn {args.workers} × {args.worker_class}"
               f"{f' × {args.threads} threads' if args.worker_class == 'gthread' else ''}, wrk on the same cores, "
               f"{args.http_duration} s per run, Redis result cache on)")
         print()
         print("| in_stock | connections | cache | CONN_MAX_AGE | requests | req/s | p50 ms | p90 ms | p99 ms "
-              "| errors | repeated ids |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "| errors | repeated ids | CPU ms per request: gunicorn / postgres / redis / wrk "
+              "| req/s that 2 free cores allow (CPU bound) | load (1 min) |")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for h in runs:
+            cpu = h.get("cpu_ms", {})
+            parts = [cpu.get(k, 0.0) for k in ("gunicorn", "postgres", "redis", "wrk")]
+            # With a connection per request the backends exit before they are read: no estimate.
+            capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 and h["conn_max_age"] else "—"
             print(f"| {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
                   f"| {h['conn_max_age']} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} | {h['p90_ms']:.1f} "
-                  f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} |")
+                  f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} "
+                  f"| {' / '.join(f'{x:.2f}' for x in parts)} | {capacity} | {h.get('load', '')} |")
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -671,25 +925,12 @@ def source_state() -> str:
     return f"commit {git('rev-parse', '--short', 'HEAD')}" + (" (similar.py/vector_index.py modified)" if dirty else "")
 
 
-def bench_size(n: int, args, http_note: str | None) -> tuple[list[dict], list[dict]]:
-    from django.db import connection
-
+def bench_size(n: int, kind: str, args, http_note: str | None, *, recall_only: bool = False) -> tuple[list[dict], list[dict]]:
+    """Recall, latency (unless ``recall_only``) and, at ``--http-size``, HTTP for one catalogue."""
     from visrec.services import vector_index
 
-    t0 = time.perf_counter()
-    reset_catalogue(args.dims)
-    ids, in_stock = insert_products(n, args.seed)
-    vectors = unit_vectors(n, args.dims, args.seed, args.clusters)
-    copy_embeddings(ids, vectors, version_name(args.dims))
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE catalog_product")
-        cursor.execute("VACUUM ANALYZE visrec_productembedding")
-    print(f"[{n:,}] loaded in {time.perf_counter() - t0:.1f}s ({in_stock.mean():.1%} in stock), {load_average()}",
-          flush=True)
-    build_s, index_mb = build_and_activate(args.dims, args.maintenance_work_mem)
-    print(f"[{n:,}] HNSW built by activate_embedder in {build_s:.1f}s, index {index_mb:.0f} MB, {load_average()}",
-          flush=True)
-
+    data = prepare(n, kind, args)
+    ids, in_stock, vectors = data["ids"], data["in_stock"], data["vectors"]
     rng = np.random.default_rng(args.seed + n)
     picks = rng.choice(n, size=args.recall_queries + args.queries + args.warmup, replace=False)
     recall_rows = picks[: args.recall_queries]
@@ -698,24 +939,27 @@ def bench_size(n: int, args, http_note: str | None) -> tuple[list[dict], list[di
     ef_values = [int(x) for x in args.ef_sweep.split(",") if x]
     rows = []
     for flag in (True, False):
-        label = f"[{n:,}] in_stock={flag}"
-        plan = RawQuery(args.dims, flag).explain(vector_index.vector_literal(vectors[recall_rows[0]]),
-                                                 int(ids[recall_rows[0]]), service_ef_search(K))
-        plan = "\n".join(line for line in plan.splitlines() if "Order By:" not in line
-                         and "Sort Key: (((e.vector)" not in line)
-        print(f"{label} plan:\n{plan}", flush=True)
+        label = f"[{n:,} {kind}] in_stock={flag}"
+        if args.explain:
+            plan = RawQuery.capture(int(ids[recall_rows[0]]), flag).explain()
+            print(f"{label} plan:\n{plan}", flush=True)
         t1 = time.perf_counter()
-        recall = measure_recall(vectors, ids, in_stock, recall_rows, flag, args.dims, args.budget_s, ef_values)
+        print(f"{label} recall: {load_average()}", flush=True)
+        recall = measure_recall(vectors, ids, in_stock, recall_rows, flag, args.budget_s, ef_values)
         print(f"{label} recall {json.dumps(recall)} ({time.perf_counter() - t1:.0f}s)", flush=True)
-        t1 = time.perf_counter()
-        latency = measure_latency(vectors, ids, latency_rows, warmup_rows, flag, args.dims, args.budget_s)
-        print(f"{label} latency {json.dumps(latency)} ({time.perf_counter() - t1:.0f}s), {load_average()}",
-              flush=True)
-        rows.append({"size": n, "in_stock": flag, "recall": recall, "latency": latency, "build_s": build_s,
-                     "index_mb": index_mb, "hnsw_m": vector_index.HNSW_M,
+        latency = None
+        if not recall_only:
+            t1 = time.perf_counter()
+            load = load_average()
+            latency = measure_latency(ids, latency_rows, warmup_rows, flag, args.budget_s)
+            latency["load"] = f"{load} at start, {load_average()} at end"
+            print(f"{label} latency {json.dumps(latency)} ({time.perf_counter() - t1:.0f}s)", flush=True)
+        rows.append({"size": n, "vectors": kind, "in_stock": flag, "recall": recall, "latency": latency,
+                     "build_s": data["build_s"], "index_mb": data["index_mb"], "reused": data["reused"],
+                     "build_load": data["build_load"], "hnsw_m": vector_index.HNSW_M,
                      "hnsw_ef_construction": vector_index.HNSW_EF_CONSTRUCTION})
     http: list[dict] = []
-    if n == args.http_size:
+    if n == args.http_size and not recall_only:
         if http_note:
             print(http_note, flush=True)
         else:
@@ -750,20 +994,32 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=45.0,
                         help="seconds per recall or latency measurement before it stops early (slow plans)")
     parser.add_argument("--maintenance-work-mem", default="2GB")
-    parser.add_argument("--clusters", type=int, default=0, help="unit vectors around this many centres (0: uniform)")
+    parser.add_argument("--parallel-workers", type=int, default=2, help="max_parallel_maintenance_workers (build)")
+    parser.add_argument("--vectors", default="catalogue", choices=["catalogue", "uniform"],
+                        help="vectors of the --sizes catalogues (see unit_vectors)")
+    parser.add_argument("--hard-size", type=int, default=100_000,
+                        help="also measure recall on uniform vectors at this size, the hard case (0: no)")
+    parser.add_argument("--explain", action="store_true", help="print the plan of the service's query")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="load and index the catalogues, measure nothing, keep them (for a later --reuse)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep an identical catalogue and HNSW index from an earlier --keep run")
     parser.add_argument("--ef-search", type=int, default=None, help="override VISREC['HNSW_EF_SEARCH'] (what-if)")
     parser.add_argument("--hnsw-m", type=int, default=None, help="override visrec's HNSW m (what-if)")
     parser.add_argument("--hnsw-ef-construction", type=int, default=None,
                         help="override visrec's HNSW ef_construction (what-if)")
     parser.add_argument("--http-size", type=int, default=None, help="size served over HTTP (default: smallest)")
-    parser.add_argument("--http-duration", type=int, default=20, help="seconds per wrk run")
+    parser.add_argument("--http-duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--conn-max-age", type=int, default=60,
+                        help="gunicorn's CONN_MAX_AGE in the headline runs (persistent connections, as in "
+                             "production); one pair of runs also uses 0 (a connection per request)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers: one per core")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--db", default="visrec_bench_similar")
-    parser.add_argument("--keep", action="store_true", help="keep the throw-away database")
+    parser.add_argument("--keep", action="store_true", help="keep the throw-away databases")
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench-similar.json")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -775,10 +1031,11 @@ def main() -> None:
 
     print("command: .venv/bin/python bench/" + Path(__file__).name + " " + " ".join(sys.argv[1:]), flush=True)
     start = time.perf_counter()
-    setup_django(args.db)
+    setup_django()
     apply_overrides(args)
     from django.db import connection
 
+    use_database(f"{args.db}_{sizes[0]}_{args.vectors}")
     with connection.cursor() as cursor:
         cursor.execute("SELECT version(), (SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
                        "current_setting('shared_buffers')")
@@ -787,18 +1044,26 @@ def main() -> None:
           f"{os.cpu_count()} CPUs; {source_state()}", flush=True)
     rows: list[dict] = []
     http: dict[int, list[dict]] = {}
+    plan = [(n, args.vectors, False) for n in sizes]
+    if args.hard_size and args.vectors != "uniform":
+        plan.append((args.hard_size, "uniform", True))
+    if args.prepare_only:
+        for n, kind, _ in plan:
+            prepare(n, kind, args)
+        print(f"prepared; total {time.perf_counter() - start:.0f}s")
+        return
     try:
-        for n in sizes:
-            size_rows, size_http = bench_size(n, args, http_note)
+        for n, kind, recall_only in plan:
+            size_rows, size_http = bench_size(n, kind, args, http_note, recall_only=recall_only)
             rows.extend(size_rows)
             if size_http:
                 http[n] = size_http
-    finally:
-        if rows:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"rows": rows, "http": {str(k): v for k, v in http.items()}}, indent=1))
+    finally:
         if not args.keep:
-            drop_database(args.db)
+            for n, kind, _ in plan:
+                drop_database(f"{args.db}_{n}_{kind}")
     print_report(rows, http, args)
     print(f"\ntotal {time.perf_counter() - start:.0f}s")
 

@@ -156,3 +156,48 @@ def test_candidate_subquery_has_no_ordering(catalogue):
         similar_products(catalogue[2].pk, k=3, use_cache=False)
     search = next(q["sql"] for q in queries.captured_queries if "<=>" in q["sql"])
     assert search.count("ORDER BY") == 1 and '"name"' not in search
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scan_settings_stay_inside_the_query(catalogue):
+    """The settings and the query go in one message: pgvector's scan settings apply to that
+    query only, not to the connection's later statements (a persistent connection is reused)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET hnsw.ef_search = 7")
+    with CaptureQueriesContext(connection) as queries:
+        result = similar_products(catalogue[2].pk, k=4, use_cache=False)
+    assert ids(result) == [catalogue[1].pk, catalogue[0].pk, catalogue[4].pk, catalogue[5].pk]
+    search = [q["sql"] for q in queries.captured_queries if "<=>" in q["sql"]]
+    assert len(search) == 1 and "set_config('hnsw.ef_search'" in search[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')")
+        assert cursor.fetchone() == ("7", "off")
+
+
+def test_search_by_vector_matches_the_product_query(catalogue):
+    """A product's stored vector as a literal and the product id (vector read inside the query)
+    give the same neighbours, the product itself first for the literal."""
+    p = catalogue
+    query = np.asarray(ProductEmbedding.objects.get(product=p[7]).vector)
+    by_vector = similar.search_by_vector(query, k=5)
+    assert ids(by_vector)[0] == p[7].pk and by_vector[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert similar_products(p[7].pk, k=4, use_cache=False) == by_vector[1:]
+
+
+def test_settings_and_query_with_server_side_binding(catalogue):
+    """A host with ``server_side_binding`` (psycopg's server-binding cursors, which refuse
+    several statements in one message) gets the same answer through an explicit transaction."""
+    import psycopg
+    from django.db import connection
+    from django.db.backends.utils import CursorWrapper
+
+    connection.ensure_connection()
+    setup = "SELECT set_config('hnsw.ef_search', %s, true), %s"
+    sql = "SELECT current_setting('hnsw.ef_search'), %s"
+    with CursorWrapper(psycopg.Cursor(connection.connection), connection) as cursor:
+        assert similar._run_with_settings(cursor, setup, ["33", 7], sql, [5]) == (7, [("33", 5)])
+    with connection.cursor() as cursor:
+        assert similar._run_with_settings(cursor, setup, ["34", 8], sql, [6]) == (8, [("34", 6)])

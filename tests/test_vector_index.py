@@ -66,3 +66,35 @@ def test_at_most_one_active_model_version_per_kind():
     ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="c", is_active=False)
     with pytest.raises(IntegrityError), transaction.atomic():
         ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="d", is_active=True)
+
+
+def test_binary_vectors_and_the_by_product_query_use_the_index():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT vector_send('[1.5,-2,0.25]'::vector)")
+        data = bytes(cursor.fetchone()[0])
+    np.testing.assert_array_equal(vector_index.vector_from_binary(data), np.array([1.5, -2, 0.25], dtype=np.float32))
+
+    rng = np.random.default_rng(3)
+    products = ProductFactory.create_batch(30)
+    vectors = [unit(rng.normal(size=32)) for _ in products]
+    ProductEmbedding.objects.bulk_create(
+        ProductEmbedding(product=p, model_version="b@1", vector=v) for p, v in zip(products, vectors)
+    )
+    name = vector_index.ensure_hnsw_index(ProductEmbedding, "b@1", 32)
+    sql = vector_index.nearest_products_sql("b@1", 32, "e.product_id <> %s", by_product=True, with_vectors=True)
+    params = vector_index.nearest_products_params(products[4].pk, [products[4].pk], 3, by_product=True)
+    missing = vector_index.nearest_products_params(10**9, [10**9], 3, by_product=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+        cursor.execute(sql, missing)
+        assert cursor.fetchall() == []  # no stored vector: no rows (and no index scan)
+    assert f"Index Scan using {name}" in plan
+    exact = sorted((i for i in range(30) if i != 4), key=lambda i: -float(vectors[i] @ vectors[4]))[:3]
+    assert [r[0] for r in rows] == [products[i].pk for i in exact]
+    for (pid, distance, data), i in zip(rows, exact):
+        np.testing.assert_allclose(vector_index.vector_from_binary(bytes(data)), vectors[i], rtol=1e-6)
+        assert distance == pytest.approx(1 - float(vectors[i] @ vectors[4]), abs=1e-5)

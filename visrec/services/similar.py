@@ -12,8 +12,9 @@ uses pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order
 then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. Optional:
 exclusion of near-duplicates and diversity by maximal marginal relevance.
 
-Results are cached; the cache key holds the served version and an embeddings generation
-number that extraction bumps, so a new vector or a switched version invalidates them.
+Results are cached under the served version's name, each entry with the embeddings
+generation number it was computed under; extraction and version switches bump that
+number, so a new vector or a switched version makes every entry stale (a miss).
 """
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ from ..conf import get_product_model, visrec_settings
 from ..models import ModelVersion, ProductEmbedding
 from . import vector_index
 from .embedders import active_embedder_version
-from .generation import embeddings_generation
+from .generation import GENERATION_KEY, embeddings_generation
+
+try:
+    from psycopg import ClientCursor as _ClientCursor
+except ImportError:  # psycopg2
+    _ClientCursor = None
 
 logger = logging.getLogger(__name__)
 
@@ -100,42 +106,84 @@ def candidate_queryset(filters: SimilarFilters, query_category, hook: Callable |
     return queryset
 
 
-def _nearest(version: ModelVersion, vector: np.ndarray, k: int, queryset, exclude_id: int | None) -> list[Neighbour]:
-    """One filtered HNSW query; returns up to ``k`` neighbours sorted by exact distance."""
+def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | None = None,
+             product_id: int | None = None, with_vectors: bool = False) -> list[Neighbour]:
+    """One filtered HNSW query; returns up to ``k`` neighbours sorted by exact distance.
+
+    The query vector is ``vector``, or else the stored vector of ``product_id`` (read by the
+    query itself, and that product left out); ``with_vectors`` also returns the neighbours'
+    vectors (for near-duplicate exclusion and MMR). One round trip (see
+    :func:`_run_with_settings`): a statement sets the scan settings of the transaction (and
+    checks that the product has a vector), then the query runs.
+
+    Raises:
+        NotEmbedded: ``product_id`` has no vector under ``version``.
+    """
     # No ORDER BY inside the IN (...) subquery: a host's default ordering would make
     # PostgreSQL sort the whole candidate set and skip the HNSW index.
     inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
     where = f"e.product_id IN ({inner_sql})"
     params: list = list(inner_params)
-    if exclude_id is not None:
+    by_product = product_id is not None
+    if by_product:
         where += " AND e.product_id <> %s"
-        params.append(exclude_id)
-    sql = vector_index.nearest_products_sql(version.name, version.dimensions, where)
-    sql = sql.replace("SELECT e.product_id,", "SELECT e.product_id, e.vector::text,", 1)
-    literal = vector_index.vector_literal(vector)
-    rows: list = []
-    with transaction.atomic(), connection.cursor() as cursor:
-        iterative = vector_index.supports_iterative_scan()
-        if iterative:
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            cursor.execute("SELECT set_config('hnsw.max_scan_tuples', %s, true)", ["100000"])
-        ef = max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
+        params.append(product_id)
+        query = product_id
+    else:
+        query = vector_index.vector_literal(vector)
+    sql = vector_index.nearest_products_sql(version.name, version.dimensions, where, by_product=by_product,
+                                            with_vectors=with_vectors)
+    iterative = vector_index.supports_iterative_scan()
+    ef = max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
+    setup = "SELECT set_config('hnsw.ef_search', %s, true)"
+    setup_params: list = [str(min(ef, 1000))]
+    if iterative:
+        setup += (", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                  ", set_config('hnsw.max_scan_tuples', '100000', true)")
+    if by_product:
+        setup += (f", EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
+                  f"WHERE product_id = %s AND model_version = %s)")
+        setup_params += [product_id, version.name]
+    with connection.cursor() as cursor:
         while True:
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(ef, 1000))])
-            cursor.execute(sql, [literal, *params, literal, k])
-            rows = cursor.fetchall()
+            found, rows = _run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
+                query, params, k, by_product=by_product))
+            if by_product and not found:
+                raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
             if len(rows) >= k or iterative or ef >= 1000:
                 break
             ef *= 4  # pgvector < 0.8: widen the candidate list until k pass the filter
+            setup_params[0] = str(min(ef, 1000))
     neighbours = [
-        Neighbour(product_id=row[0], score=1.0 - float(row[2]), vector=np.array(json.loads(row[1]), dtype=np.float32))
+        Neighbour(product_id=row[0], score=1.0 - float(row[1]),
+                  vector=vector_index.vector_from_binary(row[2]) if with_vectors else None)
         for row in rows
     ]
     neighbours.sort(key=lambda n: -n.score)  # relaxed order: make it exact
     return neighbours
 
 
-def _rerank(neighbours: list[Neighbour], query: np.ndarray, k: int, filters: SimilarFilters) -> list[Neighbour]:
+def _run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: list) -> tuple[object, list]:
+    """Runs ``setup`` (``set_config(..., true)`` calls) then ``sql`` in one transaction; returns the
+    last column of ``setup``'s row and the rows of ``sql``.
+
+    With psycopg 3's client-side binding cursors (Django's default) both go in one message,
+    one round trip: PostgreSQL runs the statements of a message as one implicit transaction,
+    which scopes the settings to the query. Otherwise, an explicit transaction.
+    """
+    if _ClientCursor is not None and isinstance(getattr(cursor, "cursor", None), _ClientCursor):
+        cursor.execute(f"{setup}; {sql}", [*setup_params, *params])
+        flag = cursor.fetchone()[-1]
+        cursor.nextset()
+        return flag, cursor.fetchall()
+    with transaction.atomic(using=connection.alias):
+        cursor.execute(setup, setup_params)
+        flag = cursor.fetchone()[-1]
+        cursor.execute(sql, params)
+        return flag, cursor.fetchall()
+
+
+def _rerank(neighbours: list[Neighbour], k: int, filters: SimilarFilters) -> list[Neighbour]:
     if filters.exclude_near_duplicates:
         kept: list[Neighbour] = []
         for n in neighbours:
@@ -160,12 +208,13 @@ def _rerank(neighbours: list[Neighbour], query: np.ndarray, k: int, filters: Sim
     return neighbours[:k]
 
 
-def _search(version, vector, k, filters, query_category, hook, exclude_id) -> list[Neighbour]:
+def _search(version, k, filters, query_category, hook, *, vector=None, product_id=None) -> list[Neighbour]:
+    """``_nearest`` with the shop's filters, then near-duplicate exclusion and MMR if asked."""
     widen = filters.exclude_near_duplicates or filters.diversity > 0
     fetch = min(MAX_K * 3, k * 3 + 10) if widen else k
     queryset = candidate_queryset(filters, query_category, hook)
-    neighbours = _nearest(version, vector, fetch, queryset, exclude_id)
-    return _rerank(neighbours, vector, k, filters)
+    neighbours = _nearest(version, fetch, queryset, vector=vector, product_id=product_id, with_vectors=widen)
+    return _rerank(neighbours, k, filters)
 
 
 def similar_products(
@@ -196,28 +245,26 @@ def similar_products(
     version = active_embedder_version()
     if version is None:
         raise NotEmbedded("no embedder is served yet; run visrec_index")
-    key = None
+    key = generation = None
     if use_cache and queryset_hook is None:
-        raw = f"{version.name}|{embeddings_generation()}|{product_id}|{k}|{filters.cache_key()}"
+        # One cache round trip: the entry, stored with the generation it was computed under,
+        # and the current generation (a stale entry is a miss).
+        raw = f"{version.name}|{product_id}|{k}|{filters.cache_key()}"
         key = "visrec:similar:" + hashlib.sha256(raw.encode()).hexdigest()
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-    row = ProductEmbedding.objects.filter(product_id=product_id, model_version=version.name).values_list(
-        "vector", flat=True
-    ).first()
-    if row is None:
-        raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
+        found = cache.get_many([GENERATION_KEY, key])
+        generation = found.get(GENERATION_KEY) or embeddings_generation()
+        entry = found.get(key)
+        if entry is not None and entry[0] == generation:
+            return entry[1]
     query_category = None
     if filters.category and visrec_settings.CATEGORY_FIELD:
         Product = get_product_model()
         attname = Product._meta.get_field(visrec_settings.CATEGORY_FIELD).attname
         query_category = Product._default_manager.filter(pk=product_id).values_list(attname, flat=True).first()
-    vector = np.asarray(row, dtype=np.float32)
     result = [(n.product_id, round(n.score, 6)) for n in
-              _search(version, vector, k, filters, query_category, queryset_hook, exclude_id=product_id)]
+              _search(version, k, filters, query_category, queryset_hook, product_id=product_id)]
     if key:
-        cache.set(key, result, CACHE_SECONDS)
+        cache.set(key, (generation, result), CACHE_SECONDS)
     return result
 
 
@@ -231,7 +278,7 @@ def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | N
     k = max(1, min(int(k), MAX_K))
     filters = SimilarFilters(**{**asdict(filters), "category": None})
     return [(n.product_id, round(n.score, 6))
-            for n in _search(version, np.asarray(vector, dtype=np.float32), k, filters, None, queryset_hook, None)]
+            for n in _search(version, k, filters, None, queryset_hook, vector=np.asarray(vector, dtype=np.float32))]
 
 
 def parse_filters(**options) -> SimilarFilters:

@@ -24,8 +24,12 @@ from ..models import ImageEmbedding, ProductEmbedding
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
 #: HNSW on ``vector`` supports up to 2,000 dimensions; wider models use ``halfvec``.
 MAX_VECTOR_DIMENSIONS = 2000
+#: Graph parameters. pgvector's default ef_construction (64) leaves clusters of a catalogue
+#: (products of one look) poorly linked: some searches stay in the wrong cluster whatever
+#: ef_search. 128 costs about 1.5x the build time, with the same index size and query time
+#: (bench/similar.py, bench/RESULTS.md).
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 128
 
 
 def validate_version(model_version: str) -> str:
@@ -97,21 +101,52 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
 
 
-def nearest_products_sql(model_version: str, dimensions: int, where: str = "") -> str:
+def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *, by_product: bool = False,
+                         with_vectors: bool = False) -> str:
     """The raw SQL of a k-nearest-products query on the version's HNSW index.
 
     Parameters, in order: the query vector (text literal), those of ``where``, the
-    query vector again, then ``k``. Returns rows ``(product_id, cosine_distance)``.
+    query vector again, then ``k`` (:func:`nearest_products_params` puts them in order).
+    Returns rows ``(product_id, cosine_distance)``.
+
+    Args:
+        by_product: the query vector is a product's stored vector of this version, read by
+            the query itself: pass the product's id in place of each literal. (PostgreSQL runs
+            the subquery once, as an init plan, and still walks the index; without a stored
+            vector the index is not scanned at all and no rows come back.)
+        with_vectors: rows get a third column, the product's vector in pgvector's binary
+            form (``vector_send``; decode with :func:`vector_from_binary`).
     """
     validate_version(model_version)
     cast = vector_cast(dimensions)
+    table = ProductEmbedding._meta.db_table
     extra = f" AND {where}" if where else ""
+    if by_product:
+        query = (f"(SELECT q.vector::{cast} FROM {table} q "
+                 f"WHERE q.product_id = %s AND q.model_version = '{model_version}')")
+    else:
+        query = f"%s::{cast}"
+    columns = ", vector_send(e.vector)" if with_vectors else ""
+    gate = f" AND {query} IS NOT NULL" if by_product else ""
     return (
-        f"SELECT e.product_id, (e.vector::{cast}) <=> %s::{cast} AS distance "
-        f"FROM {ProductEmbedding._meta.db_table} e "
-        f"WHERE e.model_version = '{model_version}'{extra} "
-        f"ORDER BY (e.vector::{cast}) <=> %s::{cast} LIMIT %s"
+        f"SELECT e.product_id, (e.vector::{cast}) <=> {query} AS distance{columns} "
+        f"FROM {table} e "
+        f"WHERE e.model_version = '{model_version}'{gate}{extra} "
+        f"ORDER BY (e.vector::{cast}) <=> {query} LIMIT %s"
     )
+
+
+def nearest_products_params(query, where_params: Sequence = (), k: int = 10, *, by_product: bool = False) -> list:
+    """The parameters of :func:`nearest_products_sql`, in order; ``query`` is the vector literal,
+    or the product id with ``by_product``."""
+    return [query, *([query] if by_product else []), *where_params, query, k]
+
+
+def vector_from_binary(data: bytes) -> np.ndarray:
+    """A vector from pgvector's binary form (``vector_send``): int16 length, int16 unused,
+    then big-endian float4s."""
+    dimensions = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f4", count=dimensions, offset=4).astype(np.float32)
 
 
 def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int | None = None) -> list[tuple[int, float]]:
