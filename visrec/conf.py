@@ -92,6 +92,10 @@ DEFAULTS: dict[str, Any] = {
     # Epsilon spent by one daily trending list, and the products one shopper may count for.
     "TRENDING_EPSILON": 0.25,
     "RELEASE_MAX_PRODUCTS_PER_SHOPPER": 10,
+    # DP training of "for you" (PRIVACY.md, "DP training"): when ENABLED, the nightly model is
+    # "dp_itembpr" trained with DP-SGD to at most EPSILON (DELTA None = 1 / shoppers^1.1),
+    # one shopper's gradient clipped to MAX_GRAD_NORM.
+    "RECOMMENDER_DP": {"ENABLED": False, "EPSILON": 8.0, "DELTA": None, "MAX_GRAD_NORM": 1.0},
     # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
     "PSEUDONYM_SECRET": "",
     # Where visrec keeps model artefacts (a path under MEDIA_ROOT's storage).
