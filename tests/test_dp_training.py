@@ -199,6 +199,10 @@ def test_training_plan_follows_the_setting(settings):
     settings.VISREC = {**settings.VISREC, "RECOMMENDER_DP": {"ENABLED": True, "EPSILON": 4}}
     name, params = dp_training.training_plan("vbpr")
     assert name == "dp_itembpr" and params == {"epsilon": 4.0, "delta": None, "max_grad_norm": 1.0}
+    for bad, message in (({"EPSILON": 0}, "positive"), ({"DELTA": 1.5}, "DELTA"), ({"MAX_GRAD_NORM": -1}, "MAX_GRAD")):
+        settings.VISREC = {**settings.VISREC, "RECOMMENDER_DP": {"ENABLED": True, **bad}}
+        with pytest.raises(ValueError, match=message):
+            dp_training.training_plan("vbpr")
 
 
 @pytest.mark.django_db

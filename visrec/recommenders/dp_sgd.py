@@ -42,6 +42,12 @@ Differential privacy (when ``epsilon`` is given):
   (``DPOptimizerFastGradientClipping``) with ``noise_multiplier`` chosen by Opacus's
   ``get_noise_multiplier`` so that the accountant's epsilon after all steps is at most the
   target; the epsilon actually spent is read back from the accountant;
+* the update is SGD with momentum (``dp_lr``), not Adam as without DP: Adam divides every
+  coordinate by its own recent magnitude, so on the many item rows whose gradient is
+  mostly noise it turns the noise into full-size steps; with SGD successive noise draws
+  average out. The mean clipped gradient is small (each shopper contributes at most
+  ``max_grad_norm``, spread over all parameters), hence a large default ``dp_lr``
+  (tuned on the demo data: 30; 1 and 3 left the model below its untrained start);
 * the shopper sampling and the noise draw from fresh OS entropy, never from ``seed``: a
   known noise seed would void the guarantee. ``seed`` drives the initialisation and the
   (positive, negative) pair draws only, whose outcome the clipping bounds anyway.

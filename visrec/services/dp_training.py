@@ -36,8 +36,12 @@ def dp_params(epsilon: float | None, config: dict | None = None) -> dict:
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError(f"epsilon must be a positive number, not {epsilon!r}")
     delta = config.get("DELTA")
-    return {"epsilon": epsilon, "delta": None if delta is None else float(delta),
-            "max_grad_norm": float(config["MAX_GRAD_NORM"])}
+    if delta is not None and not 0 < float(delta) < 1:
+        raise ValueError(f'RECOMMENDER_DP["DELTA"] must lie strictly between 0 and 1 (or be None), not {delta!r}')
+    max_grad_norm = float(config["MAX_GRAD_NORM"])
+    if not math.isfinite(max_grad_norm) or max_grad_norm <= 0:
+        raise ValueError(f'RECOMMENDER_DP["MAX_GRAD_NORM"] must be positive, not {config["MAX_GRAD_NORM"]!r}')
+    return {"epsilon": epsilon, "delta": None if delta is None else float(delta), "max_grad_norm": max_grad_norm}
 
 
 def training_plan(model_name: str) -> tuple[str, dict | None]:
