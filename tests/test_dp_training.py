@@ -223,18 +223,20 @@ def test_nightly_training_with_dp_records_the_epsilon_spent(shop, settings):  # 
 
 @pytest.mark.django_db
 def test_evaluate_prints_recall_against_epsilon(shop, tmp_path, capsys):  # noqa: F811
-    call_command("visrec_evaluate", "--output", str(tmp_path), "--dp-epsilons", "8,2")
+    call_command("visrec_evaluate", "--output", str(tmp_path), "--dp-epsilons", "8,2", "--dp-repeats", "2")
     out = capsys.readouterr().out
     assert "vbpr" in out and "Recall@20 against epsilon" in out  # the main table is still there
     table = out.split("Recall@20 against epsilon", 1)[1].splitlines()
     header = next(line for line in table if line.startswith("epsilon"))
     assert "recall@20" in header and "ndcg@20" in header and "epsilon_spent" in header
-    labels = [line.split()[0] for line in table if line.split() and line.split()[0] in ("no", "2", "8")]
-    assert labels == ["no", "2", "8"]
+    labels = [line.split()[0] for line in table if line.split() and line.split()[0] in ("no", "2", "8", "0")]
+    assert labels == ["no", "2", "8", "0"]
     report = json.loads((tmp_path / "results.json").read_text())
     rows = report["dp"]["rows"]
-    assert [r["epsilon"] for r in rows] == [None, 2.0, 8.0]
+    assert [r["epsilon"] for r in rows] == [None, 2.0, 8.0, 0.0] and report["dp"]["repeats"] == 2
     assert rows[0]["epsilon_spent"] is None and rows[0]["noise_multiplier"] == 0.0
+    assert rows[-1]["epsilon_spent"] == 0.0 and rows[-1]["noise_multiplier"] == 0.0  # untrained
+    assert all(row["recall@20_sd"] >= 0 for row in rows)
     for row, target in zip(rows[1:], (2.0, 8.0)):
         assert 0.9 * target <= row["epsilon_spent"] <= target and row["noise_multiplier"] > 0
         assert 0.0 <= row["recall@20"] <= 1.0
@@ -245,3 +247,5 @@ def test_evaluate_prints_recall_against_epsilon(shop, tmp_path, capsys):  # noqa
 def test_evaluate_refuses_bad_epsilons(tmp_path):
     with pytest.raises(CommandError, match="--dp-epsilons"):
         call_command("visrec_evaluate", "--output", str(tmp_path), "--dp-epsilons", "one")
+    with pytest.raises(CommandError, match="--dp-repeats"):
+        call_command("visrec_evaluate", "--output", str(tmp_path), "--dp-epsilons", "1", "--dp-repeats", "0")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from ..conf import DEFAULTS, visrec_settings
 from ..evaluation.recommendations import all_metrics
 from ..recommenders import Recommender
@@ -94,36 +96,53 @@ def parse_epsilons(text: str) -> list[float]:
 
 
 def epsilon_sweep(dataset: Dataset, epsilons: Sequence[float], *, holdout_days: float | None = None,
-                  ks: Sequence[int] = (10, 20), params: dict | None = None,
+                  ks: Sequence[int] = (10, 20), repeats: int = 1, params: dict | None = None,
                   progress: Callable[[str], None] | None = None) -> dict:
-    """Recall and NDCG of :data:`DP_MODEL` without DP and at every epsilon, on one temporal split.
+    """Recall and NDCG of :data:`DP_MODEL` without DP, at every epsilon, and untrained.
 
     The split is :func:`~visrec.services.recommender_evaluation.temporal_split`'s, the one
-    ``visrec_evaluate``'s main table uses, so the rows compare with its models.
+    ``visrec_evaluate``'s main table uses, so the rows compare with its models. The
+    untrained model (``epsilon`` 0) learns nothing from other shoppers: its item side is
+    the catalogue's pictures only, so it is what DP training should beat to be worth its
+    epsilon. DP noise is fresh every training, so one run is one draw: with ``repeats`` > 1
+    every row is the mean of that many trainings (seeds ``seed .. seed + repeats - 1``) and
+    ``recall@20_sd`` their standard deviation.
 
     Args:
         dataset: the event log and image vectors.
         epsilons: target epsilons, e.g. ``[1, 4, 8]``.
+        repeats: trainings per row.
         params: extra hyper-parameters of the model (the same for every row).
 
     Returns:
-        ``{"model": DP_MODEL, "train_shoppers": S, "test_shoppers": U, "rows": [{"epsilon": None | float,
-        "epsilon_spent", "delta", "noise_multiplier", "recall@20", "ndcg@20", ...}]}``,
-        the row without DP first.
+        ``{"model": DP_MODEL, "train_shoppers": S, "test_shoppers": U, "repeats": R, "rows":
+        [{"epsilon": None | float, "epsilon_spent", "delta", "noise_multiplier", "recall@20",
+        "recall@20_sd", "ndcg@20", ...}]}``: the row without DP first, then the epsilons in
+        ascending order, then the untrained row (``epsilon`` 0.0).
     """
     split = temporal_split(dataset, holdout_days)
     if len(split.users) == 0:
         raise LookupError("no shopper bought something new in the held-out days; nothing to evaluate")
+    if repeats < 1:
+        raise ValueError("repeats must be at least 1")
     config = dp_settings()
+    base = {**DPItemBPRRecommender().get_params(), **(params or {})}
     rows = []
-    for epsilon in [None, *sorted(epsilons)]:
-        if progress:
-            progress(f"fit {DP_MODEL} " + ("without DP" if epsilon is None else f"at epsilon {epsilon:g}"))
-        model = fit_model(DP_MODEL, dataset, split.train, params={**(params or {}), **dp_params(epsilon, config)})
-        metrics = all_metrics(model_top(model, split, max(ks)), split.relevant, split.cold_relevant,
-                              split.item_counts, ks)
+    for epsilon in [None, *sorted(epsilons), 0.0]:
+        label = ("without DP" if epsilon is None else "untrained" if epsilon == 0 else f"at epsilon {epsilon:g}")
+        runs, model = [], None
+        for repeat in range(repeats):
+            if progress:
+                progress(f"fit {DP_MODEL} {label}" + (f" ({repeat + 1}/{repeats})" if repeats > 1 else ""))
+            row_params = {**base, "seed": base["seed"] + repeat}
+            row_params.update({"epochs": 0, "epsilon": None} if epsilon == 0 else dp_params(epsilon, config))
+            model = fit_model(DP_MODEL, dataset, split.train, params=row_params)
+            runs.append(all_metrics(model_top(model, split, max(ks)), split.relevant, split.cold_relevant,
+                                    split.item_counts, ks))
         privacy = model.privacy
-        rows.append({"epsilon": epsilon, "epsilon_spent": privacy.get("epsilon"), "delta": privacy.get("delta"),
-                     "noise_multiplier": privacy.get("noise_multiplier"), **metrics})
+        metrics = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+        rows.append({"epsilon": epsilon, "epsilon_spent": 0.0 if epsilon == 0 else privacy.get("epsilon"),
+                     "delta": privacy.get("delta"), "noise_multiplier": privacy.get("noise_multiplier"), **metrics,
+                     f"recall@{max(ks)}_sd": float(np.std([run[f"recall@{max(ks)}"] for run in runs]))})
     return {"model": DP_MODEL, "train_shoppers": int(model.privacy["shoppers"]),
-            "test_shoppers": int(len(split.users)), "rows": rows}
+            "test_shoppers": int(len(split.users)), "repeats": int(repeats), "rows": rows}

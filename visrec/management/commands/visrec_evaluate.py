@@ -19,8 +19,8 @@ from visrec.services.interactions import load_dataset
 from visrec.services.recommender_evaluation import evaluate
 
 COLUMNS = ["model", "recall@10", "recall@20", "ndcg@20", "hit_rate@20", "coverage@20", "novelty@20", "cold_recall@20"]
-DP_COLUMNS = ["epsilon", "epsilon_spent", "delta", "noise_multiplier", "recall@10", "recall@20", "ndcg@20",
-              "hit_rate@20", "coverage@20"]
+DP_COLUMNS = ["epsilon", "epsilon_spent", "delta", "noise_multiplier", "recall@10", "recall@20", "recall@20_sd",
+              "ndcg@20", "hit_rate@20", "coverage@20"]
 
 
 class Command(BaseCommand):
@@ -33,8 +33,12 @@ class Command(BaseCommand):
         parser.add_argument("--dp-epsilons", default=None, metavar="1,4,8",
                             help="also train the DP model (dp_itembpr) without DP and with DP-SGD at each epsilon, "
                                  "and print Recall@20 / NDCG@20 against epsilon")
+        parser.add_argument("--dp-repeats", type=int, default=1,
+                            help="trainings per epsilon, averaged (DP noise differs every training)")
 
-    def handle(self, *args, holdout_days, output, dp_epsilons=None, **options) -> None:
+    def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, **options) -> None:
+        if dp_repeats < 1:
+            raise CommandError("--dp-repeats must be at least 1")
         try:
             epsilons = None if dp_epsilons is None else parse_epsilons(dp_epsilons)
         except ValueError as exc:
@@ -61,7 +65,7 @@ class Command(BaseCommand):
         rows = [{"model": name, **metrics} for name, metrics in report["models"].items()]
         self.stdout.write(results_table(rows, COLUMNS))
         if epsilons is not None:
-            report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days,
+            report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats,
                                          progress=lambda stage: self.stderr.write(f"  {stage}…"))
             self._dp_table(report["dp"])
         (out / "results.json").write_text(json.dumps({**report, "embedder": version.name}, indent=2))
@@ -71,8 +75,10 @@ class Command(BaseCommand):
     def _dp_table(self, sweep: dict) -> None:
         self.stdout.write(
             f"\nDP training ({sweep['model']}, one shopper = one DP-SGD sample, {sweep['train_shoppers']} shoppers "
-            f"in training; same split): Recall@20 against epsilon\n")
-        rows = [{**row, "epsilon": "no DP" if row["epsilon"] is None else f"{row['epsilon']:g}",
+            f"in training; same split; mean of {sweep['repeats']} training(s) per row): Recall@20 against epsilon. "
+            f"Untrained: from the pictures and the shopper's own history only\n")
+        rows = [{**row, "epsilon": ("no DP" if row["epsilon"] is None else "0 (untrained)" if row["epsilon"] == 0
+                                else f"{row['epsilon']:g}"),
                  "delta": None if row["delta"] is None else f"{row['delta']:.1e}"} for row in sweep["rows"]]
         self.stdout.write(results_table(rows, DP_COLUMNS))
 
