@@ -14,6 +14,9 @@ weighted mean of the first K + D' item columns over the history. A known shopper
 is that of their (bounded) training history; a new shopper's (fold-in) is the same formula
 over the history given, so fold-in is exact, not an approximation.
 
+Under DP, by default only ``E`` and ``beta'`` are learned (``per_item``): ``q`` stays 0 and
+``b`` 0, so the model is "which looks go with the looks of your history", learned privately.
+
 What the privacy covers: the item-side parameters (``q``, ``b``, ``E``, ``beta'``, saved
 with the model and written as product vectors). A stored shopper vector is a function of
 that shopper's own events and the private item side; it serves only that shopper. Other
@@ -67,6 +70,10 @@ class DPItemBPRRecommender(InnerProductRecommender):
         delta: target delta; None: ``1 / n_shoppers^1.1``.
         max_grad_norm: bound C on one shopper's gradient (DP only).
         accountant: Opacus accountant, "rdp" or "prv".
+        per_item: learn per-item factors and biases (False: only the projection of the
+            pictures, shared by all items, is learned, so far less noise lands on what is
+            learned). None: True without DP, False with DP — on the demo's 1,000 shoppers
+            the noise on 3,000 item rows swamped their signal (bench/RESULTS.md).
         seed: initialisation and pair draws (DP noise and shopper sampling never use it).
     """
 
@@ -79,7 +86,7 @@ class DPItemBPRRecommender(InnerProductRecommender):
         visual_factors: int = 32,
         epochs: int = 20,
         lr: float = 0.01,
-        dp_lr: float = 30.0,
+        dp_lr: float = 3.0,
         weight_decay: float = 0.0,
         batch_shoppers: int = 128,
         pairs: int = 8,
@@ -88,6 +95,7 @@ class DPItemBPRRecommender(InnerProductRecommender):
         delta: float | None = None,
         max_grad_norm: float = 1.0,
         accountant: str = "rdp",
+        per_item: bool | None = None,
         seed: int = 0,
     ) -> None:
         self.factors, self.visual_factors = int(factors), int(visual_factors)
@@ -96,6 +104,7 @@ class DPItemBPRRecommender(InnerProductRecommender):
         self.epsilon = None if epsilon is None else float(epsilon)
         self.delta = None if delta is None else float(delta)
         self.max_grad_norm, self.accountant, self.seed = float(max_grad_norm), str(accountant), int(seed)
+        self.per_item = None if per_item is None else bool(per_item)
         if self.accountant not in ("rdp", "prv"):
             raise ValueError(f"accountant must be 'rdp' or 'prv', not {accountant!r}")
         self.loss_history: list[float] = []
@@ -121,7 +130,8 @@ class DPItemBPRRecommender(InnerProductRecommender):
             histories, features, factors=self.factors, visual_factors=self.visual_factors, epochs=self.epochs,
             lr=self.lr, dp_lr=self.dp_lr, weight_decay=self.weight_decay, batch_shoppers=self.batch_shoppers, pairs=self.pairs,
             epsilon=self.epsilon, delta=self.delta, max_grad_norm=self.max_grad_norm, accountant=self.accountant,
-            seed=self.seed, progress=progress,
+            seed=self.seed, per_item=(self.epsilon is None) if self.per_item is None else self.per_item,
+            progress=progress,
         )
         self.privacy = report.as_dict()
         self.n_users, self.n_items = interactions.n_users, interactions.n_items
