@@ -135,6 +135,7 @@ def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # Opacus hooks on index inputs
 def test_each_shopper_moves_the_gradient_by_at_most_max_grad_norm(features):
     """Opacus's per-shopper clipping: a shopper with many heavy events counts at most C."""
     from opacus.grad_sample import GradSampleModuleFastGradientClipping
