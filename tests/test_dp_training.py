@@ -24,7 +24,6 @@ from .test_foryou import shop  # noqa: F401 - the fixture
 from .test_recommenders import (  # noqa: F401 - fixtures and the shared contract
     N_ITEMS,
     N_KINDS,
-    PER_KIND,
     RecommenderContract,
     features,
     interactions,
