@@ -149,7 +149,7 @@ def test_top_n_matches_a_full_stable_sort():
 
 
 def test_registry_names_match_classes():
-    assert set(MODELS) == {"popularity", "itemknn", "bpr", "vbpr"}
+    assert set(MODELS) == {"popularity", "itemknn", "bpr", "vbpr", "dp_itembpr"}
     for name, cls in MODELS.items():
         assert cls.name == name and issubclass(cls, Recommender)
 

@@ -104,6 +104,10 @@ DEFAULTS: dict[str, Any] = {
     # Epsilon of one report, and reports kept per shopper and UTC day.
     "LOCAL_DP_EPSILON": 2.0,
     "LOCAL_DP_REPORTS_PER_DAY": 1,
+    # DP training of "for you" (PRIVACY.md, "DP training"): when ENABLED, the nightly model is
+    # "dp_itembpr" trained with DP-SGD to at most EPSILON (DELTA None = 1 / shoppers^1.1),
+    # one shopper's gradient clipped to MAX_GRAD_NORM.
+    "RECOMMENDER_DP": {"ENABLED": False, "EPSILON": 8.0, "DELTA": None, "MAX_GRAD_NORM": 1.0},
     # Secret key behind subject pseudonyms ("" = derive from SECRET_KEY).
     "PSEUDONYM_SECRET": "",
     # Retired pseudonym secrets, newest first, still used to find a user's older data

@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 from visrec.recommenders.base import Interactions, Recommender, top_n
 from visrec.recommenders.bpr import BPRRecommender
+from visrec.recommenders.dp_itembpr import DPItemBPRRecommender
 from visrec.recommenders.itemknn import ItemKNNRecommender
 from visrec.recommenders.popularity import PopularityRecommender
 from visrec.recommenders.vbpr import VBPRRecommender
@@ -19,6 +20,7 @@ MODELS: dict[str, type[Recommender]] = {
     ItemKNNRecommender.name: ItemKNNRecommender,
     BPRRecommender.name: BPRRecommender,
     VBPRRecommender.name: VBPRRecommender,
+    DPItemBPRRecommender.name: DPItemBPRRecommender,
 }
 
 
@@ -30,6 +32,7 @@ def load_model(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> Recommende
 __all__ = [
     "MODELS",
     "BPRRecommender",
+    "DPItemBPRRecommender",
     "Interactions",
     "ItemKNNRecommender",
     "PopularityRecommender",

@@ -27,7 +27,7 @@ from ..conf import visrec_settings
 from ..evaluation.recommendations import recall_at_k
 from ..models import ModelKind, ModelVersion, RecommenderItemVector, ShopperVector
 from ..recommenders import Recommender, load_model, top_n
-from . import vector_index
+from . import dp_training, vector_index
 from .embedders import active_embedder_version
 from .interactions import Dataset, load_dataset
 from .recommender_evaluation import Split, fit_model, model_top, temporal_split
@@ -120,6 +120,7 @@ def drop_vectors(name: str) -> None:
 def train_recommender(model_name: str | None = None, progress=None) -> ModelVersion:
     """Trains, guards, publishes and (if not worse) switches the "for you" model."""
     model_name = model_name or visrec_settings.RECOMMENDER
+    model_name, params = dp_training.training_plan(model_name)  # DP training hook: the DP model when enabled
     embedder = active_embedder_version()
     if embedder is None:
         raise NothingToLearn("no image vectors yet; run visrec_index first")
@@ -130,7 +131,7 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     split = temporal_split(dataset)
     if len(split.users) == 0:
         raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
-    candidate = fit_model(model_name, dataset, split.train, progress=progress)
+    candidate = fit_model(model_name, dataset, split.train, progress=progress, params=params)
     new = recall_at_k(model_top(candidate, split, GUARD_K), split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     old = None
@@ -142,7 +143,8 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     name = f"{model_name}-{timezone.now():%Y%m%dT%H%M%S%f}"
     metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
                f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
-               "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS}
+               "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS,
+               **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
     if old is not None and new < old:
         version.notes = f"kept {active.name}: Recall@{GUARD_K} {new:.4f} < {old:.4f} on the held-out days"
@@ -150,7 +152,10 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
         logger.info("visrec: %s", version.notes)
         return version
     try:
-        final = fit_model(model_name, dataset, None, progress=progress)
+        final = fit_model(model_name, dataset, None, progress=progress, params=params)
+        if params is not None:  # DP training hook: the epsilon of the model that is published
+            version.metrics = {**version.metrics, **dp_training.privacy_metrics(final, guardrail=candidate)}
+            version.save(update_fields=["metrics"])
         version.artefact.save(f"{name}.npz", ContentFile(Bundle(final, dataset.subjects, dataset.products).to_bytes()),
                               save=True)
         publish(version, final, dataset)

@@ -1,4 +1,8 @@
-"""``python manage.py visrec_evaluate [--holdout-days 7] [--output var/eval]``: every "for you" model."""
+"""``python manage.py visrec_evaluate [--holdout-days 7] [--output var/eval] [--dp-epsilons 1,4,8]``.
+
+Every "for you" model on one temporal split; with ``--dp-epsilons``, also the DP-trainable
+model without DP and at each epsilon (Recall@20 against epsilon, so a shop can choose).
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,11 +13,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from visrec.evaluation.embeddings import results_table
+from visrec.services.dp_training import epsilon_sweep, parse_epsilons
 from visrec.services.embedders import active_embedder_version
 from visrec.services.interactions import load_dataset
 from visrec.services.recommender_evaluation import evaluate
 
 COLUMNS = ["model", "recall@10", "recall@20", "ndcg@20", "hit_rate@20", "coverage@20", "novelty@20", "cold_recall@20"]
+DP_COLUMNS = ["epsilon", "epsilon_spent", "delta", "noise_multiplier", "recall@10", "recall@20", "recall@20_sd",
+              "ndcg@20", "hit_rate@20", "coverage@20"]
 
 
 class Command(BaseCommand):
@@ -23,8 +30,19 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--holdout-days", type=float, default=None, help="the most recent days held out")
         parser.add_argument("--output", default=None, help="folder for results.json and recall_at_k.png")
+        parser.add_argument("--dp-epsilons", default=None, metavar="1,4,8",
+                            help="also train the DP model (dp_itembpr) without DP and with DP-SGD at each epsilon, "
+                                 "and print Recall@20 / NDCG@20 against epsilon")
+        parser.add_argument("--dp-repeats", type=int, default=1,
+                            help="trainings per epsilon, averaged (DP noise differs every training)")
 
-    def handle(self, *args, holdout_days, output, **options) -> None:
+    def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, **options) -> None:
+        if dp_repeats < 1:
+            raise CommandError("--dp-repeats must be at least 1")
+        try:
+            epsilons = None if dp_epsilons is None else parse_epsilons(dp_epsilons)
+        except ValueError as exc:
+            raise CommandError(f"--dp-epsilons: {exc}") from exc
         version = active_embedder_version()
         if version is None:
             raise CommandError("no image vectors yet: run visrec_index first")
@@ -46,9 +64,23 @@ class Command(BaseCommand):
         )
         rows = [{"model": name, **metrics} for name, metrics in report["models"].items()]
         self.stdout.write(results_table(rows, COLUMNS))
+        if epsilons is not None:
+            report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats,
+                                         progress=lambda stage: self.stderr.write(f"  {stage}…"))
+            self._dp_table(report["dp"])
         (out / "results.json").write_text(json.dumps({**report, "embedder": version.name}, indent=2))
         self._plot(report["curves"], out / "recall_at_k.png", split)
         self.stdout.write(f"\nnumbers: {out / 'results.json'}\nplot: {out / 'recall_at_k.png'}")
+
+    def _dp_table(self, sweep: dict) -> None:
+        self.stdout.write(
+            f"\nDP training ({sweep['model']}, one shopper = one DP-SGD sample, {sweep['train_shoppers']} shoppers "
+            f"in training; same split; mean of {sweep['repeats']} training(s) per row): Recall@20 against epsilon. "
+            f"Untrained: from the pictures and the shopper's own history only\n")
+        rows = [{**row, "epsilon": ("no DP" if row["epsilon"] is None else "0 (untrained)" if row["epsilon"] == 0
+                                else f"{row['epsilon']:g}"),
+                 "delta": None if row["delta"] is None else f"{row['delta']:.1e}"} for row in sweep["rows"]]
+        self.stdout.write(results_table(rows, DP_COLUMNS))
 
     def _plot(self, curves: dict, path: Path, split: dict) -> None:
         from matplotlib.figure import Figure
