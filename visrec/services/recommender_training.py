@@ -6,9 +6,14 @@
 1. loads the last ``TRAINING_WINDOW_DAYS`` of events and the served image vectors;
 2. fits the configured model on all but the last ``HOLDOUT_DAYS`` and measures Recall@20
    on those days' purchases; the active model is measured on the same slice;
-3. if the candidate is at least as good (or nothing is served yet), refits it on the
-   whole window, writes its shopper and product vectors, builds the HNSW index and
-   switches in one transaction; otherwise keeps the active model and records why.
+3. chooses the served blend's weights (trained model, item-kNN, session) on a validation
+   slice *before* the held-out days (:func:`~.recommender_evaluation.select_blend`) and
+   stores them in the version's ``metrics["blend"]``, with the blend's Recall@20 on the
+   held-out days; serving reads them from there;
+4. if the candidate is at least as good (or nothing is served yet), refits it (and, when
+   the blend uses it, item-kNN) on the whole window, writes its shopper and product
+   vectors, builds the HNSW index and switches in one transaction; otherwise keeps the
+   active model and records why.
 
 A failure anywhere leaves the active model serving.
 """
@@ -30,7 +35,15 @@ from ..recommenders import Recommender, load_model, top_n
 from . import vector_index
 from .embedders import active_embedder_version
 from .interactions import Dataset, load_dataset
-from .recommender_evaluation import Split, fit_model, model_top, temporal_split
+from .recommender_evaluation import (
+    Split,
+    blend_top,
+    fit_model,
+    model_top,
+    select_blend,
+    session_top,
+    temporal_split,
+)
 from .versions import activate_version, active_version
 
 logger = logging.getLogger(__name__)
@@ -43,22 +56,32 @@ class NothingToLearn(RuntimeError):
 
 @dataclass
 class Bundle:
-    """A saved "for you" model with the keys its indices stand for."""
+    """A saved "for you" model with the keys its indices stand for.
+
+    ``neighbours`` is the item-kNN model of the blend (None when the blend gives it no weight).
+    """
 
     model: Recommender
     subjects: np.ndarray  # str (n_users,) subject keys
     products: np.ndarray  # int64 (n_items,) product pks
+    neighbours: Recommender | None = None
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        extra = {} if self.neighbours is None else {
+            "neighbours": np.frombuffer(self.neighbours.to_bytes(), dtype=np.uint8)}
         np.savez(buffer, model=np.frombuffer(self.model.to_bytes(), dtype=np.uint8),
-                 subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64))
+                 subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64),
+                 **extra)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
         arrays = np.load(io.BytesIO(data), allow_pickle=False)
-        return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"])
+        neighbours = (load_model(io.BytesIO(arrays["neighbours"].tobytes())) if "neighbours" in arrays.files
+                      else None)
+        return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"],
+                   neighbours)
 
 
 def load_bundle(version: ModelVersion) -> Bundle:
@@ -131,7 +154,14 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     if len(split.users) == 0:
         raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
     candidate = fit_model(model_name, dataset, split.train, progress=progress)
-    new = recall_at_k(model_top(candidate, split, GUARD_K), split.relevant, GUARD_K)
+    candidate_top = model_top(candidate, split, GUARD_K)
+    new = recall_at_k(candidate_top, split.relevant, GUARD_K)
+    blend = select_blend(dataset, split.train, model_name)
+    weights = blend["weights"]
+    parts = {"model": candidate_top, "session": session_top(split, GUARD_K)}
+    if weights.get("itemknn", 0) > 0:
+        parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, GUARD_K)
+    blend_recall = recall_at_k(blend_top(parts, weights, GUARD_K), split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     old = None
     if active is not None and active.artefact:
@@ -142,7 +172,10 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     name = f"{model_name}-{timezone.now():%Y%m%dT%H%M%S%f}"
     metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
                f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
-               "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS}
+               "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS,
+               "blend": weights, f"blend_recall@{GUARD_K}": blend_recall,
+               f"blend_validation_recall@{GUARD_K}": blend[f"validation_recall@{GUARD_K}"],
+               "blend_validation_shoppers": blend["validation_shoppers"]}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
     if old is not None and new < old:
         version.notes = f"kept {active.name}: Recall@{GUARD_K} {new:.4f} < {old:.4f} on the held-out days"
@@ -151,8 +184,9 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
         return version
     try:
         final = fit_model(model_name, dataset, None, progress=progress)
-        version.artefact.save(f"{name}.npz", ContentFile(Bundle(final, dataset.subjects, dataset.products).to_bytes()),
-                              save=True)
+        neighbours = fit_model("itemknn", dataset, None) if weights.get("itemknn", 0) > 0 else None
+        bundle = Bundle(final, dataset.subjects, dataset.products, neighbours)
+        version.artefact.save(f"{name}.npz", ContentFile(bundle.to_bytes()), save=True)
         publish(version, final, dataset)
         baseline = "nothing served yet" if old is None else f"{old:.4f} of {active.name}"
         activate_version(version, note=f"promoted: Recall@{GUARD_K} {new:.4f} >= {baseline}")
