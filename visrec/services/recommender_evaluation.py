@@ -173,13 +173,13 @@ def before(dataset: Dataset, mask: np.ndarray) -> Dataset:
 
 
 def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_days: float | None = None,
-                 progress=None) -> dict:
+                 progress=None, parts: tuple[str, ...] = BLEND_PARTS) -> dict:
     """Chooses the blend weights on a validation slice taken from the training events only.
 
     The training events (``train``) are split again at their own last ``holdout_days``;
     the trained model and item-kNN are fitted on what comes before, and the weights of
-    ``model`` / ``itemknn`` / ``session`` with the best Recall@20 on the validation
-    shoppers' purchases are kept. Without validation shoppers, :func:`default_blend`.
+    ``parts`` (of ``model`` / ``itemknn`` / ``session``) with the best Recall@20 on the
+    validation shoppers' purchases are kept. Without validation shoppers, :func:`default_blend`.
 
     Returns:
         ``{"weights": {part: w}, "validation_recall@20": float | None, "validation_shoppers": int}``.
@@ -193,12 +193,12 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
     depth = max(BLEND_DEPTH // 2, BLEND_K)
     if progress:
         progress(f"choose blend weights on {len(validation.users)} validation shoppers")
-    tops = {
-        "model": model_top(fit_model(model_name, validation.dataset, validation.train), validation, depth),
-        "itemknn": model_top(fit_model("itemknn", validation.dataset, validation.train), validation, depth),
-        "session": session_top(validation, depth),
+    make = {
+        "model": lambda: model_top(fit_model(model_name, validation.dataset, validation.train), validation, depth),
+        "itemknn": lambda: model_top(fit_model("itemknn", validation.dataset, validation.train), validation, depth),
+        "session": lambda: session_top(validation, depth),
     }
-    weights, recall = choose_blend(validation, tops)
+    weights, recall = choose_blend(validation, {part: make[part]() for part in parts})
     return {"weights": weights, f"validation_recall@{BLEND_K}": recall,
             "validation_shoppers": int(len(validation.users))}
 
@@ -208,7 +208,10 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     """Fits every model on the past and measures it on the future.
 
     The blend's weights are chosen on a validation slice before the test days
-    (:func:`select_blend`), as nightly training chooses them.
+    (:func:`select_blend`), as nightly training chooses them. With BPR among ``models``, a
+    control row ``bpr+itemknn`` fuses BPR and item-kNN the same way (no image vectors
+    anywhere), so that the gain of the blend over its parts is not mistaken for a gain of
+    the visual signal.
 
     Returns:
         ``{"split": {...}, "models": {name: {metric: value}}, "curves": {name: [recall@1..curve_max]}}``;
@@ -228,7 +231,11 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     tops["session"] = session_top(split, depth)
     parts = {"model": tops[trained], "itemknn": tops["itemknn"], "session": tops["session"]}
     tops["blended"] = blend_top(parts, blend["weights"], depth)
-    tops = {name: top for name, top in tops.items() if name in (*models, "session", "blended")}
+    if "bpr" in models:
+        control = select_blend(dataset, split.train, "bpr", holdout_days, parts=("model", "itemknn"))
+        tops["bpr+itemknn"] = blend_top({"model": tops["bpr"], "itemknn": tops["itemknn"]}, control["weights"],
+                                        depth)
+    tops = {name: top for name, top in tops.items() if name in (*models, "session", "blended", "bpr+itemknn")}
     results = {name: all_metrics(top, split.relevant, split.cold_relevant, split.item_counts, ks)
                for name, top in tops.items()}
     curves = {name: [recall_at_k(top, split.relevant, k) for k in range(1, curve_max + 1)] for name, top in tops.items()}
@@ -245,6 +252,7 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
             "cold_items": int((split.item_counts == 0).sum()),
             "blended_from": trained,
             "blend": blend,
+            **({"control_blend": control} if "bpr" in models else {}),
         },
         "models": results,
         "curves": curves,
