@@ -9,6 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from visrec.evaluation.recommendations import new_product_slots, reserve_slots
 from visrec.models import InteractionEvent, ModelKind, ModelVersion, ShopperVector
 from visrec.pseudonyms import subject_key
 from visrec.services import foryou, recommender_evaluation, recommender_training
@@ -246,3 +247,31 @@ def test_serving_uses_the_versions_blend_weights(shop, monkeypatch):
     ranked, source = foryou.recommend_for_subject(subject, 8)
     assert source == "model"
     assert [p for p, _ in ranked] == [p for p, _ in foryou.trained_list(subject, 8, filters, exclude)]
+
+
+def test_reserve_slots_gives_the_last_places_to_new_products():
+    assert new_product_slots(8, 0.05) == 0 and new_product_slots(10, 0.05) == 1
+    assert new_product_slots(20, 0.05) == 1 and new_product_slots(30, 0.05) == 2 and new_product_slots(20, 0) == 0
+    ranked = [1, 2, 3, 4, 5, 6]
+    assert reserve_slots(ranked, [9, 8], 5, 2) == [1, 2, 3, 9, 8]
+    assert reserve_slots(ranked, [2, 9], 5, 2) == [1, 2, 3, 9, 4]  # a new product already in the head is skipped
+    assert reserve_slots(ranked, [], 5, 2) == [1, 2, 3, 4, 5]  # no new products: the blend as it was
+    assert reserve_slots(ranked, [9], 5, 0) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, settings):
+    products, kinds = shop
+    recommender_training.train_recommender("vbpr")
+    category = products[0].category
+    new = ProductFactory(category=category, stock=5)  # nobody has interacted with it
+    centre = np.eye(DIMS)[2] * 3  # looks like kind 2
+    plant([new], [centre + np.random.default_rng(1).normal(scale=0.3, size=DIMS)])
+    subject = subject_key("demo", 2)  # loves kind 2
+    ranked, source = foryou.recommend_for_subject(subject, 10)
+    assert source == "blended" and len(ranked) == 10
+    assert ranked[-1][0] == new.pk and new.pk not in [p for p, _ in ranked[:-1]]
+    # Short lists keep every place for the blend; the share can be turned off.
+    assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 8)[0]]
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
+    assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 10)[0]]

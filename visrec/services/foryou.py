@@ -12,8 +12,10 @@ Blends, by weighted reciprocal-rank fusion (the same function the evaluation mea
 
 The weights are those nightly training chose on a validation slice and stored in the
 active version's ``metrics["blend"]``; without them, ``SESSION_BLEND`` splits the trained
-model and the session. Falls back in order: trained model, session, trending. What the
-shopper bought is left out (``EXCLUDE_PURCHASED``).
+model and the session. The blended list keeps its last ``RECOMMENDER_NEW_PRODUCT_SHARE``
+of places for products nobody has interacted with yet that look like the session (the
+evaluation measures the list the same way). Falls back in order: trained model, session,
+trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ..conf import visrec_settings
-from ..evaluation.recommendations import rrf_blend
+from ..evaluation.recommendations import new_product_slots, reserve_slots, rrf_blend
 from ..models import (
     InteractionEvent,
     ModelKind,
@@ -127,31 +129,46 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     return [(p, v) for p, v in ranked if p in allowed][:k]
 
 
-def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
-                 now: dt.datetime | None = None) -> list[tuple[int, float]]:
-    """Products that look like what the shopper recently viewed, carted and bought."""
+def session_query(subject: str, now: dt.datetime | None = None) -> np.ndarray | None:
+    """The shopper's session vector: unit float32 (D,) in image space, or None without signal."""
     version = active_embedder_version()
     if version is None:
-        return []
+        return None
     recent = list(InteractionEvent.objects.filter(subject_key=subject, product__isnull=False)
                   .order_by("-occurred_at")[: visrec_settings.SESSION_EVENTS]
                   .values_list("product_id", "event_type", "occurred_at"))
     if not recent:
-        return []
+        return None
     vectors = dict(ProductEmbedding.objects.filter(model_version=version.name, product_id__in={r[0] for r in recent})
                    .values_list("product_id", "vector"))
     recent = [r for r in recent if r[0] in vectors]
     if not recent:
-        return []
+        return None
     now = now or timezone.now()
     table = visrec_settings.EVENT_WEIGHTS
     weights = session_weights(np.array([table.get(r[1], 0.0) for r in recent]),
                               np.array([max((now - r[2]).total_seconds(), 0) / 3600 for r in recent]),
                               visrec_settings.SESSION_HALF_LIFE_HOURS)
-    query = session_vector(np.stack([np.asarray(vectors[r[0]], dtype=np.float32) for r in recent]), weights)
+    return session_vector(np.stack([np.asarray(vectors[r[0]], dtype=np.float32) for r in recent]), weights)
+
+
+def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
+                 now: dt.datetime | None = None, query: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """Products that look like what the shopper recently viewed, carted and bought."""
+    query = session_query(subject, now) if query is None else query
     if query is None:
         return []
     return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude))
+
+
+def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters,
+                      exclude: list[int]) -> list[tuple[int, float]]:
+    """The products nobody has interacted with yet that look most like the session ([] without one)."""
+    if query is None or k <= 0:
+        return []
+    touched = InteractionEvent.objects.filter(product__isnull=False).values("product_id")
+    return search_by_vector(query, k, filters,
+                            queryset_hook=lambda qs: qs.exclude(pk__in=exclude).exclude(pk__in=touched))
 
 
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
@@ -174,14 +191,19 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     version = active_version(ModelKind.RECOMMENDER)
     weights = blend_weights(version)
     trained = trained_list(subject, depth, filters, exclude, version)
-    session = session_list(subject, depth, filters, exclude, now)
+    query = session_query(subject, now)
+    session = session_list(subject, depth, filters, exclude, now, query)
     neighbours = (neighbours_list(subject, depth, filters, exclude, version) if trained and weights["itemknn"] > 0
                   else [])
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
              if ranked and weights[name] > 0}
     if len(parts) > 1:
         ids = rrf_blend([np.array([p for p, _ in ranked]) for ranked in parts.values()],
-                        [weights[name] for name in parts], k)
+                        [weights[name] for name in parts], k).tolist()
+        slots = new_product_slots(k, visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
+        if slots:
+            new = new_products_list(query, slots + k, filters, exclude)
+            ids = reserve_slots(ids, [p for p, _ in new], k, slots)
         scores = {p: s for p, s in trained}
         return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"
     if len(parts) == 1:

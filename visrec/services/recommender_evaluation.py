@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..conf import visrec_settings
-from ..evaluation.recommendations import all_metrics, ndcg_at_k, recall_at_k, rrf_blend
+from ..evaluation.recommendations import (
+    all_metrics,
+    ndcg_at_k,
+    new_product_slots,
+    recall_at_k,
+    reserve_slots,
+    rrf_blend,
+)
 from ..recommenders import MODELS, Recommender, top_n
 from ..recommenders.session import session_vectors_batch, session_weights
 from .interactions import Dataset
@@ -121,6 +128,30 @@ def default_blend() -> dict[str, float]:
     """Blend weights when none were chosen on validation: ``SESSION_BLEND`` for the session."""
     w = float(visrec_settings.SESSION_BLEND)
     return {"model": 1.0 - w, "itemknn": 0.0, "session": w}
+
+
+def new_products_top(split: Split, n: int) -> np.ndarray:
+    """int64 (U, n) the session model's best products among those nobody touched in the past."""
+    vectors = session_vectors_batch(split.dataset.features, split.histories)
+    scores = vectors @ split.dataset.features.T
+    scores[:, split.item_counts > 0] = -np.inf
+    for row, excluded in enumerate(split.exclude):
+        scores[row, excluded] = -np.inf
+    scores[~vectors.any(axis=1)] = -np.inf  # no session, no guess
+    ids, _ = top_n(scores.astype(np.float32), n)
+    return ids
+
+
+def with_new_products(blended: np.ndarray, new: np.ndarray, k: int, share: float | None = None) -> np.ndarray:
+    """int64 (U, k) the blended lists cut to ``k`` with the new-product places of a list of ``k``
+    (``RECOMMENDER_NEW_PRODUCT_SHARE``, see :func:`~visrec.evaluation.recommendations.reserve_slots`)."""
+    share = visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE if share is None else share
+    slots = new_product_slots(k, share)
+    out = np.full((len(blended), k), -1, dtype=np.int64)
+    for row in range(len(blended)):
+        ranked = reserve_slots(blended[row][blended[row] >= 0].tolist(), new[row][new[row] >= 0].tolist(), k, slots)
+        out[row, : len(ranked)] = ranked
+    return out
 
 
 def blend_top(tops: dict[str, np.ndarray], weights: dict[str, float], n: int) -> np.ndarray:
@@ -239,6 +270,14 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     results = {name: all_metrics(top, split.relevant, split.cold_relevant, split.item_counts, ks)
                for name, top in tops.items()}
     curves = {name: [recall_at_k(top, split.relevant, k) for k in range(1, curve_max + 1)] for name, top in tops.items()}
+    # The served blend keeps places for new products, and how many depends on the list's
+    # length: each K is measured on the list of length K that would be served.
+    new = new_products_top(split, max(curve_max, *ks))
+    results["blended"] = {key: value for k in ks for key, value in all_metrics(
+        with_new_products(tops["blended"], new, k), split.relevant, split.cold_relevant, split.item_counts,
+        (k,)).items()}
+    curves["blended"] = [recall_at_k(with_new_products(tops["blended"], new, k), split.relevant, k)
+                         for k in range(1, curve_max + 1)]
     cold_users = sum(1 for c in split.cold_relevant if c)
     return {
         "split": {
@@ -252,6 +291,7 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
             "cold_items": int((split.item_counts == 0).sum()),
             "blended_from": trained,
             "blend": blend,
+            "new_product_share": visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE,
             **({"control_blend": control} if "bpr" in models else {}),
         },
         "models": results,

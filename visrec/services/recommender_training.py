@@ -40,9 +40,11 @@ from .recommender_evaluation import (
     blend_top,
     fit_model,
     model_top,
+    new_products_top,
     select_blend,
     session_top,
     temporal_split,
+    with_new_products,
 )
 from .versions import activate_version, active_version
 
@@ -161,7 +163,8 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     parts = {"model": candidate_top, "session": session_top(split, GUARD_K)}
     if weights.get("itemknn", 0) > 0:
         parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, GUARD_K)
-    blend_recall = recall_at_k(blend_top(parts, weights, GUARD_K), split.relevant, GUARD_K)
+    served = with_new_products(blend_top(parts, weights, GUARD_K), new_products_top(split, GUARD_K), GUARD_K)
+    blend_recall = recall_at_k(served, split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     old = None
     if active is not None and active.artefact:
