@@ -262,11 +262,12 @@ def test_reserve_slots_gives_the_last_places_to_new_products():
 @pytest.mark.slow
 def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, settings):
     products, kinds = shop
-    recommender_training.train_recommender("vbpr")
-    category = products[0].category
-    new = ProductFactory(category=category, stock=5)  # nobody has interacted with it
+    new = ProductFactory(category=products[0].category, stock=5)  # nobody has interacted with it
     centre = np.eye(DIMS)[2] * 3  # looks like kind 2
     plant([new], [centre + np.random.default_rng(1).normal(scale=0.3, size=DIMS)])
+    version = recommender_training.train_recommender("vbpr")
+    bundle = recommender_training.load_bundle(version)
+    assert new.pk in bundle.products[~bundle.warm].tolist()
     subject = subject_key("demo", 2)  # loves kind 2
     ranked, source = foryou.recommend_for_subject(subject, 10)
     assert source == "blended" and len(ranked) == 10

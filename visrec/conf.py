@@ -75,8 +75,8 @@ DEFAULTS: dict[str, Any] = {
     # while the served model version has no blend weights chosen on validation.
     "SESSION_BLEND": 0.5,
     # Share of a "for you" list (its last places, lists of 10 or more) kept for products
-    # nobody has interacted with yet, picked by the session model: exploration, so that new
-    # products get the feedback a trained model needs. 0 turns it off.
+    # without interactions in the training window, picked by the session model:
+    # exploration, so that new products get the feedback a trained model needs. 0: off.
     "RECOMMENDER_NEW_PRODUCT_SHARE": 0.05,
     # Leave out what the shopper already bought.
     "EXCLUDE_PURCHASED": True,

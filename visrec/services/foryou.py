@@ -13,8 +13,8 @@ Blends, by weighted reciprocal-rank fusion (the same function the evaluation mea
 The weights are those nightly training chose on a validation slice and stored in the
 active version's ``metrics["blend"]``; without them, ``SESSION_BLEND`` splits the trained
 model and the session. The blended list keeps its last ``RECOMMENDER_NEW_PRODUCT_SHARE``
-of places for products nobody has interacted with yet that look like the session (the
-evaluation measures the list the same way). Falls back in order: trained model, session,
+of places for products without interactions in the training window that look like the
+session (the evaluation measures the list the same way). Falls back in order: trained model, session,
 trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
 """
 from __future__ import annotations
@@ -161,14 +161,19 @@ def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude))
 
 
-def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters,
-                      exclude: list[int]) -> list[tuple[int, float]]:
-    """The products nobody has interacted with yet that look most like the session ([] without one)."""
-    if query is None or k <= 0:
+def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters, exclude: list[int],
+                      version: ModelVersion | None = None) -> list[tuple[int, float]]:
+    """The products without interactions in the active model's training window that look
+    most like the session ([] without a session or a saved list of them)."""
+    version = version or active_version(ModelKind.RECOMMENDER)
+    if query is None or k <= 0 or version is None or not version.artefact:
         return []
-    touched = InteractionEvent.objects.filter(product__isnull=False).values("product_id")
+    bundle, _, _ = _bundle(version)
+    if bundle.warm is None or bundle.warm.all():
+        return []
+    new = bundle.products[~bundle.warm].tolist()
     return search_by_vector(query, k, filters,
-                            queryset_hook=lambda qs: qs.exclude(pk__in=exclude).exclude(pk__in=touched))
+                            queryset_hook=lambda qs: qs.filter(pk__in=new).exclude(pk__in=exclude))
 
 
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
@@ -202,7 +207,7 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
                         [weights[name] for name in parts], k).tolist()
         slots = new_product_slots(k, visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
         if slots:
-            new = new_products_list(query, slots + k, filters, exclude)
+            new = new_products_list(query, slots + k, filters, exclude, version)
             ids = reserve_slots(ids, [p for p, _ in new], k, slots)
         scores = {p: s for p, s in trained}
         return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"

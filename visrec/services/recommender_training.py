@@ -60,18 +60,23 @@ class NothingToLearn(RuntimeError):
 class Bundle:
     """A saved "for you" model with the keys its indices stand for.
 
-    ``neighbours`` is the item-kNN model of the blend (None when the blend gives it no weight).
+    ``neighbours`` is the item-kNN model of the blend (None when the blend gives it no weight);
+    ``warm`` marks the products that had interactions in the training window (the others
+    are the "new products" that the served list keeps places for).
     """
 
     model: Recommender
     subjects: np.ndarray  # str (n_users,) subject keys
     products: np.ndarray  # int64 (n_items,) product pks
     neighbours: Recommender | None = None
+    warm: np.ndarray | None = None  # bool (n_items,)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         extra = {} if self.neighbours is None else {
             "neighbours": np.frombuffer(self.neighbours.to_bytes(), dtype=np.uint8)}
+        if self.warm is not None:
+            extra["warm"] = np.asarray(self.warm, dtype=bool)
         np.savez(buffer, model=np.frombuffer(self.model.to_bytes(), dtype=np.uint8),
                  subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64),
                  **extra)
@@ -83,7 +88,7 @@ class Bundle:
         neighbours = (load_model(io.BytesIO(arrays["neighbours"].tobytes())) if "neighbours" in arrays.files
                       else None)
         return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"],
-                   neighbours)
+                   neighbours, arrays["warm"] if "warm" in arrays.files else None)
 
 
 def load_bundle(version: ModelVersion) -> Bundle:
@@ -188,7 +193,8 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     try:
         final = fit_model(model_name, dataset, None, progress=progress)
         neighbours = fit_model("itemknn", dataset, None) if weights.get("itemknn", 0) > 0 else None
-        bundle = Bundle(final, dataset.subjects, dataset.products, neighbours)
+        warm = np.bincount(dataset.interactions().items, minlength=len(dataset.products)) > 0
+        bundle = Bundle(final, dataset.subjects, dataset.products, neighbours, warm)
         version.artefact.save(f"{name}.npz", ContentFile(bundle.to_bytes()), save=True)
         publish(version, final, dataset)
         baseline = "nothing served yet" if old is None else f"{old:.4f} of {active.name}"
