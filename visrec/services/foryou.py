@@ -14,8 +14,8 @@ The weights are those nightly training chose on a validation slice and stored in
 active version's ``metrics["blend"]``; without them, ``SESSION_BLEND`` splits the trained
 model and the session. The blended list keeps its last ``RECOMMENDER_NEW_PRODUCT_SHARE``
 of places for products without interactions in the training window that look like the
-session (the evaluation measures the list the same way). Falls back in order: trained model, session,
-trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
+session (the evaluation measures the list the same way). Falls back in order: trained
+model, session, trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
 """
 from __future__ import annotations
 
