@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from visrec.evaluation.recommendations import new_product_slots, reserve_slots
 from visrec.models import InteractionEvent, ModelKind, ModelVersion, ShopperVector
 from visrec.pseudonyms import subject_key
-from visrec.services import foryou, recommender_training
+from visrec.services import foryou, recommender_evaluation, recommender_training
 from visrec.services.versions import active_version
 
 from .factories import CategoryFactory, ProductFactory
@@ -171,3 +173,111 @@ def test_rollback_by_command_and_admin(shop, admin_client, capsys):
     assert active_version(ModelKind.RECOMMENDER) == second
     call_command("visrec_versions", "--kind", "recommender")
     assert f"* recommender  {second.name}" in capsys.readouterr().out
+
+
+def test_weight_grid_covers_the_simplex():
+    grid = recommender_evaluation.weight_grid(("model", "itemknn", "session"), 0.1)
+    assert len(grid) == 66  # (10 + 2 choose 2)
+    assert all(abs(sum(w.values()) - 1) < 1e-9 and min(w.values()) >= 0 for w in grid)
+    assert {"model": 1.0, "itemknn": 0.0, "session": 0.0} in grid
+
+
+def test_choose_blend_weights_the_part_that_finds_the_purchases():
+    rng = np.random.default_rng(0)
+    users, depth = 50, 30
+    relevant = [set(rng.choice(1000, size=3, replace=False).tolist()) for _ in range(users)]
+    good = np.stack([np.concatenate([sorted(r), rng.choice(np.arange(1000, 2000), depth - 3, replace=False)])
+                     for r in relevant])
+    noise = [np.stack([rng.choice(np.arange(2000, 3000), depth, replace=False) for _ in range(users)])
+             for _ in range(2)]
+    split = SimpleNamespace(relevant=relevant)
+    for order in (("model", "itemknn", "session"), ("session", "model", "itemknn")):
+        tops = dict(zip(order, [good, *noise]))
+        weights, recall = recommender_evaluation.choose_blend(split, tops, k=3)
+        assert recall == 1.0
+        assert weights[order[0]] == max(weights.values()) and weights[order[0]] >= 0.5, weights
+
+
+@pytest.mark.slow
+def test_training_chooses_the_blend_before_the_held_out_days(shop, monkeypatch):
+    seen = []
+    real_before = recommender_evaluation.before
+
+    def spy(dataset, mask):
+        sub = real_before(dataset, mask)
+        seen.append((float(dataset.times.max()), float(sub.times.max())))
+        return sub
+
+    monkeypatch.setattr(recommender_evaluation, "before", spy)
+    version = recommender_training.train_recommender("vbpr")
+    weights = version.metrics["blend"]
+    assert set(weights) == {"model", "itemknn", "session"} and abs(sum(weights.values()) - 1) < 1e-9
+    assert version.metrics["blend_validation_shoppers"] > 0
+    assert 0 <= version.metrics["blend_recall@20"] <= 1
+    # The validation slice is cut from the training events only: it ends before the held-out days.
+    (latest, validation_latest), = seen
+    assert validation_latest < latest - (recommender_training.visrec_settings.HOLDOUT_DAYS - 0.01) * 86400
+
+
+@pytest.mark.slow
+def test_serving_uses_the_versions_blend_weights(shop, monkeypatch):
+    products, kinds = shop
+    monkeypatch.setattr(recommender_training, "select_blend", lambda *a, **k: {
+        "weights": {"model": 0.4, "itemknn": 0.4, "session": 0.2}, "validation_recall@20": 0.5,
+        "validation_shoppers": 1})
+    version = recommender_training.train_recommender("vbpr")
+    assert recommender_training.load_bundle(version).neighbours is not None  # item-kNN saved for serving
+    subject = subject_key("demo", 1)  # loves kind 1
+    exclude = foryou._purchased(subject)
+    filters = foryou.SimilarFilters()
+    neighbours = foryou.neighbours_list(subject, 8, filters, exclude)
+    assert len(neighbours) == 8 and sum(kind_of(products, kinds, p) == 1 for p, _ in neighbours) >= 6
+    assert not {p for p, _ in neighbours} & set(exclude)
+    ranked, source = foryou.recommend_for_subject(subject, 8)
+    assert source == "blended" and sum(kind_of(products, kinds, p) == 1 for p, _ in ranked) >= 6
+    # Weights that leave only the session: the served list is the session list.
+    version.metrics["blend"] = {"model": 0.0, "itemknn": 0.0, "session": 1.0}
+    version.save(update_fields=["metrics"])
+    ranked, source = foryou.recommend_for_subject(subject, 8)
+    assert source == "session"
+    assert [p for p, _ in ranked] == [p for p, _ in foryou.session_list(subject, 8, filters, exclude)]
+    # Only the trained model: its own list.
+    version.metrics["blend"] = {"model": 1.0, "itemknn": 0.0, "session": 0.0}
+    version.save(update_fields=["metrics"])
+    ranked, source = foryou.recommend_for_subject(subject, 8)
+    assert source == "model"
+    assert [p for p, _ in ranked] == [p for p, _ in foryou.trained_list(subject, 8, filters, exclude)]
+
+
+def test_reserve_slots_gives_the_last_places_to_new_products():
+    assert new_product_slots(8, 0.05) == 0 and new_product_slots(10, 0.05) == 1
+    assert new_product_slots(20, 0.05) == 1 and new_product_slots(30, 0.05) == 2 and new_product_slots(20, 0) == 0
+    ranked = [1, 2, 3, 4, 5, 6]
+    assert reserve_slots(ranked, [9, 8], 5, 2) == [1, 2, 3, 9, 8]
+    assert reserve_slots(ranked, [2, 9], 5, 2) == [1, 2, 3, 9, 4]  # a new product already in the head is skipped
+    assert reserve_slots(ranked, [], 5, 2) == [1, 2, 3, 4, 5]  # no new products: the blend as it was
+    assert reserve_slots(ranked, [9], 5, 0) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, settings, monkeypatch):
+    products, kinds = shop
+    new = ProductFactory(category=products[0].category, stock=5)  # nobody has interacted with it
+    centre = np.eye(DIMS)[2] * 3  # looks like kind 2
+    plant([new], [centre + np.random.default_rng(1).normal(scale=0.3, size=DIMS)])
+    # Parts that learn from interactions only (BPR, item-kNN): without its place the new
+    # product could not be in the list at all.
+    monkeypatch.setattr(recommender_training, "select_blend", lambda *a, **k: {
+        "weights": {"model": 0.5, "itemknn": 0.5, "session": 0.0}, "validation_recall@20": 0.5,
+        "validation_shoppers": 1})
+    version = recommender_training.train_recommender("bpr")
+    bundle = recommender_training.load_bundle(version)
+    assert new.pk in bundle.products[~bundle.warm].tolist()
+    subject = subject_key("demo", 2)  # loves kind 2
+    ranked, source = foryou.recommend_for_subject(subject, 10)
+    assert source == "blended" and len(ranked) == 10
+    assert ranked[-1][0] == new.pk and new.pk not in [p for p, _ in ranked[:-1]]
+    # Short lists keep every place for the blend; the share can be turned off.
+    assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 8)[0]]
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
+    assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 10)[0]]

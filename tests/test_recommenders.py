@@ -447,6 +447,19 @@ class TestVBPR(RecommenderContract):
         median_rank = np.median(np.take_along_axis(ranks, cold_of_favourite, axis=1))
         assert median_rank < 40, median_rank  # random would be ~200 of 400
 
+    def test_cold_items_outrank_warm_items_of_other_looks(self, model):
+        # A product nobody touched, scored by its looks alone, must beat proven products that
+        # do not look like the shopper's taste: cold items of each user's kind above (almost)
+        # every item of the other kinds, for every user.
+        users = np.arange(1, N_USERS)
+        scores = model._score_batch(users)
+        kinds = kind_of(np.arange(N_ITEMS))
+        beaten = []
+        for row, kind in enumerate(favourite_kind(users)):
+            cold = items_of_kind(int(kind), warm=False)
+            beaten.append(np.mean(scores[row, cold].min() > scores[row, kinds != kind]))
+        assert np.mean(beaten) >= 0.95 and np.min(beaten) >= 0.85, (np.mean(beaten), np.min(beaten))
+
     def test_cold_items_are_not_all_ranked_last(self, model):
         cold = ~model.warm_items
         ranks = (-model.score(5)).argsort().argsort()

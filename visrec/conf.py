@@ -74,8 +74,13 @@ DEFAULTS: dict[str, Any] = {
     # Session model: the shopper's last N events, halving in weight every H hours.
     "SESSION_EVENTS": 20,
     "SESSION_HALF_LIFE_HOURS": 72.0,
-    # Share of the session signal when blended with the trained model (0..1).
+    # Share of the session signal when blended with the trained model (0..1), used only
+    # while the served model version has no blend weights chosen on validation.
     "SESSION_BLEND": 0.5,
+    # Share of a "for you" list (its last places, lists of 10 or more) kept for products
+    # without interactions in the training window, picked by the session model:
+    # exploration, so that new products get the feedback a trained model needs. 0: off.
+    "RECOMMENDER_NEW_PRODUCT_SHARE": 0.05,
     # Leave out what the shopper already bought.
     "EXCLUDE_PURCHASED": True,
     # Crontab fields of the nightly "for you" training.

@@ -21,6 +21,18 @@ Cold start. The visual terms reach every catalogue item, also those nobody touch
 * products added after training get serving vectors from their CNN vector alone
   (:meth:`VBPRRecommender.item_vectors_for_features`).
 
+What that gives, measured on the demo's simulated shop (3,000 products, 217 cold; 18
+purchases of cold products in the test week; 20 epochs): cold products are scored and
+compete, the visual term dominates the score (std 0.88 against 0.35 for the collaborative
+term and 0.29 for the biases), and among the cold products the bought ones rank high
+(median place 10 of 217); but among all products they come at places 32 to 913, behind
+look-alike warm products with a record. Neither mapping ``gamma_i`` and ``beta_i`` of cold
+items from their visual neighbours (ridge or kNN) nor an optimistic cold bias (+1 to +2
+standard deviations) moved more than one of them into a top 20. Ranking by expected
+relevance does that, rightly: a new product has no evidence of being more than average.
+Getting new products seen is exploration, which the served list does
+(``RECOMMENDER_NEW_PRODUCT_SHARE`` in :mod:`visrec.services.foryou`).
+
 New shoppers (fold-in): ``theta_u`` is the weighted mean of ``E f_i`` and ``gamma_u`` the
 weighted mean of ``gamma_i`` over the history, each rescaled to the median norm of trained
 users (see :func:`visrec.recommenders.bpr.fold_in_mean`).

@@ -6,9 +6,14 @@
 1. loads the last ``TRAINING_WINDOW_DAYS`` of events and the served image vectors;
 2. fits the configured model on all but the last ``HOLDOUT_DAYS`` and measures Recall@20
    on those days' purchases; the active model is measured on the same slice;
-3. if the candidate is at least as good (or nothing is served yet), refits it on the
-   whole window, writes its shopper and product vectors, builds the HNSW index and
-   switches in one transaction; otherwise keeps the active model and records why.
+3. chooses the served blend's weights (trained model, item-kNN, session) on a validation
+   slice *before* the held-out days (:func:`~.recommender_evaluation.select_blend`) and
+   stores them in the version's ``metrics["blend"]``, with the blend's Recall@20 on the
+   held-out days; serving reads them from there;
+4. if the candidate is at least as good (or nothing is served yet), refits it (and, when
+   the blend uses it, item-kNN) on the whole window, writes its shopper and product
+   vectors, builds the HNSW index and switches in one transaction; otherwise keeps the
+   active model and records why.
 
 A failure anywhere leaves the active model serving.
 """
@@ -30,7 +35,18 @@ from ..recommenders import Recommender, load_model, top_n
 from . import dp_training, vector_index
 from .embedders import active_embedder_version
 from .interactions import Dataset, load_dataset
-from .recommender_evaluation import Split, fit_model, model_top, temporal_split
+from .recommender_evaluation import (
+    Split,
+    blend_top,
+    default_blend,
+    fit_model,
+    model_top,
+    new_products_top,
+    select_blend,
+    session_top,
+    temporal_split,
+    with_new_products,
+)
 from .versions import activate_version, active_version
 
 logger = logging.getLogger(__name__)
@@ -43,22 +59,37 @@ class NothingToLearn(RuntimeError):
 
 @dataclass
 class Bundle:
-    """A saved "for you" model with the keys its indices stand for."""
+    """A saved "for you" model with the keys its indices stand for.
+
+    ``neighbours`` is the item-kNN model of the blend (None when the blend gives it no weight);
+    ``warm`` marks the products that had interactions in the training window (the others
+    are the "new products" that the served list keeps places for).
+    """
 
     model: Recommender
     subjects: np.ndarray  # str (n_users,) subject keys
     products: np.ndarray  # int64 (n_items,) product pks
+    neighbours: Recommender | None = None
+    warm: np.ndarray | None = None  # bool (n_items,)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
+        extra = {} if self.neighbours is None else {
+            "neighbours": np.frombuffer(self.neighbours.to_bytes(), dtype=np.uint8)}
+        if self.warm is not None:
+            extra["warm"] = np.asarray(self.warm, dtype=bool)
         np.savez(buffer, model=np.frombuffer(self.model.to_bytes(), dtype=np.uint8),
-                 subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64))
+                 subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64),
+                 **extra)
         return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Bundle:
         arrays = np.load(io.BytesIO(data), allow_pickle=False)
-        return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"])
+        neighbours = (load_model(io.BytesIO(arrays["neighbours"].tobytes())) if "neighbours" in arrays.files
+                      else None)
+        return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"],
+                   neighbours, arrays["warm"] if "warm" in arrays.files else None)
 
 
 def load_bundle(version: ModelVersion) -> Bundle:
@@ -132,7 +163,18 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     if len(split.users) == 0:
         raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
     candidate = fit_model(model_name, dataset, split.train, progress=progress, params=params)
-    new = recall_at_k(model_top(candidate, split, GUARD_K), split.relevant, GUARD_K)
+    candidate_top = model_top(candidate, split, GUARD_K)
+    new = recall_at_k(candidate_top, split.relevant, GUARD_K)
+    if params is None:
+        blend = select_blend(dataset, split.train, model_name)
+    else:  # DP training hook: choosing weights would fit a non-private model on the events
+        blend = {"weights": default_blend(), f"validation_recall@{GUARD_K}": None, "validation_shoppers": 0}
+    weights = blend["weights"]
+    parts = {"model": candidate_top, "session": session_top(split, GUARD_K)}
+    if weights.get("itemknn", 0) > 0:
+        parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, GUARD_K)
+    served = with_new_products(blend_top(parts, weights, GUARD_K), new_products_top(split, GUARD_K), GUARD_K)
+    blend_recall = recall_at_k(served, split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     old = None
     if active is not None and active.artefact:
@@ -144,6 +186,9 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
                f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
                "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS,
+               "blend": weights, f"blend_recall@{GUARD_K}": blend_recall,
+               f"blend_validation_recall@{GUARD_K}": blend[f"validation_recall@{GUARD_K}"],
+               "blend_validation_shoppers": blend["validation_shoppers"],
                **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
     if old is not None and new < old:
@@ -156,8 +201,10 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
         if params is not None:  # DP training hook: the epsilon of the model that is published
             version.metrics = {**version.metrics, **dp_training.privacy_metrics(final, guardrail=candidate)}
             version.save(update_fields=["metrics"])
-        version.artefact.save(f"{name}.npz", ContentFile(Bundle(final, dataset.subjects, dataset.products).to_bytes()),
-                              save=True)
+        neighbours = fit_model("itemknn", dataset, None) if weights.get("itemknn", 0) > 0 else None
+        warm = np.bincount(dataset.interactions().items, minlength=len(dataset.products)) > 0
+        bundle = Bundle(final, dataset.subjects, dataset.products, neighbours, warm)
+        version.artefact.save(f"{name}.npz", ContentFile(bundle.to_bytes()), save=True)
         publish(version, final, dataset)
         baseline = "nothing served yet" if old is None else f"{old:.4f} of {active.name}"
         activate_version(version, note=f"promoted: Recall@{GUARD_K} {new:.4f} >= {baseline}")
