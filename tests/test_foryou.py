@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -141,6 +142,11 @@ def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
     assert "Temporal split" in out
     for name in ("popularity", "itemknn", "bpr", "vbpr", "session", "blended"):
         assert name in out
+    results = json.loads((tmp_path / "results.json").read_text())
+    if results["split"]["blend"]["weights"]:  # the chosen weights are printed as stored
+        assert "blended = " in out
+        for part in results["split"]["blend"]["weights"]:
+            assert f"{part} " in out.split("blended = ", 1)[1].splitlines()[0]
     assert (tmp_path / "results.json").exists() and (tmp_path / "recall_at_k.png").stat().st_size > 5000
 
 

@@ -64,6 +64,11 @@ class Command(BaseCommand):
         )
         rows = [{"model": name, **metrics} for name, metrics in report["models"].items()]
         self.stdout.write(results_table(rows, COLUMNS))
+        blend = split.get("blend") or {}
+        if blend.get("weights"):
+            weights = ", ".join(f"{part} {weight:g}" for part, weight in blend["weights"].items())
+            self.stdout.write(f"\nblended = {weights} (chosen on {blend.get('validation_shoppers', 0)} validation "
+                              "shoppers' purchases in the days before the test days)")
         if epsilons is not None:
             report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats,
                                          progress=lambda stage: self.stderr.write(f"  {stage}…"))
