@@ -262,8 +262,12 @@ def run_cornac_vbpr(dataset, split, seed: int, params: dict) -> tuple[float, lis
     ``theta_u . E f_i + beta' . f_i``), from Cornac's learned parameters.
     """
     import cornac
+    import torch
     from cornac.data import ImageModality
 
+    # One torch thread: on the shared 2-core host torch's intra-op threads made Cornac's
+    # 100-triple steps 3x slower (measured), see visrec/recommenders/bpr.py's docstring.
+    torch.set_num_threads(1)
     matrix = pair_matrix(dataset, split.train).tocoo()
     triples = list(zip(matrix.row.tolist(), matrix.col.tolist(), matrix.data.astype(float).tolist()))
     t0 = time.perf_counter()
@@ -534,6 +538,8 @@ def foryou(server, args, workdir: Path) -> dict:
     keys_file.write_text("\n".join(keys) + "\n")
     script = workdir / "foryou.lua"
     script.write_text(FORYOU_LUA)
+    breakdown = service_breakdown(subjects[: args.breakdown_shoppers])
+    print(f"[foryou] in-process ms per call {json.dumps(breakdown)}", flush=True)
     run_wrk(server.port, script, keys_file, 2, 5)  # warm-up
     runs = []
     for connections in (1, args.connections):
@@ -541,7 +547,36 @@ def foryou(server, args, workdir: Path) -> dict:
         stats.update(connections=connections, shoppers=len(keys), load=similar_bench.load_average())
         print(f"[foryou] {json.dumps(stats)}", flush=True)
         runs.append(stats)
-    return {"version": version.name, "dimensions": version.dimensions, "runs": runs}
+    return {"version": version.name, "dimensions": version.dimensions, "runs": runs, "breakdown": breakdown}
+
+
+def service_breakdown(subjects: list[str]) -> dict:
+    """p50 ms, in this process, of ``recommend_for_subject`` and of its parts for the same shoppers:
+    the trained model's pgvector query, the session query, and the product cards."""
+    from visrec.services import presentation
+    from visrec.services.foryou import DEPTH, recommend_for_subject, session_list, trained_list
+    from visrec.services.similar import SimilarFilters
+
+    filters = SimilarFilters()
+    steps = {
+        "recommend_for_subject": lambda s: recommend_for_subject(s, 8, filters),
+        "trained_list": lambda s: trained_list(s, DEPTH, filters, []),
+        "session_list": lambda s: session_list(s, DEPTH, filters, []),
+        "product_cards": lambda s: presentation.product_cards(recommend_for_subject(s, 8, filters)[0]),
+    }
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for i, subject in enumerate(subjects):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(subject)
+            if i >= 3:  # the first calls warm caches and connections
+                times[name].append(time.perf_counter() - t0)
+    out = {name: float(np.percentile(v, 50) * 1000) for name, v in times.items() if v}
+    if "product_cards" in out and "recommend_for_subject" in out:
+        out["product_cards"] -= out["recommend_for_subject"]  # cards alone (approximately)
+    out["calls"] = max(0, len(subjects) - 3)
+    out["load"] = similar_bench.load_average()
+    return out
 
 
 # --- part 4: ingestion -------------------------------------------------------------------------
@@ -679,6 +714,9 @@ def print_report(results: dict, args) -> None:
             print(f"| {r['connections']} | {r['requests']} | {r['rps']:.0f} | {r['p50_ms']:.1f} "
                   f"{mark(r['p50_ms'] <= TARGET_FORYOU_P50_MS)} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} "
                   f"| {r['errors']} | {r['blended']} / {r['model']} / {r['session']} / {r['trending']} |")
+        b = fy["breakdown"]
+        print(f"\nIn-process p50 ms over {b['calls']} shoppers ({b['load']}): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in b.items() if k not in ("calls", "load")))
         print()
     ing = results.get("ingest")
     if ing:
@@ -705,7 +743,7 @@ def main() -> None:
     parser.add_argument("--parts", default="accuracy,scale,foryou,ingest")
     parser.add_argument("--demo-db", default="visrec", help="database the demo's events are read from (read-only); "
                         "'' to skip the demo data")
-    parser.add_argument("--synthetic", default="100000,10000,10000",
+    parser.add_argument("--synthetic", default="20000,2000,2000",
                         help="events,products,shoppers of the synthetic accuracy data ('' to skip)")
     parser.add_argument("--cornac-params", default="{}", help="JSON keyword arguments of cornac.models.VBPR")
     parser.add_argument("--implicit-params", default="{}", help="JSON keyword arguments of implicit's BPR")
@@ -713,6 +751,8 @@ def main() -> None:
     parser.add_argument("--scale-items", type=int, default=100_000)
     parser.add_argument("--scale-shoppers", type=int, default=100_000)
     parser.add_argument("--foryou-shoppers", type=int, default=2000)
+    parser.add_argument("--breakdown-shoppers", type=int, default=50,
+                        help="shoppers timed in-process, per part of the for-you service")
     parser.add_argument("--http-duration", type=int, default=20)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
@@ -733,19 +773,7 @@ def main() -> None:
     results: dict = {}
     start = time.perf_counter()
     try:
-        demo_path = None
-        if "accuracy" in parts and args.demo_db:
-            demo_path = workdir / "demo.npz"
-            print(f"[accuracy] demo export {json.dumps(export_demo(args.demo_db, demo_path))}", flush=True)
         similar_bench.setup_django(args.db)
-        if "accuracy" in parts:
-            results["accuracy"] = []
-            if demo_path is not None:
-                results["accuracy"].append(accuracy(read_dataset(demo_path), f"demo shoppers ({args.demo_db})", args))
-            if args.synthetic:
-                n_events, n_items, n_users = (int(x) for x in args.synthetic.split(","))
-                data = synthetic_dataset(n_events, n_items, n_users, args.seed)
-                results["accuracy"].append(accuracy(data, "synthetic planted tastes", args))
         if "scale" in parts:
             results["scale"] = scale(args, workdir)
         if parts & {"foryou", "ingest"}:
@@ -770,6 +798,16 @@ def main() -> None:
                     results["ingest"] = ingest(server, args, product_ids)
             finally:
                 server.stop()
+        if "accuracy" in parts:
+            results["accuracy"] = []
+            if args.demo_db:
+                demo_path = workdir / "demo.npz"
+                print(f"[accuracy] demo export {json.dumps(export_demo(args.demo_db, demo_path))}", flush=True)
+                results["accuracy"].append(accuracy(read_dataset(demo_path), f"demo shoppers ({args.demo_db})", args))
+            if args.synthetic:
+                n_events, n_items, n_users = (int(x) for x in args.synthetic.split(","))
+                data = synthetic_dataset(n_events, n_items, n_users, args.seed)
+                results["accuracy"].append(accuracy(data, "synthetic planted tastes", args))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         saved = {k: v for k, v in results.items() if k != "scale"}
