@@ -209,7 +209,9 @@ def child_main(argv: list[str]) -> None:
         version = train_recommender("vbpr", progress=_epoch_printer("train"))
         out = {"seconds": time.perf_counter() - t0, "version": version.name, "metrics": version.metrics,
                "notes": version.notes, "active": version.is_active}
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_mb"] = usage.ru_maxrss / 1024.0
+    out["cpu_s"] = usage.ru_utime + usage.ru_stime  # this process's CPU time: what the load did not inflate
     print(CHILD_PREFIX + json.dumps(out), flush=True)
 
 
@@ -692,13 +694,13 @@ def print_report(results: dict, args) -> None:
         print(f"## training at scale: {sc['events']:,} events, {sc['items']:,} products, {sc['shoppers']:,} shoppers, "
               f"{DIMS}-d image vectors")
         print()
-        print("| what | wall s (ref < 600) | peak RSS MB (ref < 4096) | load after |")
-        print("|---|---:|---:|---|")
-        print(f"| fit_model(\"vbpr\") alone | {fit['seconds']:.0f} {mark(fit['seconds'] < TARGET_TRAIN_S)} "
-              f"| {fit['peak_rss_mb']:.0f} {mark(fit['peak_rss_mb'] < TARGET_RSS_MB)} | {fit['load_after']} |")
-        print(f"| train_recommender (load, fit, measure, refit, publish, index) | {train['seconds']:.0f} "
-              f"{mark(train['seconds'] < TARGET_TRAIN_S)} | {train['peak_rss_mb']:.0f} "
-              f"{mark(train['peak_rss_mb'] < TARGET_RSS_MB)} | {train['load_after']} |")
+        print("| what | wall s (ref < 600) | CPU s of the process | peak RSS MB (ref < 4096) | load after |")
+        print("|---|---:|---:|---:|---|")
+        for label, r in (("fit_model(\"vbpr\") alone", fit),
+                         ("train_recommender (load, fit, measure, refit, publish, index)", train)):
+            cpu = f"{r['cpu_s']:.0f}" if "cpu_s" in r else "—"
+            print(f"| {label} | {r['seconds']:.0f} {mark(r['seconds'] < TARGET_TRAIN_S)} | {cpu} "
+                  f"| {r['peak_rss_mb']:.0f} {mark(r['peak_rss_mb'] < TARGET_RSS_MB)} | {r['load_after']} |")
         print(f"\ntrain_recommender: {train['version']} active={train['active']}, metrics {json.dumps(train['metrics'])}")
         print()
     fy = results.get("foryou")
