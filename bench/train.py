@@ -767,7 +767,12 @@ def main() -> None:
     parser.add_argument("--db", default="visrec_bench_train")
     parser.add_argument("--keep", action="store_true", help="keep the throw-away database")
     parser.add_argument("--json", type=Path, default=ROOT / "var" / "bench-train.json")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="print the tables of a saved --json file (an interrupted run's too) and exit")
     args = parser.parse_args()
+    if args.report:
+        print_report(json.loads(args.report.read_text()), args)
+        return
     parts = set(args.parts.split(","))
     print("command: " + " ".join([Path(sys.executable).name, "bench/train.py", *sys.argv[1:]]), flush=True)
     print(f"{os.cpu_count()} CPUs, load {Path('/proc/loadavg').read_text().strip()}", flush=True)
