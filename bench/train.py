@@ -560,11 +560,12 @@ def service_breakdown(subjects: list[str]) -> dict:
     from visrec.services.similar import SimilarFilters
 
     filters = SimilarFilters()
+    lists: dict[str, list] = {}
     steps = {
-        "recommend_for_subject": lambda s: recommend_for_subject(s, 8, filters),
+        "recommend_for_subject": lambda s: lists.__setitem__(s, recommend_for_subject(s, 8, filters)[0]),
         "trained_list": lambda s: trained_list(s, DEPTH, filters, []),
         "session_list": lambda s: session_list(s, DEPTH, filters, []),
-        "product_cards": lambda s: presentation.product_cards(recommend_for_subject(s, 8, filters)[0]),
+        "product_cards": lambda s: presentation.product_cards(lists[s]),  # the list just served
     }
     times: dict[str, list[float]] = {name: [] for name in steps}
     for i, subject in enumerate(subjects):
@@ -574,8 +575,6 @@ def service_breakdown(subjects: list[str]) -> dict:
             if i >= 3:  # the first calls warm caches and connections
                 times[name].append(time.perf_counter() - t0)
     out = {name: float(np.percentile(v, 50) * 1000) for name, v in times.items() if v}
-    if "product_cards" in out and "recommend_for_subject" in out:
-        out["product_cards"] -= out["recommend_for_subject"]  # cards alone (approximately)
     out["calls"] = max(0, len(subjects) - 3)
     out["load"] = similar_bench.load_average()
     return out
