@@ -422,7 +422,8 @@ def load_events(dataset, product_ids: np.ndarray) -> None:
         cursor.execute(f"VACUUM ANALYZE {table}")
 
 
-def scale(args, workdir: Path) -> dict:
+def scale_fit(args, workdir: Path):
+    """The scale data set, and ``fit_model("vbpr")`` on all of it timed in a child process."""
     print(f"[scale] generating {args.scale_events:,} events, {args.scale_items:,} products, "
           f"{args.scale_shoppers:,} shoppers", flush=True)
     dataset = synthetic_dataset(args.scale_events, args.scale_items, args.scale_shoppers, args.seed + 1)
@@ -433,6 +434,11 @@ def scale(args, workdir: Path) -> dict:
     out["fit"] = run_child(["fit", str(path)])
     out["fit"]["load_after"] = similar_bench.load_average()
     print(f"[scale] fit {json.dumps(out['fit'])}", flush=True)
+    return dataset, out
+
+
+def scale(args, workdir: Path) -> dict:
+    dataset, out = scale_fit(args, workdir)
 
     t0 = time.perf_counter()
     reset_bench_tables()
@@ -689,7 +695,7 @@ def print_report(results: dict, args) -> None:
         print()
     sc = results.get("scale")
     if sc:
-        fit, train = sc["fit"], sc["train"]
+        fit, train = sc["fit"], sc.get("train")
         print(f"## training at scale: {sc['events']:,} events, {sc['items']:,} products, {sc['shoppers']:,} shoppers, "
               f"{DIMS}-d image vectors")
         print()
@@ -697,10 +703,13 @@ def print_report(results: dict, args) -> None:
         print("|---|---:|---:|---:|---|")
         for label, r in (("fit_model(\"vbpr\") alone", fit),
                          ("train_recommender (load, fit, measure, refit, publish, index)", train)):
+            if r is None:
+                continue
             cpu = f"{r['cpu_s']:.0f}" if "cpu_s" in r else "—"
             print(f"| {label} | {r['seconds']:.0f} {mark(r['seconds'] < TARGET_TRAIN_S)} | {cpu} "
                   f"| {r['peak_rss_mb']:.0f} {mark(r['peak_rss_mb'] < TARGET_RSS_MB)} | {r['load_after']} |")
-        print(f"\ntrain_recommender: {train['version']} active={train['active']}, metrics {json.dumps(train['metrics'])}")
+        if train:
+            print(f"\ntrain_recommender: {train['version']} active={train['active']}, metrics {json.dumps(train['metrics'])}")
         print()
     fy = results.get("foryou")
     if fy:
@@ -741,7 +750,8 @@ def main() -> None:
         child_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="accuracy,scale,foryou,ingest")
+    parser.add_argument("--parts", default="accuracy,scale,foryou,ingest",
+                        help="any of accuracy, scale, foryou, ingest; or fit: the scale part's fit alone")
     parser.add_argument("--demo-db", default="visrec", help="database the demo's events are read from (read-only); "
                         "'' to skip the demo data")
     parser.add_argument("--synthetic", default="20000,2000,2000",
@@ -782,6 +792,8 @@ def main() -> None:
         similar_bench.setup_django(args.db)
         if "scale" in parts:
             results["scale"] = scale(args, workdir)
+        elif "fit" in parts:  # the scale part's fit alone, without the database and the service
+            results["scale"] = scale_fit(args, workdir)[1]
         if parts & {"foryou", "ingest"}:
             from visrec.models import ModelKind
             from visrec.services.versions import active_version
