@@ -4,6 +4,8 @@ implicit's BPR, training at 1M events, GET /for-you latency, event ingestion.
     pip install -r bench/requirements.txt        # cornac, implicit (+ powerlaw): benchmark only
     python bench/train.py [--parts accuracy,scale,foryou,ingest] [--scale-events 1000000]
                           [--scale-items 100000] [--scale-shoppers 100000] [--keep]
+    python bench/train.py --parts fit            # the scale part's fit alone (no database work)
+    python bench/train.py --report var/bench-train.json   # the tables of a saved (or interrupted) run
 
 The peers are not runtime dependencies of visrec. To keep them out of the project's
 environment, install them into a folder of their own and put it on ``PYTHONPATH``::
@@ -33,7 +35,8 @@ PostgreSQL (dropped at the end unless ``--keep``):
    and ``--scale-shoppers`` shoppers (128-d clustered image vectors): (a) ``fit_model("vbpr")``
    alone in a child process, (b) the whole nightly ``train_recommender`` service (load the
    window from PostgreSQL, fit, measure on the held-out days, refit, publish the shopper and
-   product vectors, build the HNSW index) in a child process; wall time and peak RSS of each.
+   product vectors, build the HNSW index) in a child process; wall time, CPU time and peak
+   RSS of each.
 3. **foryou** -- the shop under gunicorn on loopback, ``wrk`` requesting GET
    /api/visrec/for-you/ with the session cookies of ``--foryou-shoppers`` shoppers who have a
    stored vector (each request a different shopper): p50/p99 at 1 and at
@@ -44,7 +47,8 @@ PostgreSQL (dropped at the end unless ``--keep``):
    counter is reported beside); events sent, accepted and rows stored are counted.
 
 The machine's 1-minute load average is printed with every timed phase: other work on the
-same cores inflates every time here.
+same cores inflates every time here. All numbers also go to ``--json``
+(``var/bench-train.json``).
 """
 from __future__ import annotations
 
@@ -709,7 +713,8 @@ def print_report(results: dict, args) -> None:
             print(f"| {label} | {r['seconds']:.0f} {mark(r['seconds'] < TARGET_TRAIN_S)} | {cpu} "
                   f"| {r['peak_rss_mb']:.0f} {mark(r['peak_rss_mb'] < TARGET_RSS_MB)} | {r['load_after']} |")
         if train:
-            print(f"\ntrain_recommender: {train['version']} active={train['active']}, metrics {json.dumps(train['metrics'])}")
+            print(f"\ntrain_recommender: {train['version']} active={train['active']}, "
+                  f"metrics {json.dumps(train['metrics'])}")
         print()
     fy = results.get("foryou")
     if fy:
@@ -717,7 +722,8 @@ def print_report(results: dict, args) -> None:
               f"CONN_MAX_AGE {args.conn_max_age}, wrk on the same cores, {args.http_duration} s per run, "
               f"model {fy['version']}, {fy['dimensions']}-d)")
         print()
-        print(f"| connections | requests | req/s | p50 ms (ref ≤ {TARGET_FORYOU_P50_MS:g}) | p90 ms | p99 ms | errors "
+        print(f"| connections | requests | req/s | p50 ms (ref ≤ {TARGET_FORYOU_P50_MS:g}) | p90 ms | p99 ms "
+              f"| errors "
               f"| blended / model / session / trending |")
         print("|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in fy["runs"]:
