@@ -426,7 +426,7 @@ def load_events(dataset, product_ids: np.ndarray) -> None:
         cursor.execute(f"VACUUM ANALYZE {table}")
 
 
-def scale_fit(args, workdir: Path):
+def scale_fit(args, workdir: Path, fit: bool = True):
     """The scale data set, and ``fit_model("vbpr")`` on all of it timed in a child process."""
     print(f"[scale] generating {args.scale_events:,} events, {args.scale_items:,} products, "
           f"{args.scale_shoppers:,} shoppers", flush=True)
@@ -434,6 +434,8 @@ def scale_fit(args, workdir: Path):
     path = workdir / "scale.npz"
     save_dataset(dataset, path)
     out: dict = {"events": args.scale_events, "items": args.scale_items, "shoppers": args.scale_shoppers}
+    if not fit:
+        return dataset, out
     print(f"[scale] fit only (child process), {similar_bench.load_average()}", flush=True)
     out["fit"] = run_child(["fit", str(path)])
     out["fit"]["load_after"] = similar_bench.load_average()
@@ -441,8 +443,8 @@ def scale_fit(args, workdir: Path):
     return dataset, out
 
 
-def scale(args, workdir: Path) -> dict:
-    dataset, out = scale_fit(args, workdir)
+def scale(args, workdir: Path, fit: bool = True) -> dict:
+    dataset, out = scale_fit(args, workdir, fit)
 
     t0 = time.perf_counter()
     reset_bench_tables()
@@ -699,7 +701,7 @@ def print_report(results: dict, args) -> None:
         print()
     sc = results.get("scale")
     if sc:
-        fit, train = sc["fit"], sc.get("train")
+        fit, train = sc.get("fit"), sc.get("train")
         print(f"## training at scale: {sc['events']:,} events, {sc['items']:,} products, {sc['shoppers']:,} shoppers, "
               f"{DIMS}-d image vectors")
         print()
@@ -757,7 +759,8 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="accuracy,scale,foryou,ingest",
-                        help="any of accuracy, scale, foryou, ingest; or fit: the scale part's fit alone")
+                        help="any of accuracy, scale, foryou, ingest; fit: the scale part's fit alone; "
+                        "service: the scale part without it")
     parser.add_argument("--demo-db", default="visrec", help="database the demo's events are read from (read-only); "
                         "'' to skip the demo data")
     parser.add_argument("--synthetic", default="20000,2000,2000",
@@ -796,8 +799,8 @@ def main() -> None:
     start = time.perf_counter()
     try:
         similar_bench.setup_django(args.db)
-        if "scale" in parts:
-            results["scale"] = scale(args, workdir)
+        if parts & {"scale", "service"}:  # service: the scale part without the fit-alone child
+            results["scale"] = scale(args, workdir, fit="scale" in parts)
         elif "fit" in parts:  # the scale part's fit alone, without the database and the service
             results["scale"] = scale_fit(args, workdir)[1]
         if parts & {"foryou", "ingest"}:
