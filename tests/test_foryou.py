@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from visrec.evaluation.recommendations import new_product_slots, reserve_slots
@@ -283,6 +285,10 @@ def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, set
     ranked, source = foryou.recommend_for_subject(subject, 10)
     assert source == "blended" and len(ranked) == 10
     assert ranked[-1][0] == new.pk and new.pk not in [p for p, _ in ranked[:-1]]
+    # Each served version is looked up once per request, however many lists are made.
+    with CaptureQueriesContext(connection) as queries:
+        foryou.recommend_for_subject(subject, 10)
+    assert sum("visrec_modelversion" in q["sql"] for q in queries.captured_queries) == 2
     # Short lists keep every place for the blend; the share can be turned off.
     assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 8)[0]]
     settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}

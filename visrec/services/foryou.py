@@ -129,9 +129,13 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     return [(p, v) for p, v in ranked if p in allowed][:k]
 
 
-def session_query(subject: str, now: dt.datetime | None = None) -> np.ndarray | None:
-    """The shopper's session vector: unit float32 (D,) in image space, or None without signal."""
-    version = active_embedder_version()
+def session_query(subject: str, now: dt.datetime | None = None,
+                  embedder: ModelVersion | None = None) -> np.ndarray | None:
+    """The shopper's session vector: unit float32 (D,) in image space, or None without signal.
+
+    ``embedder``: the served embedder version when the caller already looked it up.
+    """
+    version = embedder or active_embedder_version()
     if version is None:
         return None
     recent = list(InteractionEvent.objects.filter(subject_key=subject, product__isnull=False)
@@ -153,16 +157,18 @@ def session_query(subject: str, now: dt.datetime | None = None) -> np.ndarray | 
 
 
 def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
-                 now: dt.datetime | None = None, query: np.ndarray | None = None) -> list[tuple[int, float]]:
+                 now: dt.datetime | None = None, query: np.ndarray | None = None,
+                 embedder: ModelVersion | None = None) -> list[tuple[int, float]]:
     """Products that look like what the shopper recently viewed, carted and bought."""
-    query = session_query(subject, now) if query is None else query
+    query = session_query(subject, now, embedder) if query is None else query
     if query is None:
         return []
-    return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude))
+    return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude), version=embedder)
 
 
 def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters, exclude: list[int],
-                      version: ModelVersion | None = None) -> list[tuple[int, float]]:
+                      version: ModelVersion | None = None,
+                      embedder: ModelVersion | None = None) -> list[tuple[int, float]]:
     """The products without interactions in the active model's training window that look
     most like the session ([] without a session or a saved list of them)."""
     version = version or active_version(ModelKind.RECOMMENDER)
@@ -173,7 +179,7 @@ def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters,
         return []
     new = bundle.products[~bundle.warm].tolist()
     return search_by_vector(query, k, filters,
-                            queryset_hook=lambda qs: qs.filter(pk__in=new).exclude(pk__in=exclude))
+                            queryset_hook=lambda qs: qs.filter(pk__in=new).exclude(pk__in=exclude), version=embedder)
 
 
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
@@ -196,8 +202,9 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     version = active_version(ModelKind.RECOMMENDER)
     weights = blend_weights(version)
     trained = trained_list(subject, depth, filters, exclude, version)
-    query = session_query(subject, now)
-    session = session_list(subject, depth, filters, exclude, now, query)
+    embedder = active_embedder_version()  # looked up once for the session and new-product lists
+    query = session_query(subject, now, embedder)
+    session = session_list(subject, depth, filters, exclude, now, query, embedder)
     neighbours = (neighbours_list(subject, depth, filters, exclude, version) if trained and weights["itemknn"] > 0
                   else [])
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
@@ -207,7 +214,7 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
                         [weights[name] for name in parts], k).tolist()
         slots = new_product_slots(k, visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
         if slots:
-            new = new_products_list(query, slots + k, filters, exclude, version)
+            new = new_products_list(query, slots + k, filters, exclude, version, embedder)
             ids = reserve_slots(ids, [p for p, _ in new], k, slots)
         scores = {p: s for p, s in trained}
         return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"

@@ -269,10 +269,14 @@ def similar_products(
 
 
 def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | None = None, *,
-                     queryset_hook: Callable | None = None) -> list[tuple[int, float]]:
-    """The ``k`` products nearest to a vector of the served version (e.g. an uploaded photo's)."""
+                     queryset_hook: Callable | None = None,
+                     version: ModelVersion | None = None) -> list[tuple[int, float]]:
+    """The ``k`` products nearest to a vector of the served version (e.g. an uploaded photo's).
+
+    ``version``: the served embedder version when the caller already looked it up.
+    """
     filters = filters or SimilarFilters()
-    version = active_embedder_version()
+    version = version or active_embedder_version()
     if version is None:
         raise NotEmbedded("no embedder is served yet; run visrec_index")
     k = max(1, min(int(k), MAX_K))
