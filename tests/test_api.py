@@ -5,6 +5,8 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from .conftest import make_image_bytes
 from .factories import ProductFactory
@@ -24,6 +26,12 @@ def test_similar_endpoint_returns_cards(client, catalogue):
     first = body["results"][0]
     assert set(first) == {"id", "name", "url", "price", "image_url", "score"}
     assert 0 < first["score"] <= 1
+
+
+def test_similar_endpoint_looks_the_served_version_up_once(client, catalogue):
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(URL.format(catalogue[2].pk), {"limit": 2}).status_code == 200
+    assert sum("visrec_modelversion" in q["sql"] for q in queries.captured_queries) == 1
 
 
 def test_similar_endpoint_filters(client, catalogue):

@@ -44,11 +44,11 @@ class SimilarProductsView(APIView):
         Product = get_product_model()
         get_object_or_404(Product._default_manager.only("pk"), pk=product_id)
         limit = params.validated_data["limit"]
+        version = active_embedder_version()  # once: for the search and the response
         try:
-            ranked = similar_products(product_id, limit, params.filters())
+            ranked = similar_products(product_id, limit, params.filters(), version=version)
         except NotEmbedded:
             ranked = fallback_products(product_id, limit, params.filters())
-        version = active_embedder_version()
         return Response({
             "product": product_id,
             "model_version": version.name if version else "",

@@ -224,6 +224,7 @@ def similar_products(
     *,
     queryset_hook: Callable | None = None,
     use_cache: bool = True,
+    version: ModelVersion | None = None,
 ) -> list[tuple[int, float]]:
     """The ``k`` products that look most like a product.
 
@@ -233,6 +234,7 @@ def similar_products(
         filters: see :class:`SimilarFilters` (default: in stock only).
         queryset_hook: ``callable(queryset) -> queryset`` narrowing candidates (results
             with a hook are not cached, since a hook may depend on the request).
+        version: the served embedder version when the caller already looked it up.
 
     Returns:
         ``[(product_id, similarity), ...]``, most similar first; never the product itself.
@@ -242,7 +244,7 @@ def similar_products(
     """
     filters = filters or SimilarFilters()
     k = max(1, min(int(k), MAX_K))
-    version = active_embedder_version()
+    version = version or active_embedder_version()
     if version is None:
         raise NotEmbedded("no embedder is served yet; run visrec_index")
     key = generation = None
