@@ -133,6 +133,22 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return ids, values
 
 
+def item_features_for(interactions: Interactions, item_features: np.ndarray | None, model: str) -> np.ndarray:
+    """Checked image features of a visual model: C-contiguous float32 ``(n_items, F)``.
+
+    Raises:
+        ValueError: missing, misshapen or not finite.
+    """
+    if item_features is None:
+        raise ValueError(f"{model} needs item_features: float32 (n_items, F) CNN vectors")
+    features = np.ascontiguousarray(item_features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[0] != interactions.n_items:
+        raise ValueError(f"item_features must be (n_items={interactions.n_items}, F), got {features.shape}")
+    if not np.all(np.isfinite(features)):
+        raise ValueError("item_features must be finite")
+    return features
+
+
 def _read_npz(source: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metadata dict and arrays of a file written by :meth:`Recommender.save`."""
     with np.load(source, allow_pickle=False) as data:

@@ -28,7 +28,7 @@ import logging
 
 import numpy as np
 
-from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback
+from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback, item_features_for
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,7 @@ class DPItemBPRRecommender(InnerProductRecommender):
     ) -> DPItemBPRRecommender:
         from visrec.recommenders.dp_sgd import train_item_side
 
-        if item_features is None:
-            raise ValueError("dp_itembpr needs item_features: float32 (n_items, F) CNN vectors")
-        features = np.ascontiguousarray(item_features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[0] != interactions.n_items:
-            raise ValueError(f"item_features must be (n_items={interactions.n_items}, F), got {features.shape}")
-        if not np.all(np.isfinite(features)):
-            raise ValueError("item_features must be finite")
+        features = item_features_for(interactions, item_features, "dp_itembpr")
         histories = self._histories(interactions)
         state, report, self.loss_history = train_item_side(
             histories, features, factors=self.factors, visual_factors=self.visual_factors, epochs=self.epochs,

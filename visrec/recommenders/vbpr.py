@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback
+from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback, item_features_for
 from visrec.recommenders.bpr import (
     BPRParameters,
     Gradients,
@@ -163,13 +163,7 @@ class VBPRRecommender(InnerProductRecommender):
         item_features: np.ndarray | None = None,
         progress: ProgressCallback | None = None,
     ) -> VBPRRecommender:
-        if item_features is None:
-            raise ValueError("VBPR needs item_features: float32 (n_items, F) CNN vectors")
-        features = np.ascontiguousarray(item_features, dtype=np.float32)
-        if features.ndim != 2 or features.shape[0] != interactions.n_items:
-            raise ValueError(f"item_features must be (n_items={interactions.n_items}, F), got {features.shape}")
-        if not np.all(np.isfinite(features)):
-            raise ValueError("item_features must be finite")
+        features = item_features_for(interactions, item_features, "VBPR")
         matrix = interactions.matrix()
         if matrix.nnz == 0:
             raise ValueError("VBPR needs at least one interaction")
