@@ -11,6 +11,13 @@ export DJANGO_SETTINGS_MODULE=shop_demo.settings OMP_NUM_THREADS=1
 if ! "$PY" manage.py shell --no-imports -c "import sys; from shop_demo.catalog.models import Product; sys.exit(0 if Product.objects.exists() else 1)"; then
   # Simulated history ending today, so "trending" and recency weights see it as recent.
   "$PY" manage.py visrec_seed_demo --products "${DEMO_PRODUCTS:-600}" --shoppers "${DEMO_SHOPPERS:-300}" --end "$(date -u +%Y-%m-%dT00:00:00Z)"
+  # First run only: what the nightly tasks would do, now, so every widget has data at once
+  # (embed the catalogue, fine-tune the embedder on it, train "for you"). A failed step
+  # leaves the demo running on what exists (the worker and beat take over).
+  echo "==> first run: embedding the catalogue, fine-tuning, training 'for you' (a few minutes)"
+  "$PY" manage.py visrec_index || echo "==> visrec_index failed; the worker will embed the images"
+  "$PY" manage.py visrec_train_embedder || echo "==> fine-tuning failed; the pretrained backbone serves"
+  "$PY" manage.py visrec_train_recommender || echo "==> 'for you' training failed; session and trending serve"
 fi
 if ! "$PY" manage.py shell --no-imports -c "import sys; from django.contrib.auth.models import User; sys.exit(0 if User.objects.filter(username='admin').exists() else 1)"; then
   DJANGO_SUPERUSER_PASSWORD=admin "$PY" manage.py createsuperuser --noinput --username admin --email admin@example.invalid
