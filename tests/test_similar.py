@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from visrec.models import ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
-from visrec.services import extraction, similar
+from visrec.services import extraction, similar, vector_index
 from visrec.services.embedders import activate_embedder
 from visrec.services.similar import NotEmbedded, SimilarFilters, similar_products
 
@@ -198,6 +198,6 @@ def test_settings_and_query_with_server_side_binding(catalogue):
     setup = "SELECT set_config('hnsw.ef_search', %s, true), %s"
     sql = "SELECT current_setting('hnsw.ef_search'), %s"
     with CursorWrapper(psycopg.Cursor(connection.connection), connection) as cursor:
-        assert similar._run_with_settings(cursor, setup, ["33", 7], sql, [5]) == (7, [("33", 5)])
+        assert vector_index.run_with_settings(cursor, setup, ["33", 7], sql, [5]) == (7, [("33", 5)])
     with connection.cursor() as cursor:
-        assert similar._run_with_settings(cursor, setup, ["34", 8], sql, [6]) == (8, [("34", 6)])
+        assert vector_index.run_with_settings(cursor, setup, ["34", 8], sql, [6]) == (8, [("34", 6)])

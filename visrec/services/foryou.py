@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from ..conf import visrec_settings
@@ -71,13 +71,10 @@ def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
                                                     version.dimensions, f"e.product_id IN ({inner_sql})")
     literal = vector_index.vector_literal(np.asarray(vector, dtype=np.float32))
-    with transaction.atomic(), connection.cursor() as cursor:
-        if vector_index.supports_iterative_scan():
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)",
-                       [str(max(visrec_settings.HNSW_EF_SEARCH, 2 * k))])
-        cursor.execute(sql, [literal, *inner_params, literal, k])
-        rows = sorted(cursor.fetchall(), key=lambda r: -r[1])
+    setup, setup_params = vector_index.scan_settings(k)
+    with connection.cursor() as cursor:  # settings and query: one round trip
+        _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql, [literal, *inner_params, literal, k])
+    rows = sorted(rows, key=lambda r: -r[1])  # relaxed order: make it exact
     return [(int(r[0]), float(r[1])) for r in rows]
 
 

@@ -27,7 +27,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection
 
 from ..conf import get_product_model, visrec_settings
 from ..models import ModelVersion, ProductEmbedding
@@ -35,10 +35,6 @@ from . import vector_index
 from .embedders import active_embedder_version
 from .generation import GENERATION_KEY, embeddings_generation
 
-try:
-    from psycopg import ClientCursor as _ClientCursor
-except ImportError:  # psycopg2
-    _ClientCursor = None
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +109,7 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
     The query vector is ``vector``, or else the stored vector of ``product_id`` (read by the
     query itself, and that product left out); ``with_vectors`` also returns the neighbours'
     vectors (for near-duplicate exclusion and MMR). One round trip (see
-    :func:`_run_with_settings`): a statement sets the scan settings of the transaction (and
+    :func:`~visrec.services.vector_index.run_with_settings`): a statement sets the scan settings of the transaction (and
     checks that the product has a vector), then the query runs.
 
     Raises:
@@ -135,18 +131,14 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
                                             with_vectors=with_vectors)
     iterative = vector_index.supports_iterative_scan()
     ef = max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
-    setup = "SELECT set_config('hnsw.ef_search', %s, true)"
-    setup_params: list = [str(min(ef, 1000))]
-    if iterative:
-        setup += (", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
-                  ", set_config('hnsw.max_scan_tuples', '100000', true)")
+    setup, setup_params = vector_index.scan_settings(k, ef)
     if by_product:
         setup += (f", EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
                   f"WHERE product_id = %s AND model_version = %s)")
         setup_params += [product_id, version.name]
     with connection.cursor() as cursor:
         while True:
-            found, rows = _run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
+            found, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
                 query, params, k, by_product=by_product))
             if by_product and not found:
                 raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
@@ -161,26 +153,6 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
     ]
     neighbours.sort(key=lambda n: -n.score)  # relaxed order: make it exact
     return neighbours
-
-
-def _run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: list) -> tuple[object, list]:
-    """Runs ``setup`` (``set_config(..., true)`` calls) then ``sql`` in one transaction; returns the
-    last column of ``setup``'s row and the rows of ``sql``.
-
-    With psycopg 3's client-side binding cursors (Django's default) both go in one message,
-    one round trip: PostgreSQL runs the statements of a message as one implicit transaction,
-    which scopes the settings to the query. Otherwise, an explicit transaction.
-    """
-    if _ClientCursor is not None and isinstance(getattr(cursor, "cursor", None), _ClientCursor):
-        cursor.execute(f"{setup}; {sql}", [*setup_params, *params])
-        flag = cursor.fetchone()[-1]
-        cursor.nextset()
-        return flag, cursor.fetchall()
-    with transaction.atomic(using=connection.alias):
-        cursor.execute(setup, setup_params)
-        flag = cursor.fetchone()[-1]
-        cursor.execute(sql, params)
-        return flag, cursor.fetchall()
 
 
 def _rerank(neighbours: list[Neighbour], k: int, filters: SimilarFilters) -> list[Neighbour]:

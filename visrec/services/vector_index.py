@@ -17,7 +17,12 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
+
+try:
+    from psycopg import ClientCursor as _ClientCursor
+except ImportError:  # psycopg2
+    _ClientCursor = None
 
 from ..models import ImageEmbedding, ProductEmbedding
 
@@ -184,6 +189,43 @@ def supports_iterative_scan() -> bool:
         parts = tuple(int(p) for p in (row[0] if row else "0.0.0").split(".")[:2])
         _iterative[alias] = parts >= (0, 8)
     return _iterative[alias]
+
+
+def scan_settings(k: int, ef_search: int | None = None) -> tuple[str, list]:
+    """A ``SELECT set_config(...)`` statement and its parameters for one filtered HNSW query.
+
+    ``hnsw.ef_search`` is ``ef_search`` (default: ``HNSW_EF_SEARCH``, at least ``2 k``, at most
+    1000); with pgvector 0.8+, iterative index scans in relaxed order, so that a selective
+    filter still returns ``k`` rows. Settings are local to the transaction (``true``).
+    """
+    from ..conf import visrec_settings
+
+    ef = ef_search or max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
+    setup = "SELECT set_config('hnsw.ef_search', %s, true)"
+    if supports_iterative_scan():
+        setup += (", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+                  ", set_config('hnsw.max_scan_tuples', '100000', true)")
+    return setup, [str(min(ef, 1000))]
+
+
+def run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: list) -> tuple[object, list]:
+    """Runs ``setup`` (``set_config(..., true)`` calls) then ``sql`` in one transaction; returns the
+    last column of ``setup``'s row and the rows of ``sql``.
+
+    With psycopg 3's client-side binding cursors (Django's default) both go in one message,
+    one round trip: PostgreSQL runs the statements of a message as one implicit transaction,
+    which scopes the settings to the query. Otherwise, an explicit transaction.
+    """
+    if _ClientCursor is not None and isinstance(getattr(cursor, "cursor", None), _ClientCursor):
+        cursor.execute(f"{setup}; {sql}", [*setup_params, *params])
+        flag = cursor.fetchone()[-1]
+        cursor.nextset()
+        return flag, cursor.fetchall()
+    with transaction.atomic(using=connection.alias):
+        cursor.execute(setup, setup_params)
+        flag = cursor.fetchone()[-1]
+        cursor.execute(sql, params)
+        return flag, cursor.fetchall()
 
 
 def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int, where: str = "") -> str:
