@@ -168,12 +168,15 @@ def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int 
     """
     vector = np.asarray(vector, dtype=np.float32)
     sql = nearest_products_sql(model_version, vector.shape[0])
+    literal = vector_literal(vector)
     with connection.cursor() as cursor:
-        if ef_search:
-            cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(int(ef_search))])
-        literal = vector_literal(vector)
-        cursor.execute(sql, [literal, literal, k])
-        return [(row[0], float(row[1])) for row in cursor.fetchall()]
+        if not ef_search:
+            cursor.execute(sql, [literal, literal, k])
+            return [(row[0], float(row[1])) for row in cursor.fetchall()]
+        # set_config(..., true) lasts one transaction: settings and query go together.
+        _, rows = run_with_settings(cursor, "SELECT set_config('hnsw.ef_search', %s, true)",
+                                    [str(int(ef_search))], sql, [literal, literal, k])
+        return [(row[0], float(row[1])) for row in rows]
 
 
 _iterative: dict[str, bool] = {}
