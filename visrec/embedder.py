@@ -40,6 +40,26 @@ def fuse(parts: Sequence[tuple[np.ndarray, float]]) -> np.ndarray:
     return fused
 
 
+def served_vectors(projected: np.ndarray, colours: np.ndarray | None, prototypes: np.ndarray | None,
+                   colour_weight: float, category_weight: float) -> np.ndarray:
+    """A fine-tuned version's vectors from its head's output (see the module docstring).
+
+    Args:
+        projected: float32 ``(N, D)`` head vectors.
+        colours: float32 ``(N, bins**3)`` colour descriptors; read only when ``colour_weight > 0``.
+        prototypes: the head's category prototypes; read only when ``category_weight > 0``.
+        colour_weight, category_weight: the two shares of the cosine (the head has the rest).
+    """
+    from .training.projection import category_affinity
+
+    parts = [(projected, 1.0 - colour_weight - category_weight)]
+    if colour_weight > 0:
+        parts.append((colours, colour_weight))
+    if category_weight > 0:
+        parts.append((category_affinity(projected, prototypes), category_weight))
+    return fuse(parts)
+
+
 @dataclass
 class Embedder:
     """A backbone and an optional projection head.
@@ -70,15 +90,8 @@ class Embedder:
         """
         if self.head is None:
             return base
-        from .training.projection import category_affinity
-
-        projected = self.head.project(base)
-        parts = [(projected, 1.0 - self.colour_weight - self.category_weight)]
-        if self.colour_weight > 0:
-            parts.append((colours, self.colour_weight))
-        if self.category_weight > 0:
-            parts.append((category_affinity(projected, self.head.prototypes), self.category_weight))
-        return fuse(parts)
+        return served_vectors(self.head.project(base), colours, self.head.prototypes,
+                              self.colour_weight, self.category_weight)
 
     @property
     def base_version(self) -> str:

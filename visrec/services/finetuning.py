@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 
 from ..colour import DEFAULT_BINS, batch_descriptors
 from ..conf import get_image_model, get_product_model, visrec_settings
-from ..embedder import Embedder
+from ..embedder import served_vectors
 from ..evaluation.embeddings import precision_at_k
 from ..imaging import ImageRejected, decode_image, preprocess_image
 from ..models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
@@ -169,7 +169,7 @@ def in_selection_half(product_id: int) -> bool:
     return hashlib.sha256(f"visrec-fusion:{product_id}".encode()).digest()[0] % 2 == 0
 
 
-def choose_fusion(embedder_for, base, colours, product_ids, rows, categories) -> tuple[float, float, dict]:
+def choose_fusion(fused, product_ids, rows, categories) -> tuple[float, float, dict]:
     """The shares of colour and category affinity in the served vectors.
 
     With the host's categories: on held-out products (the selection half), the largest
@@ -180,7 +180,7 @@ def choose_fusion(embedder_for, base, colours, product_ids, rows, categories) ->
     what colour costs: ``"auto"`` takes 0.3 and no category term.
 
     Args:
-        embedder_for: ``callable(colour_weight, category_weight) -> Embedder``.
+        fused: ``callable(colour_weight, category_weight, rows) -> served vectors`` of those image rows.
         rows: image rows of the selection products.
 
     Returns:
@@ -194,8 +194,7 @@ def choose_fusion(embedder_for, base, colours, product_ids, rows, categories) ->
     labels = [categories.get(p) for p in selection]
 
     def score(colour: float, category: float) -> float:
-        served = embedder_for(colour, category).served_from(base[rows], colours[rows])
-        return _score(_product_vectors(served, product_ids[rows], selection), labels)
+        return _score(_product_vectors(fused(colour, category, rows), product_ids[rows], selection), labels)
 
     tried = {(0.0, 0.0): score(0.0, 0.0)}
     floor = tried[(0.0, 0.0)]
@@ -252,7 +251,8 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
     _, group = np.unique(product_ids, return_inverse=True)
     head, history = train_head(base[train_rows], views[train_rows], cat[train_rows], group[train_rows], config,
                                progress=(lambda e, loss: progress("train", 1)) if progress else None)
-    head.prototypes = category_prototypes(head.project(base[train_rows]), cat[train_rows])
+    head_vectors = head.project(base)  # once: every fusion tried below reuses it
+    head.prototypes = category_prototypes(head_vectors[train_rows], cat[train_rows])
     held_products = {int(p) for p in product_ids[held]}
     selection = {p for p in held_products if in_selection_half(p)}
     split = min(len(selection), len(held_products) - len(selection)) > MIN_JUDGED_PRODUCTS
@@ -260,13 +260,12 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
         selection = held_products
     selection_rows = np.flatnonzero([int(p) in selection for p in product_ids])
 
-    def embedder_for(colour: float, category: float) -> Embedder:
-        return Embedder(embedder.backbone, head, "candidate", colour_weight=colour,
-                        category_weight=category if head.prototypes is not None else 0.0)
+    def fused(colour: float, category: float, rows=slice(None)) -> np.ndarray:
+        return served_vectors(head_vectors[rows], colours[rows], head.prototypes, colour,
+                              category if head.prototypes is not None else 0.0)
 
-    colour_weight, category_weight, trials = choose_fusion(embedder_for, base, colours, product_ids,
-                                                           selection_rows, categories)
-    projected = embedder_for(colour_weight, category_weight).served_from(base, colours)
+    colour_weight, category_weight, trials = choose_fusion(fused, product_ids, selection_rows, categories)
+    projected = fused(colour_weight, category_weight)
 
     name = f"{base_version}+ft{timezone.now():%Y%m%dT%H%M%S%f}"
     vector_index.validate_version(name)
