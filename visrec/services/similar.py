@@ -35,7 +35,6 @@ from . import vector_index
 from .embedders import active_embedder_version
 from .generation import GENERATION_KEY, embeddings_generation
 
-
 logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 600
@@ -130,8 +129,8 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
     sql = vector_index.nearest_products_sql(version.name, version.dimensions, where, by_product=by_product,
                                             with_vectors=with_vectors)
     iterative = vector_index.supports_iterative_scan()
-    ef = max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
-    setup, setup_params = vector_index.scan_settings(k, ef)
+    setup, setup_params = vector_index.scan_settings(k)
+    ef = int(setup_params[0])
     if by_product:
         setup += (f", EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
                   f"WHERE product_id = %s AND model_version = %s)")

@@ -24,6 +24,7 @@ try:
 except ImportError:  # psycopg2
     _ClientCursor = None
 
+from ..conf import visrec_settings
 from ..models import ImageEmbedding, ProductEmbedding
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
@@ -201,8 +202,6 @@ def scan_settings(k: int, ef_search: int | None = None) -> tuple[str, list]:
     1000); with pgvector 0.8+, iterative index scans in relaxed order, so that a selective
     filter still returns ``k`` rows. Settings are local to the transaction (``true``).
     """
-    from ..conf import visrec_settings
-
     ef = ef_search or max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
     setup = "SELECT set_config('hnsw.ef_search', %s, true)"
     if supports_iterative_scan():
