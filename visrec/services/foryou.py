@@ -56,6 +56,13 @@ def _purchased(subject: str) -> list[int]:
                 .values_list("product_id", flat=True).distinct())
 
 
+def _recent_events(subject: str) -> list[tuple[int, str, dt.datetime]]:
+    """The shopper's last ``SESSION_EVENTS`` events on products: ``(product_id, type, when)``, newest first."""
+    return list(InteractionEvent.objects.filter(subject_key=subject, product__isnull=False)
+                .order_by("-occurred_at")[: visrec_settings.SESSION_EVENTS]
+                .values_list("product_id", "event_type", "occurred_at"))
+
+
 def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
                  version: ModelVersion | None = None) -> list[tuple[int, float]]:
     """The active model's top products for a shopper with a stored vector ([] otherwise)."""
@@ -110,9 +117,7 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     history, weights = np.zeros(0, np.int64), np.zeros(0, np.float32)
     if user < 0:
         table = visrec_settings.EVENT_WEIGHTS
-        recent = [(items[p], table.get(t, 0.0)) for p, t in InteractionEvent.objects
-                  .filter(subject_key=subject, product__isnull=False).order_by("-occurred_at")
-                  [: visrec_settings.SESSION_EVENTS].values_list("product_id", "event_type") if p in items]
+        recent = [(items[p], table.get(t, 0.0)) for p, t, _ in _recent_events(subject) if p in items]
         if not recent:
             return []
         history, weights = np.array([r[0] for r in recent]), np.array([r[1] for r in recent], np.float32)
@@ -135,9 +140,7 @@ def session_query(subject: str, now: dt.datetime | None = None,
     version = embedder or active_embedder_version()
     if version is None:
         return None
-    recent = list(InteractionEvent.objects.filter(subject_key=subject, product__isnull=False)
-                  .order_by("-occurred_at")[: visrec_settings.SESSION_EVENTS]
-                  .values_list("product_id", "event_type", "occurred_at"))
+    recent = _recent_events(subject)
     if not recent:
         return None
     vectors = dict(ProductEmbedding.objects.filter(model_version=version.name, product_id__in={r[0] for r in recent})
