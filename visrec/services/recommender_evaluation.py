@@ -133,6 +133,11 @@ def default_blend() -> dict[str, float]:
     return {"model": 1.0 - w, "itemknn": 0.0, "session": w}
 
 
+def unchosen_blend() -> dict:
+    """:func:`select_blend`'s answer when nothing was chosen on validation: :func:`default_blend`."""
+    return {"weights": default_blend(), f"validation_recall@{BLEND_K}": None, "validation_shoppers": 0}
+
+
 def new_products_top(split: Split, n: int) -> np.ndarray:
     """int64 (U, n) the session model's best products among those nobody touched in the past."""
     vectors = session_vectors_batch(split.dataset.features, split.histories)
@@ -223,7 +228,7 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
     except LookupError:
         validation = None
     if validation is None or len(validation.users) == 0:
-        return {"weights": default_blend(), f"validation_recall@{BLEND_K}": None, "validation_shoppers": 0}
+        return unchosen_blend()
     depth = max(BLEND_DEPTH // 2, BLEND_K)
     if progress:
         progress(f"choose blend weights on {len(validation.users)} validation shoppers")

@@ -36,15 +36,16 @@ from . import dp_training, vector_index
 from .embedders import active_embedder_version
 from .interactions import Dataset, load_dataset
 from .recommender_evaluation import (
+    BLEND_K,
     Split,
     blend_top,
-    default_blend,
     fit_model,
     model_top,
     new_products_top,
     select_blend,
     session_top,
     temporal_split,
+    unchosen_blend,
     with_new_products,
 )
 from .versions import activate_version, active_version
@@ -168,7 +169,7 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     if params is None:
         blend = select_blend(dataset, split.train, model_name)
     else:  # DP training hook: choosing weights would fit a non-private model on the events
-        blend = {"weights": default_blend(), f"validation_recall@{GUARD_K}": None, "validation_shoppers": 0}
+        blend = unchosen_blend()
     weights = blend["weights"]
     parts = {"model": candidate_top, "session": session_top(split, GUARD_K)}
     if weights.get("itemknn", 0) > 0:
@@ -187,7 +188,7 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
                f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
                "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS,
                "blend": weights, f"blend_recall@{GUARD_K}": blend_recall,
-               f"blend_validation_recall@{GUARD_K}": blend[f"validation_recall@{GUARD_K}"],
+               f"blend_validation_recall@{BLEND_K}": blend[f"validation_recall@{BLEND_K}"],
                "blend_validation_shoppers": blend["validation_shoppers"],
                **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
