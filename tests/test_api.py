@@ -28,10 +28,44 @@ def test_similar_endpoint_returns_cards(client, catalogue):
     assert 0 < first["score"] <= 1
 
 
-def test_similar_endpoint_looks_the_served_version_up_once(client, catalogue):
-    with CaptureQueriesContext(connection) as queries:
-        assert client.get(URL.format(catalogue[2].pk), {"limit": 2}).status_code == 200
-    assert sum("visrec_modelversion" in q["sql"] for q in queries.captured_queries) == 1
+def version_queries(queries) -> int:
+    return sum("visrec_modelversion" in q["sql"] for q in queries.captured_queries)
+
+
+def test_similar_endpoint_queries_the_served_version_once_per_process_and_a_cached_list_not_at_all(
+        client, catalogue):
+    p = catalogue
+    with CaptureQueriesContext(connection) as first:
+        assert client.get(URL.format(p[2].pk), {"limit": 2}).status_code == 200
+    assert version_queries(first) == 1
+    assert len(first.captured_queries) == 3  # served version, nearest products, product cards
+    with CaptureQueriesContext(connection) as other:
+        assert client.get(URL.format(p[5].pk), {"limit": 2}).status_code == 200
+    assert version_queries(other) == 0 and len(other.captured_queries) == 2
+    with CaptureQueriesContext(connection) as cached:
+        again = client.get(URL.format(p[2].pk), {"limit": 2}).json()
+    assert len(cached.captured_queries) == 1  # the product cards only
+    assert again["model_version"] == "planted@1" and [r["id"] for r in again["results"]] == [p[1].pk, p[0].pk]
+
+
+def test_switched_version_is_served_at_once(client, catalogue, django_capture_on_commit_callbacks):
+    p = catalogue
+    assert client.get(URL.format(p[2].pk)).json()["model_version"] == "planted@1"
+    with django_capture_on_commit_callbacks(execute=True):
+        make_version("planted@2")  # nothing embedded under it yet: same-category fallback
+    body = client.get(URL.format(p[2].pk), {"limit": 2}).json()
+    assert body["model_version"] == "planted@2" and all(r["score"] == 0 for r in body["results"])
+
+
+def test_deleted_product_is_404_even_when_its_list_was_cached(client, catalogue, django_capture_on_commit_callbacks):
+    p = catalogue
+    assert client.get(URL.format(p[2].pk)).status_code == 200
+    assert p[1].pk in [r["id"] for r in client.get(URL.format(p[0].pk)).json()["results"]]
+    with django_capture_on_commit_callbacks(execute=True):
+        p[2].delete()
+        p[1].delete()
+    assert client.get(URL.format(p[2].pk)).status_code == 404
+    assert p[1].pk not in [r["id"] for r in client.get(URL.format(p[0].pk)).json()["results"]]
 
 
 def test_similar_endpoint_filters(client, catalogue):

@@ -236,7 +236,7 @@ def test_serving_uses_the_versions_blend_weights(shop, monkeypatch):
     version = recommender_training.train_recommender("vbpr")
     assert recommender_training.load_bundle(version).neighbours is not None  # item-kNN saved for serving
     subject = subject_key("demo", 1)  # loves kind 1
-    exclude = foryou._purchased(subject)
+    exclude = foryou.shopper_history(subject).purchased
     filters = foryou.SimilarFilters()
     neighbours = foryou.neighbours_list(subject, 8, filters, exclude)
     assert len(neighbours) == 8 and sum(kind_of(products, kinds, p) == 1 for p, _ in neighbours) >= 6
@@ -285,11 +285,40 @@ def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, set
     ranked, source = foryou.recommend_for_subject(subject, 10)
     assert source == "blended" and len(ranked) == 10
     assert ranked[-1][0] == new.pk and new.pk not in [p for p, _ in ranked[:-1]]
-    # Each served version is looked up once per request, however many lists are made.
+    # The served versions come from the process's memo (looked up by the first request), and
+    # the shopper's events are read once for the exclusion, the session and item-kNN.
     with CaptureQueriesContext(connection) as queries:
         foryou.recommend_for_subject(subject, 10)
-    assert sum("visrec_modelversion" in q["sql"] for q in queries.captured_queries) == 2
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert sum("visrec_modelversion" in sql for sql in sqls) == 0
+    assert sum("visrec_interactionevent" in sql for sql in sqls) == 1
+    assert len(sqls) == 5  # events, trained list, session list, item-kNN filter, new products
     # Short lists keep every place for the blend; the share can be turned off.
     assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 8)[0]]
     settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
     assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 10)[0]]
+
+
+def test_shopper_history_reads_recent_events_their_vectors_and_all_purchases_in_one_query(settings):
+    make_version("planted@1", DIMS)
+    products = [ProductFactory(stock=5) for _ in range(5)]
+    plant(products[:4], [np.eye(DIMS)[i] for i in range(4)])  # products[4] has no vector
+    now = timezone.now()
+    key, other = subject_key("demo", 1), subject_key("demo", 2)
+    rows = [(products[0], "purchase", 30), (products[0], "purchase", 29), (products[1], "view", 3),
+            (products[4], "cart", 2), (products[2], "view", 1)]
+    InteractionEvent.objects.bulk_create(
+        InteractionEvent(subject_key=key, product=p, event_type=t, occurred_at=now - dt.timedelta(hours=h))
+        for p, t, h in rows)
+    InteractionEvent.objects.create(subject_key=other, product=products[3], event_type="purchase", occurred_at=now)
+    settings.VISREC = {**settings.VISREC, "SESSION_EVENTS": 3}
+    with CaptureQueriesContext(connection) as queries:
+        history = foryou.shopper_history(key)
+    assert len(queries.captured_queries) <= 2  # the served version (first call in this process) and the events
+    assert [(p, t) for p, t, _ in history.recent] == [(products[2].pk, "view"), (products[4].pk, "cart"),
+                                                      (products[1].pk, "view")]
+    assert set(history.vectors) == {products[1].pk, products[2].pk}
+    np.testing.assert_allclose(history.vectors[products[2].pk], np.eye(DIMS)[2], atol=1e-6)
+    assert history.purchased == [products[0].pk]  # older than the recent window, once, and only this shopper's
+    settings.VISREC = {**settings.VISREC, "EXCLUDE_PURCHASED": False}
+    assert foryou.shopper_history(key).purchased == []

@@ -1,4 +1,8 @@
-"""Embedding follows the host's images: saved or deleted image -> on_commit -> Celery task."""
+"""Embedding follows the host's images: saved or deleted image -> on_commit -> Celery task.
+
+Also: a deleted product invalidates cached "similar" lists (it may be one's query or
+result), and a saved or deleted model version drops this process's memo of served versions.
+"""
 from __future__ import annotations
 
 from functools import partial
@@ -7,7 +11,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
-from .conf import get_image_model, visrec_settings
+from .conf import get_image_model, get_product_model, visrec_settings
 
 
 def post_save_image(sender, instance, created: bool = False, raw: bool = False, **kwargs) -> None:
@@ -29,6 +33,18 @@ def post_delete_image(sender, instance, **kwargs) -> None:
     transaction.on_commit(partial(refresh_product_vectors.delay, [product_id]))
 
 
+def post_delete_product(sender, instance, **kwargs) -> None:
+    """Cached "similar" lists go stale once the deletion commits (the deleted product may be in them).
+
+    One bump per transaction however many products it deletes.
+    """
+    from .services.generation import bump_embeddings_generation
+
+    pending = getattr(transaction.get_connection(), "run_on_commit", [])
+    if not any(entry[1] is bump_embeddings_generation for entry in pending):
+        transaction.on_commit(bump_embeddings_generation)
+
+
 def user_logged_in_handler(sender, request, user, **kwargs) -> None:
     """A shopper who logs in mid-session keeps the session's history."""
     if request is None:
@@ -39,8 +55,15 @@ def user_logged_in_handler(sender, request, user, **kwargs) -> None:
 
 
 def register_signal_handlers() -> None:
-    """Connects the handlers to the host's image model (called from ``VisrecConfig.ready``)."""
+    """Connects the handlers to the host's image and product models and visrec's versions
+    (called from ``VisrecConfig.ready``)."""
+    from .models import ModelVersion
+    from .services.versions import forget_served_versions
+
     image_model = get_image_model()
     post_save.connect(post_save_image, sender=image_model, dispatch_uid="visrec_post_save_image")
     post_delete.connect(post_delete_image, sender=image_model, dispatch_uid="visrec_post_delete_image")
+    post_delete.connect(post_delete_product, sender=get_product_model(), dispatch_uid="visrec_post_delete_product")
+    post_save.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_save")
+    post_delete.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_delete")
     user_logged_in.connect(user_logged_in_handler, dispatch_uid="visrec_user_logged_in")

@@ -13,7 +13,7 @@ from ..imaging import ImageRejected
 from ..services import presentation
 from ..services.embedders import active_embedder_version
 from ..services.photo_search import search_by_image
-from ..services.similar import NotEmbedded, fallback_products, similar_products
+from ..services.similar import NotEmbedded, fallback_products, similar_list
 from ..services.tracking import EventIn, TrackingError, record_events, subject_for_request
 from .serializers import (
     ErrorSerializer,
@@ -41,17 +41,20 @@ class SimilarProductsView(APIView):
     def get(self, request, product_id: int):
         params = FilterParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        Product = get_product_model()
-        get_object_or_404(Product._default_manager.only("pk"), pk=product_id)
         limit = params.validated_data["limit"]
-        version = active_embedder_version()  # once: for the search and the response
         try:
-            ranked = similar_products(product_id, limit, params.filters(), version=version)
+            # A product with a vector exists (vectors go with their product, and a deletion
+            # makes cached lists stale), so only the fallback path asks whether it exists.
+            found = similar_list(product_id, limit, params.filters())
+            model_version, ranked = found.model_version, found.ranked
         except NotEmbedded:
+            get_object_or_404(get_product_model()._default_manager.only("pk"), pk=product_id)
+            version = active_embedder_version()
+            model_version = version.name if version else ""
             ranked = fallback_products(product_id, limit, params.filters())
         return Response({
             "product": product_id,
-            "model_version": version.name if version else "",
+            "model_version": model_version,
             "results": ProductCardSerializer(presentation.product_cards(ranked), many=True).data,
         })
 

@@ -20,6 +20,7 @@ model, session, trending. What the shopper bought is left out (``EXCLUDE_PURCHAS
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection
@@ -38,49 +39,75 @@ from ..models import (
 from ..recommenders import top_n
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
-from .embedders import active_embedder_version
+from .generation import embeddings_generation
 from .recommender_evaluation import BLEND_PARTS, default_blend
 from .recommender_training import Bundle, load_bundle
 from .similar import SimilarFilters, candidate_queryset, search_by_vector
-from .versions import active_version
+from .versions import served_version
 
 DEPTH = 50
 #: The active version's loaded bundle (item-kNN part of the blend), by version name.
 _BUNDLES: dict[str, tuple[Bundle, dict[str, int], dict[int, int]]] = {}
 
 
-def _purchased(subject: str) -> list[int]:
-    if not visrec_settings.EXCLUDE_PURCHASED:
-        return []
-    return list(InteractionEvent.objects.filter(subject_key=subject, event_type="purchase", product__isnull=False)
-                .values_list("product_id", flat=True).distinct())
+@dataclass(frozen=True)
+class ShopperHistory:
+    """What serving needs of a shopper's events, read in one query (:func:`shopper_history`).
+
+    Attributes:
+        recent: the last ``SESSION_EVENTS`` events on products, ``(product_id, type, when)``,
+            newest first.
+        vectors: the served image vectors of those products (those that have one).
+        purchased: every product the shopper bought ([] unless ``EXCLUDE_PURCHASED``).
+    """
+
+    recent: list[tuple[int, str, dt.datetime]] = field(default_factory=list)
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    purchased: list[int] = field(default_factory=list)
 
 
-def _recent_events(subject: str) -> list[tuple[int, str, dt.datetime]]:
-    """The shopper's last ``SESSION_EVENTS`` events on products: ``(product_id, type, when)``, newest first."""
-    return list(InteractionEvent.objects.filter(subject_key=subject, product__isnull=False)
-                .order_by("-occurred_at")[: visrec_settings.SESSION_EVENTS]
-                .values_list("product_id", "event_type", "occurred_at"))
+def shopper_history(subject: str, embedder: ModelVersion | None = None) -> ShopperHistory:
+    """The shopper's recent events with their products' image vectors under ``embedder`` (the
+    served one by default) and the products they bought: one query."""
+    embedder = embedder or served_version(ModelKind.EMBEDDER)
+    events, vectors = InteractionEvent._meta.db_table, ProductEmbedding._meta.db_table
+    sql = (f"(SELECT ev.product_id, ev.event_type, ev.occurred_at, vector_send(pe.vector) FROM {events} ev "
+           f"LEFT JOIN {vectors} pe ON pe.product_id = ev.product_id AND pe.model_version = %s "
+           f"WHERE ev.subject_key = %s AND ev.product_id IS NOT NULL ORDER BY ev.occurred_at DESC LIMIT %s)")
+    params: list = [embedder.name if embedder else "", subject, visrec_settings.SESSION_EVENTS]
+    if visrec_settings.EXCLUDE_PURCHASED:
+        sql += (f" UNION ALL (SELECT DISTINCT product_id, NULL, NULL::timestamptz, NULL::bytea FROM {events} "
+                f"WHERE subject_key = %s AND event_type = 'purchase' AND product_id IS NOT NULL)")
+        params.append(subject)
+    history = ShopperHistory()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for product_id, event_type, occurred_at, vector in cursor.fetchall():
+            if event_type is None:
+                history.purchased.append(product_id)
+                continue
+            history.recent.append((product_id, event_type, occurred_at))
+            if vector is not None:
+                history.vectors[product_id] = vector_index.vector_from_binary(bytes(vector))
+    return history
 
 
 def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
                  version: ModelVersion | None = None) -> list[tuple[int, float]]:
-    """The active model's top products for a shopper with a stored vector ([] otherwise)."""
-    version = version or active_version(ModelKind.RECOMMENDER)
+    """The active model's top products for a shopper with a stored vector ([] otherwise): one
+    round trip, the shopper's vector read by the query itself."""
+    version = version or served_version(ModelKind.RECOMMENDER)
     if version is None or not version.dimensions:
-        return []
-    vector = ShopperVector.objects.filter(subject_key=subject, model_version=version.name).values_list(
-        "vector", flat=True).first()
-    if vector is None:
         return []
     queryset = candidate_queryset(filters, None, None).exclude(pk__in=exclude)
     inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
-                                                    version.dimensions, f"e.product_id IN ({inner_sql})")
-    literal = vector_index.vector_literal(np.asarray(vector, dtype=np.float32))
+                                                    version.dimensions, f"e.product_id IN ({inner_sql})",
+                                                    query_table=ShopperVector._meta.db_table)
     setup, setup_params = vector_index.scan_settings(k)
     with connection.cursor() as cursor:  # settings and query: one round trip
-        _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql, [literal, *inner_params, literal, k])
+        _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql,
+                                                 [subject, subject, *inner_params, subject, k])
     rows = sorted(rows, key=lambda r: -r[1])  # relaxed order: make it exact
     return [(int(r[0]), float(r[1])) for r in rows]
 
@@ -104,10 +131,14 @@ def _bundle(version: ModelVersion) -> tuple[Bundle, dict[str, int], dict[int, in
 
 
 def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
-                    version: ModelVersion | None = None) -> list[tuple[int, float]]:
+                    version: ModelVersion | None = None,
+                    history: ShopperHistory | None = None) -> list[tuple[int, float]]:
     """Item-kNN's top products for a shopper: from their training history if the model knows
-    them, else from their recent events; [] without an item-kNN part or any signal."""
-    version = version or active_version(ModelKind.RECOMMENDER)
+    them, else from their recent events; [] without an item-kNN part or any signal.
+
+    ``history``: the shopper's :func:`shopper_history` when the caller has read it.
+    """
+    version = version or served_version(ModelKind.RECOMMENDER)
     if version is None or not version.artefact:
         return []
     bundle, users, items = _bundle(version)
@@ -117,7 +148,8 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     history, weights = np.zeros(0, np.int64), np.zeros(0, np.float32)
     if user < 0:
         table = visrec_settings.EVENT_WEIGHTS
-        recent = [(items[p], table.get(t, 0.0)) for p, t, _ in _recent_events(subject) if p in items]
+        history = history or shopper_history(subject)
+        recent = [(items[p], table.get(t, 0.0)) for p, t, _ in history.recent if p in items]
         if not recent:
             return []
         history, weights = np.array([r[0] for r in recent]), np.array([r[1] for r in recent], np.float32)
@@ -131,21 +163,18 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     return [(p, v) for p, v in ranked if p in allowed][:k]
 
 
-def session_query(subject: str, now: dt.datetime | None = None,
-                  embedder: ModelVersion | None = None) -> np.ndarray | None:
+def session_query(subject: str, now: dt.datetime | None = None, embedder: ModelVersion | None = None,
+                  history: ShopperHistory | None = None) -> np.ndarray | None:
     """The shopper's session vector: unit float32 (D,) in image space, or None without signal.
 
-    ``embedder``: the served embedder version when the caller already looked it up.
+    ``embedder``, ``history``: the served embedder version and the shopper's
+    :func:`shopper_history` (read with that version) when the caller already has them.
     """
-    version = embedder or active_embedder_version()
+    version = embedder or served_version(ModelKind.EMBEDDER)
     if version is None:
         return None
-    recent = _recent_events(subject)
-    if not recent:
-        return None
-    vectors = dict(ProductEmbedding.objects.filter(model_version=version.name, product_id__in={r[0] for r in recent})
-                   .values_list("product_id", "vector"))
-    recent = [r for r in recent if r[0] in vectors]
+    history = history or shopper_history(subject, version)
+    recent = [r for r in history.recent if r[0] in history.vectors]
     if not recent:
         return None
     now = now or timezone.now()
@@ -153,7 +182,7 @@ def session_query(subject: str, now: dt.datetime | None = None,
     weights = session_weights(np.array([table.get(r[1], 0.0) for r in recent]),
                               np.array([max((now - r[2]).total_seconds(), 0) / 3600 for r in recent]),
                               visrec_settings.SESSION_HALF_LIFE_HOURS)
-    return session_vector(np.stack([np.asarray(vectors[r[0]], dtype=np.float32) for r in recent]), weights)
+    return session_vector(np.stack([history.vectors[r[0]] for r in recent]), weights)
 
 
 def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
@@ -171,7 +200,7 @@ def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters,
                       embedder: ModelVersion | None = None) -> list[tuple[int, float]]:
     """The products without interactions in the active model's training window that look
     most like the session ([] without a session or a saved list of them)."""
-    version = version or active_version(ModelKind.RECOMMENDER)
+    version = version or served_version(ModelKind.RECOMMENDER)
     if query is None or k <= 0 or version is None or not version.artefact:
         return []
     bundle, _, _ = _bundle(version)
@@ -197,16 +226,18 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
                           now: dt.datetime | None = None) -> tuple[list[tuple[int, float]], str]:
     """The shopper's list and where it came from: ``blended``, ``model``, ``session`` or ``trending``."""
     filters = filters or SimilarFilters()
-    exclude = _purchased(subject)
     depth = max(DEPTH, k)
-    version = active_version(ModelKind.RECOMMENDER)
+    generation = embeddings_generation()  # one cache read for both versions' memo
+    version = served_version(ModelKind.RECOMMENDER, generation)
+    embedder = served_version(ModelKind.EMBEDDER, generation)
+    history = shopper_history(subject, embedder)  # events read once: exclusion, session, item-kNN
+    exclude = history.purchased
     weights = blend_weights(version)
     trained = trained_list(subject, depth, filters, exclude, version)
-    embedder = active_embedder_version()  # looked up once for the session and new-product lists
-    query = session_query(subject, now, embedder)
+    query = session_query(subject, now, embedder, history)
     session = session_list(subject, depth, filters, exclude, now, query, embedder)
-    neighbours = (neighbours_list(subject, depth, filters, exclude, version) if trained and weights["itemknn"] > 0
-                  else [])
+    neighbours = (neighbours_list(subject, depth, filters, exclude, version, history)
+                  if trained and weights["itemknn"] > 0 else [])
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
              if ranked and weights[name] > 0}
     if len(parts) > 1:

@@ -1,9 +1,13 @@
 """A counter that changes whenever stored vectors or the served version change.
 
-Cached results (similar products, search) put it in their keys, so one increment
-invalidates them all without tracking which entries a change touched.
+Cached results (similar products, search) are stored with it, and a process's memo of the
+served versions is keyed on it, so one increment invalidates them all without tracking
+which entries a change touched. It starts at a random number, so a cleared or evicted
+cache never brings back a number that entries or memos were stored under.
 """
 from __future__ import annotations
+
+import secrets
 
 from django.core.cache import cache
 
@@ -12,7 +16,7 @@ GENERATION_KEY = "visrec:embeddings-generation"
 
 def embeddings_generation() -> int:
     """The current generation number."""
-    return cache.get_or_set(GENERATION_KEY, 1, None)
+    return cache.get_or_set(GENERATION_KEY, _fresh_start, None)
 
 
 def bump_embeddings_generation() -> None:
@@ -20,4 +24,8 @@ def bump_embeddings_generation() -> None:
     try:
         cache.incr(GENERATION_KEY)
     except ValueError:
-        cache.set(GENERATION_KEY, 2, None)
+        cache.set(GENERATION_KEY, _fresh_start(), None)
+
+
+def _fresh_start() -> int:
+    return secrets.randbits(48)

@@ -12,9 +12,10 @@ uses pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order
 then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. Optional:
 exclusion of near-duplicates and diversity by maximal marginal relevance.
 
-Results are cached under the served version's name, each entry with the embeddings
-generation number it was computed under; extraction and version switches bump that
-number, so a new vector or a switched version makes every entry stale (a miss).
+Results are cached with the embeddings generation number they were computed under and
+the served version's name; extraction, version switches and deleted products bump that
+number, so a new vector, a switched version or a deleted product makes every entry
+stale (a miss).
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ from django.core.cache import cache
 from django.db import connection
 
 from ..conf import get_product_model, visrec_settings
-from ..models import ModelVersion, ProductEmbedding
+from ..models import ModelKind, ModelVersion, ProductEmbedding
 from . import vector_index
-from .embedders import active_embedder_version
 from .generation import GENERATION_KEY, embeddings_generation
+from .versions import served_version
 
 logger = logging.getLogger(__name__)
 
@@ -188,16 +189,28 @@ def _search(version, k, filters, query_category, hook, *, vector=None, product_i
     return _rerank(neighbours, k, filters)
 
 
-def similar_products(
+@dataclass(frozen=True)
+class SimilarList:
+    """A "similar" list and the served embedder version it was computed under."""
+
+    model_version: str
+    ranked: list[tuple[int, float]]
+
+
+def similar_list(
     product_id: int,
     k: int = 8,
     filters: SimilarFilters | None = None,
     *,
     queryset_hook: Callable | None = None,
     use_cache: bool = True,
-    version: ModelVersion | None = None,
-) -> list[tuple[int, float]]:
-    """The ``k`` products that look most like a product.
+) -> SimilarList:
+    """The ``k`` products that look most like a product, with the served version's name.
+
+    A cached list costs one cache round trip and no query: entries are stored with the
+    embeddings generation they were computed under (every new vector and version switch
+    bumps it, so a stale entry is a miss) and the version's name; on a miss the served
+    version comes from this process's memo (:func:`~visrec.services.versions.served_version`).
 
     Args:
         product_id: the host product's primary key.
@@ -205,30 +218,25 @@ def similar_products(
         filters: see :class:`SimilarFilters` (default: in stock only).
         queryset_hook: ``callable(queryset) -> queryset`` narrowing candidates (results
             with a hook are not cached, since a hook may depend on the request).
-        version: the served embedder version when the caller already looked it up.
-
-    Returns:
-        ``[(product_id, similarity), ...]``, most similar first; never the product itself.
 
     Raises:
-        NotEmbedded: the product has no vector under the served version.
+        NotEmbedded: no version is served, or the product has no vector under it.
     """
     filters = filters or SimilarFilters()
     k = max(1, min(int(k), MAX_K))
-    version = version or active_embedder_version()
-    if version is None:
-        raise NotEmbedded("no embedder is served yet; run visrec_index")
     key = generation = None
     if use_cache and queryset_hook is None:
-        # One cache round trip: the entry, stored with the generation it was computed under,
-        # and the current generation (a stale entry is a miss).
-        raw = f"{version.name}|{product_id}|{k}|{filters.cache_key()}"
+        # One cache round trip: the entry and the current generation (a stale entry is a miss).
+        raw = f"{product_id}|{k}|{filters.cache_key()}"
         key = "visrec:similar:" + hashlib.sha256(raw.encode()).hexdigest()
         found = cache.get_many([GENERATION_KEY, key])
         generation = found.get(GENERATION_KEY) or embeddings_generation()
         entry = found.get(key)
         if entry is not None and entry[0] == generation:
-            return entry[1]
+            return SimilarList(entry[1], entry[2])
+    version = served_version(ModelKind.EMBEDDER, generation)
+    if version is None:
+        raise NotEmbedded("no embedder is served yet; run visrec_index")
     query_category = None
     if filters.category and visrec_settings.CATEGORY_FIELD:
         Product = get_product_model()
@@ -237,8 +245,27 @@ def similar_products(
     result = [(n.product_id, round(n.score, 6)) for n in
               _search(version, k, filters, query_category, queryset_hook, product_id=product_id)]
     if key:
-        cache.set(key, (generation, result), CACHE_SECONDS)
-    return result
+        cache.set(key, (generation, version.name, result), CACHE_SECONDS)
+    return SimilarList(version.name, result)
+
+
+def similar_products(
+    product_id: int,
+    k: int = 8,
+    filters: SimilarFilters | None = None,
+    *,
+    queryset_hook: Callable | None = None,
+    use_cache: bool = True,
+) -> list[tuple[int, float]]:
+    """The ``k`` products that look most like a product (:func:`similar_list` without the version).
+
+    Returns:
+        ``[(product_id, similarity), ...]``, most similar first; never the product itself.
+
+    Raises:
+        NotEmbedded: no version is served, or the product has no vector under it.
+    """
+    return similar_list(product_id, k, filters, queryset_hook=queryset_hook, use_cache=use_cache).ranked
 
 
 def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | None = None, *,
@@ -249,7 +276,7 @@ def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | N
     ``version``: the served embedder version when the caller already looked it up.
     """
     filters = filters or SimilarFilters()
-    version = version or active_embedder_version()
+    version = version or served_version(ModelKind.EMBEDDER)
     if version is None:
         raise NotEmbedded("no embedder is served yet; run visrec_index")
     k = max(1, min(int(k), MAX_K))

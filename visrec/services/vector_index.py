@@ -230,17 +230,31 @@ def run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: 
         return flag, cursor.fetchall()
 
 
-def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int, where: str = "") -> str:
+def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int, where: str = "", *,
+                                 query_table: str | None = None) -> str:
     """Raw SQL of a top-k inner-product query on a version's HNSW ``ip`` index.
 
     Parameters, in order: the query vector, those of ``where``, the query vector again,
     then ``k``. Returns rows ``(product_id, inner_product)``, highest first.
+
+    Args:
+        query_table: the query vector is a shopper's stored vector of this version in this
+            table (``subject_key``, ``model_version``, ``vector``), read by the query itself:
+            pass the subject key in place of each vector (an init plan; a shopper without a
+            vector gets no rows and no index scan).
     """
     validate_version(model_version)
     cast = vector_cast(dimensions)
     extra = f" AND {where}" if where else ""
+    gate = ""
+    if query_table:
+        query = (f"(SELECT q.vector::{cast} FROM {query_table} q "
+                 f"WHERE q.subject_key = %s AND q.model_version = '{model_version}')")
+        gate = f" AND {query} IS NOT NULL"
+    else:
+        query = f"%s::{cast}"
     return (
-        f"SELECT e.product_id, -((e.vector::{cast}) <#> %s::{cast}) AS score FROM {table} e "
-        f"WHERE e.model_version = '{model_version}'{extra} "
-        f"ORDER BY (e.vector::{cast}) <#> %s::{cast} LIMIT %s"
+        f"SELECT e.product_id, -((e.vector::{cast}) <#> {query}) AS score FROM {table} e "
+        f"WHERE e.model_version = '{model_version}'{gate}{extra} "
+        f"ORDER BY (e.vector::{cast}) <#> {query} LIMIT %s"
     )
