@@ -451,7 +451,9 @@ def scale(args, workdir: Path, fit: bool = True) -> dict:
     ids, _ = similar_bench.insert_products(args.scale_items, args.seed)
     similar_bench.copy_embeddings(ids, dataset.features, similar_bench.version_name(DIMS))
     load_events(dataset, ids)
-    build_s, _ = similar_bench.build_and_activate(DIMS, "1GB")
+    build_s, _ = similar_bench.build_and_activate(
+        DIMS, argparse.Namespace(maintenance_work_mem="1GB", parallel_workers=2),
+        {"size": args.scale_items, "vectors": "train-scale", "seed": args.seed})
     out["load_s"] = time.perf_counter() - t0
     print(f"[scale] database loaded in {out['load_s']:.0f}s (image HNSW {build_s:.0f}s), "
           f"{similar_bench.load_average()}", flush=True)
@@ -798,7 +800,8 @@ def main() -> None:
     results: dict = {}
     start = time.perf_counter()
     try:
-        similar_bench.setup_django(args.db)
+        similar_bench.setup_django()
+        similar_bench.use_database(args.db)
         if parts & {"scale", "service"}:  # service: the scale part without the fit-alone child
             results["scale"] = scale(args, workdir, fit="scale" in parts)
         elif "fit" in parts:  # the scale part's fit alone, without the database and the service

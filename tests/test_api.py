@@ -58,14 +58,22 @@ def test_switched_version_is_served_at_once(client, catalogue, django_capture_on
 
 
 def test_deleted_product_is_404_even_when_its_list_was_cached(client, catalogue, django_capture_on_commit_callbacks):
+    from visrec.services.generation import bump_embeddings_generation
+
     p = catalogue
-    assert client.get(URL.format(p[2].pk)).status_code == 200
-    assert p[1].pk in [r["id"] for r in client.get(URL.format(p[0].pk)).json()["results"]]
-    with django_capture_on_commit_callbacks(execute=True):
+    for _, callback, _ in connection.run_on_commit:  # the fixture's version switch, as if committed
+        callback()
+    connection.run_on_commit.clear()
+    gone, also_gone, query = p[2].pk, p[1].pk, p[0].pk  # delete() sets the instances' pk to None
+    assert client.get(URL.format(gone)).status_code == 200
+    assert also_gone in [r["id"] for r in client.get(URL.format(query)).json()["results"]]
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
         p[2].delete()
         p[1].delete()
-    assert client.get(URL.format(p[2].pk)).status_code == 404
-    assert p[1].pk not in [r["id"] for r in client.get(URL.format(p[0].pk)).json()["results"]]
+    assert sum(c is bump_embeddings_generation for c in callbacks) == 1  # one bump per transaction
+    response = client.get(URL.format(gone))
+    assert response.status_code == 404 and "detail" in response.json()
+    assert also_gone not in [r["id"] for r in client.get(URL.format(query)).json()["results"]]
 
 
 def test_similar_endpoint_filters(client, catalogue):
