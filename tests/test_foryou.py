@@ -241,6 +241,13 @@ def test_serving_uses_the_versions_blend_weights(shop, monkeypatch):
     neighbours = foryou.neighbours_list(subject, 8, filters, exclude)
     assert len(neighbours) == 8 and sum(kind_of(products, kinds, p) == 1 for p, _ in neighbours) >= 6
     assert not {p for p, _ in neighbours} & set(exclude)
+    # A shopper the model has never seen: item-kNN from the events of their session.
+    newcomer = subject_key("session", "newcomer")
+    for product in [p for p, kind in zip(products, kinds) if kind == 3][:3]:
+        InteractionEvent.objects.create(subject_key=newcomer, product=product, event_type="view",
+                                        occurred_at=timezone.now())
+    fresh = foryou.neighbours_list(newcomer, 8, filters, [], history=foryou.shopper_history(newcomer))
+    assert len(fresh) >= 4 and sum(kind_of(products, kinds, p) == 3 for p, _ in fresh) >= 0.75 * len(fresh)
     ranked, source = foryou.recommend_for_subject(subject, 8)
     assert source == "blended" and sum(kind_of(products, kinds, p) == 1 for p, _ in ranked) >= 6
     # Weights that leave only the session: the served list is the session list.

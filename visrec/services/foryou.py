@@ -145,15 +145,15 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     if bundle.neighbours is None:
         return []
     user = users.get(subject, -1)
-    history, weights = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    seen, weights = np.zeros(0, np.int64), np.zeros(0, np.float32)
     if user < 0:
         table = visrec_settings.EVENT_WEIGHTS
-        history = history or shopper_history(subject)
+        history = history if history is not None else shopper_history(subject)
         recent = [(items[p], table.get(t, 0.0)) for p, t, _ in history.recent if p in items]
         if not recent:
             return []
-        history, weights = np.array([r[0] for r in recent]), np.array([r[1] for r in recent], np.float32)
-    scores = bundle.neighbours.score(user, history, weights)
+        seen, weights = np.array([r[0] for r in recent]), np.array([r[1] for r in recent], np.float32)
+    scores = bundle.neighbours.score(user, seen, weights)
     scores[scores <= 0] = -np.inf
     ids, values = top_n(scores, 4 * k)
     found = ids[0] >= 0
@@ -173,7 +173,7 @@ def session_query(subject: str, now: dt.datetime | None = None, embedder: ModelV
     version = embedder or served_version(ModelKind.EMBEDDER)
     if version is None:
         return None
-    history = history or shopper_history(subject, version)
+    history = history if history is not None else shopper_history(subject, version)
     recent = [r for r in history.recent if r[0] in history.vectors]
     if not recent:
         return None
