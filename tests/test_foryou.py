@@ -329,3 +329,25 @@ def test_shopper_history_reads_recent_events_their_vectors_and_all_purchases_in_
     assert history.purchased == [products[0].pk]  # older than the recent window, once, and only this shopper's
     settings.VISREC = {**settings.VISREC, "EXCLUDE_PURCHASED": False}
     assert foryou.shopper_history(key).purchased == []
+
+
+def test_session_lists_of_the_evaluation_rank_in_bounded_chunks(monkeypatch):
+    """Scale: the session lists never build a shoppers x products matrix (at 100k products and
+    20k test shoppers that was 8 GB); chunked ranking gives the same lists, and a shopper
+    without a session gets none, as serving gives them none."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 8)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    histories = [(np.array([1, 2]), np.array([1.0, 2.0], np.float32)), empty, (np.array([30]), np.array([1.0], np.float32))] * 7
+    split = SimpleNamespace(dataset=SimpleNamespace(features=features), histories=histories,
+                            exclude=[np.array([1, 2, 30])] * len(histories),
+                            item_counts=np.r_[np.ones(25), np.zeros(25)])
+    whole = recommender_evaluation.session_top(split, 5), recommender_evaluation.new_products_top(split, 5)
+    monkeypatch.setattr(recommender_evaluation, "BATCH_CELLS", 100)  # two shoppers per chunk
+    chunked = recommender_evaluation.session_top(split, 5), recommender_evaluation.new_products_top(split, 5)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+    session, new = whole
+    assert (session[1] == -1).all() and (new[1] == -1).all()
+    assert not set(session[0]) & {1, 2} and (new[2] >= 25).all()  # exclusions; only untouched products

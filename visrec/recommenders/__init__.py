@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import BinaryIO
 
-from visrec.recommenders.base import Interactions, Recommender, top_n
+from visrec.recommenders.base import BATCH_CELLS, Interactions, Recommender, top_n
 from visrec.recommenders.bpr import BPRRecommender
 from visrec.recommenders.dp_itembpr import DPItemBPRRecommender
 from visrec.recommenders.itemknn import ItemKNNRecommender
@@ -30,6 +30,7 @@ def load_model(path_or_fileobj: str | os.PathLike[str] | BinaryIO) -> Recommende
 
 
 __all__ = [
+    "BATCH_CELLS",
     "MODELS",
     "BPRRecommender",
     "DPItemBPRRecommender",

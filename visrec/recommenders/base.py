@@ -31,8 +31,9 @@ import scipy.sparse as sp
 #: Version of the saved-file layout; bumped when the arrays a model writes change meaning.
 FORMAT_VERSION = 1
 _META_KEY = "__visrec_meta__"
-#: Scores of users x items scored at once by ``recommend_batch`` (bounds its memory).
-_BATCH_CELLS = 8_000_000
+#: Scores of users x items scored at once by ``recommend_batch`` and the evaluation's session
+#: lists (bounds their memory: 8M cells are 32 MB of float32).
+BATCH_CELLS = 8_000_000
 
 #: ``progress(epoch, loss)``: called after every training epoch (``loss`` None if a model has none).
 ProgressCallback = Callable[[int, float | None], None]
@@ -330,7 +331,7 @@ class Recommender(abc.ABC):
         n = max(0, min(int(n), self.n_items))
         all_ids = np.full((len(users), n), -1, dtype=np.int64)
         all_scores = np.full((len(users), n), -np.inf, dtype=np.float32)
-        chunk = max(1, _BATCH_CELLS // max(1, self.n_items))
+        chunk = max(1, BATCH_CELLS // max(1, self.n_items))
         for start in range(0, len(users), chunk):
             stop = min(start + chunk, len(users))
             scores = np.array(self._score_batch(users[start:stop]), dtype=np.float32)

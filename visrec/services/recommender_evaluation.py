@@ -27,7 +27,7 @@ from ..evaluation.recommendations import (
     reserve_slots,
     rrf_blend,
 )
-from ..recommenders import MODELS, Recommender, top_n
+from ..recommenders import BATCH_CELLS, MODELS, Recommender, top_n
 from ..recommenders.session import session_vectors_batch, session_weights
 from .interactions import Dataset
 
@@ -118,13 +118,9 @@ def model_top(model: Recommender, split: Split, n: int) -> np.ndarray:
 
 
 def session_top(split: Split, n: int) -> np.ndarray:
-    """int64 (U, n) top lists of the session model (cosine to the recent products' vectors)."""
-    vectors = session_vectors_batch(split.dataset.features, split.histories)
-    scores = vectors @ split.dataset.features.T
-    for row, excluded in enumerate(split.exclude):
-        scores[row, excluded] = -np.inf
-    ids, _ = top_n(scores.astype(np.float32), n)
-    return ids
+    """int64 (U, n) top lists of the session model (cosine to the recent products' vectors);
+    ``-1`` rows for shoppers without a session, as serving gives them nothing."""
+    return _session_ranked(split, n)
 
 
 def default_blend() -> dict[str, float]:
@@ -140,14 +136,27 @@ def unchosen_blend() -> dict:
 
 def new_products_top(split: Split, n: int) -> np.ndarray:
     """int64 (U, n) the session model's best products among those nobody touched in the past."""
-    vectors = session_vectors_batch(split.dataset.features, split.histories)
-    scores = vectors @ split.dataset.features.T
-    scores[:, split.item_counts > 0] = -np.inf
-    for row, excluded in enumerate(split.exclude):
-        scores[row, excluded] = -np.inf
-    scores[~vectors.any(axis=1)] = -np.inf  # no session, no guess
-    ids, _ = top_n(scores.astype(np.float32), n)
-    return ids
+    return _session_ranked(split, n, only_new=True)
+
+
+def _session_ranked(split: Split, n: int, *, only_new: bool = False) -> np.ndarray:
+    """Cosine of each shopper's session vector to every product, ranked in chunks of users
+    (``BATCH_CELLS`` scores at once: 100k products never make a users x products matrix)."""
+    features = split.dataset.features
+    vectors = session_vectors_batch(features, split.histories)
+    n_items = features.shape[0]
+    out = np.full((len(vectors), max(0, min(int(n), n_items))), -1, dtype=np.int64)
+    chunk = max(1, BATCH_CELLS // max(1, n_items))
+    for start in range(0, len(vectors), chunk):
+        stop = min(start + chunk, len(vectors))
+        scores = np.asarray(vectors[start:stop] @ features.T, dtype=np.float32)
+        if only_new:
+            scores[:, split.item_counts > 0] = -np.inf
+        scores[~vectors[start:stop].any(axis=1)] = -np.inf  # no session, no list
+        for row, excluded in enumerate(split.exclude[start:stop]):
+            scores[row, excluded] = -np.inf
+        out[start:stop] = top_n(scores, n)[0]
+    return out
 
 
 def with_new_products(blended: np.ndarray, new: np.ndarray, k: int, share: float | None = None) -> np.ndarray:
