@@ -150,6 +150,22 @@ def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
         for part in results["split"]["blend"]["weights"]:
             assert f"{part} " in out.split("blended = ", 1)[1].splitlines()[0]
     assert (tmp_path / "results.json").exists() and (tmp_path / "recall_at_k.png").stat().st_size > 5000
+    # BPR and VBPR are tuned alike, on validation, and the choice is printed.
+    assert set(results["split"]["params"]) == {"bpr", "vbpr"}
+    for name, chosen in results["split"]["params"].items():
+        assert chosen["params"] in recommender_evaluation.PARAM_GRID[name]
+        assert f"{name}: " in out
+
+
+def test_choose_params_keeps_the_candidate_that_finds_the_purchases(monkeypatch):
+    relevant = [{1}, {2}]
+    split = SimpleNamespace(relevant=relevant, dataset=None, train=None)
+    lists = {0.01: np.array([[5, 6], [7, 8]]), 0.1: np.array([[1, 6], [2, 8]])}
+    monkeypatch.setattr(recommender_evaluation, "fit_model", lambda name, dataset, mask, params: params["reg_bias"])
+    monkeypatch.setattr(recommender_evaluation, "model_top", lambda model, split, depth: lists[model])
+    params, top, tried = recommender_evaluation.choose_params(split, "vbpr", depth=2, k=2)
+    assert params == {"reg_bias": 0.1} and top is lists[0.1]
+    assert [t["recall@2"] for t in tried] == [0.0, 1.0]
 
 
 def test_tag_renders_for_the_requesting_shopper(shop, client):
@@ -222,6 +238,9 @@ def test_training_chooses_the_blend_before_the_held_out_days(shop, monkeypatch):
     assert set(weights) == {"model", "itemknn", "session"} and abs(sum(weights.values()) - 1) < 1e-9
     assert version.metrics["blend_validation_shoppers"] > 0
     assert 0 <= version.metrics["blend_recall@20"] <= 1
+    # The model's hyper-parameters come from the same validation slice, from the shared grid.
+    assert version.metrics["params"] in recommender_evaluation.PARAM_GRID["vbpr"]
+    assert [t["params"] for t in version.metrics["params_tried"]] == list(recommender_evaluation.PARAM_GRID["vbpr"])
     # The validation slice is cut from the training events only: it ends before the held-out days.
     (latest, validation_latest), = seen
     assert validation_latest < latest - (recommender_training.visrec_settings.HOLDOUT_DAYS - 0.01) * 86400

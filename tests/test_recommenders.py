@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from visrec.recommenders.bpr import AdamTable, BPRParameters
-from visrec.recommenders.vbpr import VBPRParameters
+from visrec.recommenders.vbpr import VBPRParameters, principal_basis
 from visrec.recommenders import (
     MODELS,
     BPRRecommender,
@@ -475,3 +475,38 @@ class TestVBPR(RecommenderContract):
         users = model.user_vectors()
         assert users.shape[1] == model.factors + model.visual_factors + 1
         np.testing.assert_array_equal(users[:, -1], 1.0)
+
+
+class TestVBPRInPrincipalSubspace(TestVBPR):
+    """The same VBPR contract with E trained on the features' top 12 of 32 directions."""
+
+    @staticmethod
+    def model_factory() -> Recommender:
+        return VBPRRecommender(factors=16, visual_factors=16, feature_dims=12, epochs=15, lr=0.03, batch_size=1024,
+                               seed=1)
+
+    def test_projection_is_mapped_back_to_the_full_features(self, model):
+        features = make_features()
+        assert model._projection.shape == (N_FEATURES, model.visual_factors)
+        basis = principal_basis(features, 12)
+        # E lies in the principal subspace: projecting onto it first changes nothing.
+        np.testing.assert_allclose(features @ basis @ basis.T @ model._projection, features @ model._projection,
+                                   atol=1e-5)
+
+
+def test_principal_basis_is_orthonormal_and_keeps_the_main_directions():
+    features = make_features()
+    basis = principal_basis(features, 9)
+    assert basis.shape == (N_FEATURES, 9) and basis.dtype == np.float32
+    np.testing.assert_allclose(basis.T @ basis, np.eye(9), atol=1e-5)
+    kept = np.square(features @ basis).sum() / np.square(features).sum()
+    assert kept > 0.8  # 5 category + 4 colour one-hots carry most of each row
+    assert principal_basis(features, None) is None and principal_basis(features, N_FEATURES) is None
+
+
+def test_vbpr_without_reduction_is_unchanged_by_feature_dims_at_or_above_the_width(interactions, features):
+    full = VBPRRecommender(factors=8, visual_factors=8, epochs=3, feature_dims=None, seed=2).fit(interactions, features)
+    wide = VBPRRecommender(factors=8, visual_factors=8, epochs=3, feature_dims=N_FEATURES, seed=2).fit(
+        interactions, features)
+    np.testing.assert_array_equal(full.item_vectors(), wide.item_vectors())
+    np.testing.assert_array_equal(full.user_vectors(), wide.user_vectors())

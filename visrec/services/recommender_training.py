@@ -4,12 +4,15 @@
 ``visrec_train_recommender`` command):
 
 1. loads the last ``TRAINING_WINDOW_DAYS`` of events and the served image vectors;
-2. fits the configured model on all but the last ``HOLDOUT_DAYS`` and measures Recall@20
-   on those days' purchases; the active model is measured on the same slice;
-3. chooses the served blend's weights (trained model, item-kNN, session) on a validation
-   slice *before* the held-out days (:func:`~.recommender_evaluation.select_blend`) and
-   stores them in the version's ``metrics["blend"]``, with the blend's Recall@20 on the
-   held-out days; serving reads them from there;
+2. chooses the model's hyper-parameters (a small grid shared by BPR and VBPR) and the
+   served blend's weights (trained model, item-kNN, session) on a validation slice
+   *before* the held-out days (:func:`~.recommender_evaluation.select_blend`, the function
+   ``visrec_evaluate`` uses) and stores them in the version's ``metrics["params"]`` (every
+   candidate's validation recall in ``metrics["params_tried"]``) and ``metrics["blend"]``;
+   serving reads the weights from there;
+3. fits the model with those hyper-parameters on all but the last ``HOLDOUT_DAYS`` and
+   measures Recall@20 on those days' purchases, alone and blended; the active model is
+   measured on the same slice;
 4. if the candidate is at least as good (or nothing is served yet), refits it (and, when
    the blend uses it, item-kNN) on the whole window, writes its shopper and product
    vectors, builds the HNSW index and switches in one transaction; otherwise keeps the
@@ -163,13 +166,15 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     split = temporal_split(dataset)
     if len(split.users) == 0:
         raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
+    private = params is not None
+    if not private:
+        blend = select_blend(dataset, split.train, model_name)
+        params = blend.get("params") or None  # chosen on validation, before the held-out days
+    else:  # DP training hook: choosing weights would fit a non-private model on the events
+        blend = unchosen_blend()
     candidate = fit_model(model_name, dataset, split.train, progress=progress, params=params)
     candidate_top = model_top(candidate, split, GUARD_K)
     new = recall_at_k(candidate_top, split.relevant, GUARD_K)
-    if params is None:
-        blend = select_blend(dataset, split.train, model_name)
-    else:  # DP training hook: choosing weights would fit a non-private model on the events
-        blend = unchosen_blend()
     weights = blend["weights"]
     parts = {"model": candidate_top, "session": session_top(split, GUARD_K)}
     if weights.get("itemknn", 0) > 0:
@@ -190,6 +195,7 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
                "blend": weights, f"blend_recall@{GUARD_K}": blend_recall,
                f"blend_validation_recall@{BLEND_K}": blend[f"validation_recall@{BLEND_K}"],
                "blend_validation_shoppers": blend["validation_shoppers"],
+               "params": blend.get("params", {}), "params_tried": blend.get("params_tried", []),
                **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
     if old is not None and new < old:

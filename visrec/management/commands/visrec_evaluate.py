@@ -23,6 +23,12 @@ DP_COLUMNS = ["epsilon", "epsilon_spent", "delta", "noise_multiplier", "recall@1
               "ndcg@20", "hit_rate@20", "coverage@20"]
 
 
+def format_params(params: dict) -> str:
+    """``{"reg_bias": 0.1}`` -> ``"reg_bias 0.1"``."""
+    return ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in params.items())
+
+
 class Command(BaseCommand):
     help = ("Evaluates popularity, item-kNN, BPR, the visual hybrid (VBPR), the session model and the blend "
             "on a temporal split of the event log: recall, NDCG, hit rate, coverage, novelty, cold-start recall.")
@@ -69,6 +75,11 @@ class Command(BaseCommand):
             weights = ", ".join(f"{part} {weight:g}" for part, weight in blend["weights"].items())
             self.stdout.write(f"\nblended = {weights} (chosen on {blend.get('validation_shoppers', 0)} validation "
                               "shoppers' purchases in the days before the test days)")
+        for name, chosen in (split.get("params") or {}).items():
+            tried = "; ".join(f"{format_params(t['params'])}: {t['recall@20']:.3f}" for t in chosen["tried"])
+            self.stdout.write(f"{name}: {format_params(chosen['params']) or 'defaults'}" + (
+                f" (chosen on {chosen['validation_shoppers']} validation shoppers' purchases, Recall@20 {tried})"
+                if tried else " (no validation shoppers: defaults)"))
         if epsilons is not None:
             report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats,
                                          progress=lambda stage: self.stderr.write(f"  {stage}…"))
