@@ -510,3 +510,34 @@ def test_vbpr_without_reduction_is_unchanged_by_feature_dims_at_or_above_the_wid
         interactions, features)
     np.testing.assert_array_equal(full.item_vectors(), wide.item_vectors())
     np.testing.assert_array_equal(full.user_vectors(), wide.user_vectors())
+
+
+def test_budget_epochs_bounds_a_fit_on_large_data():
+    from visrec.recommenders.bpr import budget_epochs
+
+    assert budget_epochs(40, 60_000, 6_000_000) == 40  # a small shop: every epoch
+    assert budget_epochs(40, 1_000_000, 6_000_000) == 6  # a large one: fewer passes
+    assert budget_epochs(40, 10_000_000, 6_000_000) == 1  # never none
+    assert budget_epochs(40, 1_000_000, None) == 40
+
+
+@pytest.mark.parametrize("cls", [BPRRecommender, VBPRRecommender])
+def test_max_samples_caps_the_epochs_a_fit_runs(cls):
+    interactions, features = make_interactions(), make_features()
+    pairs = interactions.matrix().nnz
+    capped = cls(epochs=10, max_samples=3 * pairs).fit(interactions, features)
+    assert len(capped.loss_history) == 3
+    assert capped.get_params()["max_samples"] == 3 * pairs  # saved with the model
+
+
+def test_fit_model_applies_the_settings_triple_budget(settings):
+    from types import SimpleNamespace
+
+    from visrec.services.recommender_evaluation import fit_model
+
+    interactions, features = make_interactions(), make_features()
+    dataset = SimpleNamespace(interactions=lambda mask=None: interactions, features=features)
+    settings.VISREC = {**getattr(settings, "VISREC", {}), "RECOMMENDER_MAX_TRIPLES": 2 * interactions.matrix().nnz}
+    assert len(fit_model("bpr", dataset).loss_history) == 2
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_MAX_TRIPLES": 0}
+    assert len(fit_model("bpr", dataset, params={"epochs": 5}).loss_history) == 5

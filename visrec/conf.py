@@ -81,6 +81,10 @@ DEFAULTS: dict[str, Any] = {
     # without interactions in the training window, picked by the session model:
     # exploration, so that new products get the feedback a trained model needs. 0: off.
     "RECOMMENDER_NEW_PRODUCT_SHARE": 0.05,
+    # Triples one BPR/VBPR fit draws at most: on large shops fewer epochs, so that nightly
+    # training (four fits: two candidates on the validation slice, the guarded candidate,
+    # the refit) stays bounded. The demo's ~60k pairs x 40 epochs are far below. 0: no cap.
+    "RECOMMENDER_MAX_TRIPLES": 6_000_000,
     # Leave out what the shopper already bought.
     "EXCLUDE_PURCHASED": True,
     # Crontab fields of the nightly "for you" training.

@@ -253,14 +253,20 @@ def train_bpr(
     lr: float,
     samples_per_epoch: int | None,
     progress: ProgressCallback | None,
+    max_samples: int | None = None,
 ) -> list[float]:
     """Runs BPR epochs, every array of ``parameters`` stepped by its :class:`AdamTable`.
+
+    Args:
+        max_samples: triples drawn over the whole fit at most: on large data there are
+            fewer epochs (at least one), so that a fit's cost stays bounded.
 
     Returns:
         the mean loss of every epoch.
     """
     tables = parameters.tables()
     size = int(samples_per_epoch or len(sampler))
+    epochs = budget_epochs(epochs, size, max_samples)
     history: list[float] = []
     for epoch in range(epochs):
         users, positives, negatives = sampler.sample(size)
@@ -276,6 +282,13 @@ def train_bpr(
         if progress:
             progress(epoch, history[-1])
     return history
+
+
+def budget_epochs(epochs: int, per_epoch: int, max_samples: int | None) -> int:
+    """``epochs``, fewer (at least 1) where ``epochs * per_epoch`` triples exceed ``max_samples``."""
+    if not max_samples:
+        return int(epochs)
+    return max(1, min(int(epochs), int(max_samples) // max(1, int(per_epoch))))
 
 
 def fold_in_mean(vectors: np.ndarray, items: np.ndarray, weights: np.ndarray, norm: float) -> np.ndarray:
@@ -320,6 +333,7 @@ class BPRRecommender(InnerProductRecommender):
         reg_bias: L2 weight on the item biases of each triple.
         batch_size: triples per optimisation step.
         samples_per_epoch: triples per epoch instead of the number of pairs.
+        max_samples: triples over the whole fit at most (fewer epochs on large data).
         seed: seed of every random draw.
     """
 
@@ -335,12 +349,14 @@ class BPRRecommender(InnerProductRecommender):
         reg_bias: float = 0.01,
         batch_size: int = 4096,
         samples_per_epoch: int | None = None,
+        max_samples: int | None = None,
         seed: int = 0,
     ) -> None:
         self.factors, self.epochs, self.lr = int(factors), int(epochs), float(lr)
         self.reg, self.reg_bias = float(reg), float(reg_bias)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
+        self.max_samples = None if max_samples is None else int(max_samples)
         self.loss_history: list[float] = []
 
     def fit(
@@ -356,7 +372,7 @@ class BPRRecommender(InnerProductRecommender):
         net = BPRParameters(interactions.n_users, interactions.n_items, self.factors, self.reg, self.reg_bias, rng)
         self.loss_history = train_bpr(
             net, TripleSampler(matrix, None, rng), epochs=self.epochs, batch_size=self.batch_size,
-            lr=self.lr, samples_per_epoch=self.samples_per_epoch, progress=progress,
+            lr=self.lr, samples_per_epoch=self.samples_per_epoch, progress=progress, max_samples=self.max_samples,
         )
         gamma_u = net.user_factors.copy()
         gamma_i, beta = net.item_factors.copy(), net.item_bias.copy()[:, None]

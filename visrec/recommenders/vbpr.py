@@ -154,6 +154,7 @@ class VBPRRecommender(InnerProductRecommender):
             measured on validation. None: every dimension.
         batch_size: triples per optimisation step.
         samples_per_epoch: triples per epoch instead of the number of pairs.
+        max_samples: triples over the whole fit at most (fewer epochs on large data).
         seed: seed of every random draw.
     """
 
@@ -172,6 +173,7 @@ class VBPRRecommender(InnerProductRecommender):
         feature_dims: int | None = 128,
         batch_size: int = 4096,
         samples_per_epoch: int | None = None,
+        max_samples: int | None = None,
         seed: int = 0,
     ) -> None:
         self.factors, self.visual_factors = int(factors), int(visual_factors)
@@ -180,6 +182,7 @@ class VBPRRecommender(InnerProductRecommender):
         self.feature_dims = None if feature_dims is None else int(feature_dims)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
+        self.max_samples = None if max_samples is None else int(max_samples)
         self.loss_history: list[float] = []
 
     def fit(
@@ -201,7 +204,7 @@ class VBPRRecommender(InnerProductRecommender):
         sampler = TripleSampler(matrix, np.flatnonzero(warm), rng)  # cold items never enter a triple
         self.loss_history = train_bpr(
             net, sampler, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            samples_per_epoch=self.samples_per_epoch, progress=progress,
+            samples_per_epoch=self.samples_per_epoch, progress=progress, max_samples=self.max_samples,
         )
         gamma_u, theta_u, gamma_i = net.user_factors.copy(), net.user_visual.copy(), net.item_factors.copy()
         beta = net.item_bias.astype(np.float64)

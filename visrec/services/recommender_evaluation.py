@@ -15,6 +15,7 @@ never take part in the choice.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 from dataclasses import dataclass, field
 
@@ -122,7 +123,10 @@ def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split
 def fit_model(name: str, dataset: Dataset, mask: np.ndarray | None = None, progress=None,
               params: dict | None = None) -> Recommender:
     """A model of the registry fitted on the events selected by ``mask``."""
-    model = MODELS[name](**{**DEFAULT_PARAMS.get(name, {}), **(params or {})})
+    model_params = {**DEFAULT_PARAMS.get(name, {}), **(params or {})}
+    if "max_samples" in inspect.signature(MODELS[name]).parameters:  # BPR, VBPR: a bounded fit
+        model_params.setdefault("max_samples", visrec_settings.RECOMMENDER_MAX_TRIPLES or None)
+    model = MODELS[name](**model_params)
     return model.fit(dataset.interactions(mask), dataset.features, progress=progress)
 
 
