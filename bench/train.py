@@ -513,19 +513,32 @@ end
 """
 
 
-def make_sessions(subjects: list[str]) -> list[str]:
-    """A Django session per subject whose stored pseudonym is that subject; their session keys."""
+def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str], list[str]]:
+    """A Django session per subject; their session keys and the shoppers' pseudonyms.
+
+    visrec derives a session's pseudonym from its key (HMAC), so a new session cannot be
+    given an existing pseudonym: with ``rekey`` each subject's stored shopper vectors and
+    events are moved to its new session's pseudonym (in this benchmark's database only).
+    """
     from django.contrib.sessions.backends.db import SessionStore
 
+    from visrec.models import InteractionEvent, ShopperVector
+    from visrec.pseudonyms import subject_key
     from visrec.services.tracking import SESSION_KEY
 
-    keys = []
+    keys, pseudonyms = [], []
     for subject in subjects:
         store = SessionStore()
-        store[SESSION_KEY] = subject
         store.create()
+        pseudonym = subject_key("session", store.session_key)
+        store[SESSION_KEY] = pseudonym
+        store.save()
+        if rekey:
+            ShopperVector.objects.filter(subject_key=subject).update(subject_key=pseudonym)
+            InteractionEvent.objects.filter(subject_key=subject).update(subject_key=pseudonym)
         keys.append(store.session_key)
-    return keys
+        pseudonyms.append(pseudonym)
+    return keys, pseudonyms
 
 
 def run_wrk(port: int, script: Path, keys_file: Path, connections: int, seconds: int) -> dict:
@@ -549,7 +562,7 @@ def foryou(server, args, workdir: Path) -> dict:
         raise RuntimeError("no active recommender: run the scale part first")
     subjects = list(ShopperVector.objects.filter(model_version=version.name).order_by("?")
                     .values_list("subject_key", flat=True)[: args.foryou_shoppers])
-    keys = make_sessions(subjects)
+    keys, subjects = make_sessions(subjects, rekey=True)
     keys_file = workdir / "sessions.txt"
     keys_file.write_text("\n".join(keys) + "\n")
     script = workdir / "foryou.lua"
@@ -607,7 +620,7 @@ def ingest(server, args, product_ids: np.ndarray) -> dict:
     if per_subject <= 0:
         raise ValueError("--ingest-batch exceeds the per-day contribution bound")
     needed = int(args.ingest_seconds * 10_000 / per_subject) + args.ingest_threads  # room for 10k events/s
-    keys = make_sessions([subject_key("session", f"bench-ingest-{i}") for i in range(needed)])
+    keys, _ = make_sessions([subject_key("session", f"bench-ingest-{i}") for i in range(needed)])
     dropped_before = dropped_events()
     stored_before = InteractionEvent.objects.filter(source=SOURCE_TAG).count()
     kinds = ["view"] * 6 + ["click", "cart", "cart", "purchase"]

@@ -77,3 +77,15 @@ def test_ledger_admin_shows_remaining_budget(admin_client):
     page = admin_client.get("/admin/visrec/privacyrelease/").content.decode()
     assert "Privacy budget: epsilon 9.50 of 10.00 left" in page
     assert "±" in page
+
+
+def test_trending_filters_reach_past_the_releases_head(settings):
+    settings.VISREC = {**settings.VISREC, "RELEASE_MAX_PRODUCTS_PER_SHOPPER": 12, "TRENDING_EPSILON": 5.0}
+    products = [ProductFactory(stock=0 if i < 9 else 3) for i in range(12)]  # the 9 most viewed: sold out
+    now = timezone.now()
+    InteractionEvent.objects.bulk_create(
+        InteractionEvent(subject_key=f"{s:064d}", product=p, event_type="view", occurred_at=now - dt.timedelta(hours=1))
+        for i, p in enumerate(products) for s in range(300 - 20 * i))
+    listed = trending_list(2, SimilarFilters(), exclude=[products[9].pk])
+    assert [p for p, _ in listed] == [products[10].pk, products[11].pk]
+    assert [p for p, _ in trending_list(3, SimilarFilters(in_stock=False))] == [p.pk for p in products[:3]]

@@ -219,10 +219,11 @@ def latest_release(kind: str, max_age: dt.timedelta) -> NoisyCounts | None:
     return _noisy_counts(release)
 
 
-def dp_trending(k: int, candidates: set[int] | None = None) -> list[tuple[int, float]]:
+def dp_trending(k: int | None = None) -> list[tuple[int, float]]:
     """The trending list shown to everyone: today's DP release, made once a day.
 
-    Returns ``[(product_id, noisy distinct shoppers)]``; [] when the budget is spent.
+    Returns ``[(product_id, noisy distinct shoppers)]``, best first, the first ``k`` (all
+    with ``None``); [] when the budget is spent.
     """
     noisy = latest_release("trending", dt.timedelta(days=1))
     if noisy is None:
@@ -231,6 +232,5 @@ def dp_trending(k: int, candidates: set[int] | None = None) -> list[tuple[int, f
                                    reuse_within=dt.timedelta(days=1))
         except BudgetExceeded:
             return []
-    ranked = sorted(((p, c) for p, c in noisy.counts.items() if c > 0 and (candidates is None or p in candidates)),
-                    key=lambda t: (-t[1], t[0]))
+    ranked = sorted(((p, c) for p, c in noisy.counts.items() if c > 0), key=lambda t: (-t[1], t[0]))
     return [(p, float(c)) for p, c in ranked[:k]]

@@ -159,7 +159,7 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
     found = ids[0] >= 0
     ranked = [(int(bundle.products[i]), float(v)) for i, v in zip(ids[0][found], values[0][found])]
     allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in ranked])
-                  .exclude(pk__in=exclude).values_list("pk", flat=True))
+                  .exclude(pk__in=exclude).order_by().values_list("pk", flat=True))
     return [(p, v) for p, v in ranked if p in allowed][:k]
 
 
@@ -214,12 +214,23 @@ def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters,
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
                   ) -> list[tuple[int, float]]:
     """Trending products for everyone: the day's differentially private release (see
-    :mod:`visrec.services.dp_releases`), restricted to the shop's filters."""
+    :mod:`visrec.services.dp_releases`), restricted to the shop's filters.
+
+    The filters are asked of the release's head only (``4 k`` products, widening while
+    fewer than ``k`` pass), never of the whole catalogue.
+    """
     from .dp_releases import dp_trending
 
-    candidates = set(candidate_queryset(filters, None, None).exclude(pk__in=list(exclude))
-                     .values_list("pk", flat=True))
-    return dp_trending(k, candidates)
+    ranked = dp_trending()
+    found: list[tuple[int, float]] = []
+    start, window = 0, 4 * k
+    while start < len(ranked) and len(found) < k:
+        head = ranked[start:start + window]
+        allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in head])
+                      .exclude(pk__in=list(exclude)).order_by().values_list("pk", flat=True))
+        found += [(p, c) for p, c in head if p in allowed]
+        start, window = start + window, window * 4
+    return found[:k]
 
 
 def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | None = None,
