@@ -370,3 +370,19 @@ def test_session_lists_of_the_evaluation_rank_in_bounded_chunks(monkeypatch):
     session, new = whole
     assert (session[1] == -1).all() and (new[1] == -1).all()
     assert not set(session[0]) & {1, 2} and (new[2] >= 25).all()  # exclusions; only untouched products
+
+
+def test_split_ends_at_the_last_purchase_so_a_stray_later_view_changes_nothing():
+    from visrec.services.interactions import Dataset
+
+    day = recommender_evaluation.DAY
+    # Two shoppers: views, then each buys on day 20; a stray view arrives on day 40.
+    users = np.array([0, 0, 1, 1, 0])
+    items = np.array([0, 1, 2, 3, 4])
+    types = np.array(["view", "purchase", "view", "purchase", "view"])
+    times = np.array([1, 20, 2, 20, 40], dtype=np.float64) * day
+    dataset = Dataset(subjects=np.array(["a", "b"]), products=np.arange(5), users=users, items=items, types=types,
+                      times=times, features=np.eye(5, dtype=np.float32))
+    split = recommender_evaluation.temporal_split(dataset, holdout_days=7)
+    assert split.split_time == 13 * day
+    assert [sorted(r) for r in split.relevant] == [[1], [3]]

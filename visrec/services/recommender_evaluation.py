@@ -1,6 +1,6 @@
 """Honest offline evaluation of "for you": a temporal split, every model, the same metrics.
 
-The split: the last ``holdout_days`` of the event log are the future. Test shoppers are
+The split: the last ``holdout_days`` up to the last purchase are the future. Test shoppers are
 those who bought something in the future and did anything before it; what they bought
 (and had not bought before) is what a model should have recommended. Models learn only
 from the past. "Cold" products are those nobody touched in the past.
@@ -84,13 +84,18 @@ class Split:
 
 
 def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split:
-    """Splits at ``max(time) - holdout_days`` (see module docstring)."""
+    """Splits ``holdout_days`` before the last purchase (see module docstring).
+
+    The last purchase, not the last event: views after it (a stray test click days later)
+    would otherwise move the held-out days onto days without purchases to measure.
+    """
     holdout_days = visrec_settings.HOLDOUT_DAYS if holdout_days is None else holdout_days
     if len(dataset.times) == 0:
         raise LookupError("no events to evaluate on")
-    split_time = float(dataset.times.max()) - holdout_days * DAY
-    train = dataset.times < split_time
     is_purchase = dataset.types == "purchase"
+    end = dataset.times[is_purchase].max() if is_purchase.any() else dataset.times.max()
+    split_time = float(end) - holdout_days * DAY
+    train = dataset.times < split_time
     item_counts = np.bincount(dataset.items[train], minlength=len(dataset.products))
     cold = item_counts == 0
     weights = dataset.weights
