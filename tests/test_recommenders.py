@@ -541,3 +541,16 @@ def test_fit_model_applies_the_settings_triple_budget(settings):
     assert len(fit_model("bpr", dataset).loss_history) == 2
     settings.VISREC = {**settings.VISREC, "RECOMMENDER_MAX_TRIPLES": 0}
     assert len(fit_model("bpr", dataset, params={"epochs": 5}).loss_history) == 5
+
+
+def test_itemknn_positive_top_is_the_top_of_its_scores_without_scoring_every_item():
+    model = ItemKNNRecommender(neighbours=10).fit(make_interactions(), make_features())
+    for user, items, weights in [(3, None, None), (-1, np.array([0, 5, 41]), np.array([1.0, 4.0, 8.0], np.float32))]:
+        scores = model.score(user, items, weights)
+        scores[scores <= 0] = -np.inf
+        expected_ids, expected_values = top_n(scores, 15)
+        found = expected_ids[0] >= 0
+        ids, values = model.positive_top(user, 15, items, weights)
+        np.testing.assert_array_equal(ids, expected_ids[0][found])
+        np.testing.assert_allclose(values, expected_values[0][found], rtol=1e-6)
+    assert len(model.positive_top(-1, 15, np.zeros(0, np.int64), np.zeros(0, np.float32))[0]) == 0

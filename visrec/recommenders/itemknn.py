@@ -113,6 +113,31 @@ class ItemKNNRecommender(Recommender):
             )
         return (history @ self._similarity).toarray().reshape(-1).astype(np.float32, copy=False)
 
+    def positive_top(self, user: int, n: int, history_items: np.ndarray | None = None,
+                     history_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items with the highest positive :meth:`score`, best first (ties: lower id).
+
+        Only the neighbours of the history are ever scored (a sparse row), so serving one
+        shopper does not touch every item of a large catalogue.
+
+        Returns:
+            ids int64 (<=n,) and scores float32 (<=n,).
+        """
+        self._check_fitted()
+        if self._is_known(user):
+            history = self._user_items[int(user)]
+        else:
+            items, weights = _as_history(self.n_items, history_items, history_weights)
+            history = sp.csr_matrix(
+                (weights, (np.zeros(len(items), np.int64), items)), shape=(1, self.n_items), dtype=np.float32
+            )
+        row = (history @ self._similarity).tocsr()
+        row.sum_duplicates()
+        keep = row.data > 0
+        ids, values = row.indices[keep].astype(np.int64), row.data[keep].astype(np.float32)
+        order = np.lexsort((ids, -values))[: max(0, int(n))]
+        return ids[order], values[order]
+
     def _score_batch(self, users: np.ndarray) -> np.ndarray:
         known = (users >= 0) & (users < self.n_users)
         rows = self._user_items[np.where(known, users, 0)]

@@ -36,7 +36,6 @@ from ..models import (
     RecommenderItemVector,
     ShopperVector,
 )
-from ..recommenders import top_n
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
 from .generation import embeddings_generation
@@ -153,11 +152,8 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
         if not recent:
             return []
         seen, weights = np.array([r[0] for r in recent]), np.array([r[1] for r in recent], np.float32)
-    scores = bundle.neighbours.score(user, seen, weights)
-    scores[scores <= 0] = -np.inf
-    ids, values = top_n(scores, 4 * k)
-    found = ids[0] >= 0
-    ranked = [(int(bundle.products[i]), float(v)) for i, v in zip(ids[0][found], values[0][found])]
+    ids, values = bundle.neighbours.positive_top(user, 4 * k, seen, weights)
+    ranked = [(int(bundle.products[i]), float(v)) for i, v in zip(ids, values)]
     allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in ranked])
                   .exclude(pk__in=exclude).order_by().values_list("pk", flat=True))
     return [(p, v) for p, v in ranked if p in allowed][:k]
