@@ -57,9 +57,10 @@ def search_by_image(data: bytes, k: int = 8, filters: SimilarFilters | None = No
     embedder = load_embedder(version)
     array = preprocess_image(image, preprocess_config(embedder.backbone))
     vector = embedder.embed_served(array[None])[0]
-    ranked = search_by_vector(vector, k, filters)
+    ranked = search_by_vector(vector, k, filters, version=version)  # the version that embedded the photo
     category, confidence = None, None
     if with_category:
-        neighbours = ranked if len(ranked) >= 10 else search_by_vector(vector, 10, SimilarFilters(in_stock=False))
+        neighbours = ranked if len(ranked) >= 10 else search_by_vector(vector, 10, SimilarFilters(in_stock=False),
+                                                                       version=version)
         category, confidence = predict_category(neighbours)
     return PhotoSearchResult(ranked, category, confidence, version.name)
