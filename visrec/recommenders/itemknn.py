@@ -103,6 +103,12 @@ class ItemKNNRecommender(Recommender):
         history_items: np.ndarray | None = None,
         history_weights: np.ndarray | None = None,
     ) -> np.ndarray:
+        return self._score_row(user, history_items, history_weights).toarray().reshape(-1).astype(
+            np.float32, copy=False)
+
+    def _score_row(self, user: int, history_items: np.ndarray | None,
+                   history_weights: np.ndarray | None) -> sp.csr_matrix:
+        """float32 CSR (1, n_items): the user's history (or the given one) times the similarities."""
         self._check_fitted()
         if self._is_known(user):
             history = self._user_items[int(user)]
@@ -111,7 +117,7 @@ class ItemKNNRecommender(Recommender):
             history = sp.csr_matrix(
                 (weights, (np.zeros(len(items), np.int64), items)), shape=(1, self.n_items), dtype=np.float32
             )
-        return (history @ self._similarity).toarray().reshape(-1).astype(np.float32, copy=False)
+        return (history @ self._similarity).tocsr()
 
     def positive_top(self, user: int, n: int, history_items: np.ndarray | None = None,
                      history_weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -123,15 +129,7 @@ class ItemKNNRecommender(Recommender):
         Returns:
             ids int64 (<=n,) and scores float32 (<=n,).
         """
-        self._check_fitted()
-        if self._is_known(user):
-            history = self._user_items[int(user)]
-        else:
-            items, weights = _as_history(self.n_items, history_items, history_weights)
-            history = sp.csr_matrix(
-                (weights, (np.zeros(len(items), np.int64), items)), shape=(1, self.n_items), dtype=np.float32
-            )
-        row = (history @ self._similarity).tocsr()
+        row = self._score_row(user, history_items, history_weights)
         row.sum_duplicates()
         keep = row.data > 0
         ids, values = row.indices[keep].astype(np.int64), row.data[keep].astype(np.float32)
