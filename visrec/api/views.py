@@ -10,11 +10,12 @@ from rest_framework.views import APIView
 
 from ..conf import get_product_model
 from ..imaging import ImageRejected
+from ..models import ModelKind
 from ..services import presentation
-from ..services.embedders import active_embedder_version
 from ..services.photo_search import search_by_image
 from ..services.similar import NotEmbedded, fallback_products, similar_list
 from ..services.tracking import EventIn, TrackingError, record_events, subject_for_request
+from ..services.versions import served_version
 from .serializers import (
     ErrorSerializer,
     EventBatchResponseSerializer,
@@ -49,7 +50,7 @@ class SimilarProductsView(APIView):
             model_version, ranked = found.model_version, found.ranked
         except NotEmbedded:
             get_object_or_404(get_product_model()._default_manager.only("pk"), pk=product_id)
-            version = active_embedder_version()
+            version = served_version(ModelKind.EMBEDDER)
             model_version = version.name if version else ""
             ranked = fallback_products(product_id, limit, params.filters())
         return Response({

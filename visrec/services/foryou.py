@@ -154,9 +154,7 @@ def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list
         seen, weights = np.array([r[0] for r in recent]), np.array([r[1] for r in recent], np.float32)
     ids, values = bundle.neighbours.positive_top(user, 4 * k, seen, weights)
     ranked = [(int(bundle.products[i]), float(v)) for i, v in zip(ids, values)]
-    allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in ranked])
-                  .exclude(pk__in=exclude).order_by().values_list("pk", flat=True))
-    return [(p, v) for p, v in ranked if p in allowed][:k]
+    return _passing(ranked, filters, exclude)[:k]
 
 
 def session_query(subject: str, now: dt.datetime | None = None, embedder: ModelVersion | None = None,
@@ -207,6 +205,13 @@ def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters,
                             queryset_hook=lambda qs: qs.filter(pk__in=new).exclude(pk__in=exclude), version=embedder)
 
 
+def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) -> list[tuple[int, float]]:
+    """The entries of ``ranked`` whose products pass the shop's filters and are not excluded (one query)."""
+    allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in ranked])
+                  .exclude(pk__in=list(exclude)).order_by().values_list("pk", flat=True))
+    return [(p, v) for p, v in ranked if p in allowed]
+
+
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
                   ) -> list[tuple[int, float]]:
     """Trending products for everyone: the day's differentially private release (see
@@ -222,9 +227,7 @@ def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now:
     start, window = 0, 4 * k
     while start < len(ranked) and len(found) < k:
         head = ranked[start:start + window]
-        allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in head])
-                      .exclude(pk__in=list(exclude)).order_by().values_list("pk", flat=True))
-        found += [(p, c) for p, c in head if p in allowed]
+        found += _passing(head, filters, exclude)
         start, window = start + window, window * 4
     return found[:k]
 
