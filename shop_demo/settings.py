@@ -87,7 +87,7 @@ _redis = os.environ.get("CELERY_BROKER_URL") or (devservices.ensure_redis() + "/
 # recommendations from the worker that wrote new vectors.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "visrec.cache.RedisCache",  # Django's, reusing its Redis clients
         "LOCATION": os.environ.get("CACHE_URL") or _redis.rsplit("/", 1)[0] + "/1",
         "KEY_PREFIX": "shop",
     }

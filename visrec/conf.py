@@ -54,6 +54,13 @@ DEFAULTS: dict[str, Any] = {
     # The colour's share of a fine-tuned embedder's cosine: "auto" (chosen on held-out
     # products, see README) or a number from 0 (shape only) to below 1.
     "COLOUR_WEIGHT": "auto",
+    # --- widgets and API responses ---------------------------------------------------------
+    # Seconds a product's card (name, link, price, first image) stays in Django's cache.
+    # Saving or deleting a product or image forgets its card; changes made without signals
+    # (QuerySet.update, raw SQL) show after at most this long, or call
+    # visrec.services.presentation.forget_cards(ids). 0: cards are read from the database
+    # on every request.
+    "CARD_CACHE_SECONDS": 300,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.
     "EXTRACTION_QUEUE": "visrec_extraction",

@@ -1,7 +1,8 @@
 """Embedding follows the host's images: saved or deleted image -> on_commit -> Celery task.
 
 Also: a deleted product invalidates cached "similar" lists (it may be one's query or
-result), and a saved or deleted model version drops this process's memo of served versions.
+result); a saved or deleted product or image forgets the product's cached card; and a
+saved or deleted model version drops this process's memo of served versions.
 """
 from __future__ import annotations
 
@@ -45,6 +46,42 @@ def post_delete_product(sender, instance, **kwargs) -> None:
         transaction.on_commit(bump_embeddings_generation)
 
 
+def product_changed(sender, instance, **kwargs) -> None:
+    """A saved or deleted product's cached card is forgotten once the transaction commits."""
+    _forget_card_on_commit(instance.pk)
+
+
+def image_changed(sender, instance, **kwargs) -> None:
+    """A saved or deleted image's product's cached card is forgotten once the transaction commits."""
+    _forget_card_on_commit(getattr(instance, sender._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname))
+
+
+class ForgetCards:
+    """The ``on_commit`` callback that forgets the cards of the products changed in one transaction."""
+
+    def __init__(self, product_id) -> None:
+        self.product_ids = [product_id]
+        self.done = False
+
+    def __call__(self) -> None:
+        from .services.presentation import forget_cards
+
+        self.done = True
+        forget_cards(self.product_ids)
+
+
+def _forget_card_on_commit(product_id) -> None:
+    """One :class:`ForgetCards` per transaction (and savepoint) however many products change."""
+    if product_id is None:
+        return
+    connection = transaction.get_connection()
+    for savepoints, callback, _robust in getattr(connection, "run_on_commit", []):
+        if isinstance(callback, ForgetCards) and not callback.done and savepoints == set(connection.savepoint_ids):
+            callback.product_ids.append(product_id)
+            return
+    transaction.on_commit(ForgetCards(product_id))
+
+
 def user_logged_in_handler(sender, request, user, **kwargs) -> None:
     """A shopper who logs in mid-session keeps the session's history."""
     if request is None:
@@ -64,6 +101,9 @@ def register_signal_handlers() -> None:
     post_save.connect(post_save_image, sender=image_model, dispatch_uid="visrec_post_save_image")
     post_delete.connect(post_delete_image, sender=image_model, dispatch_uid="visrec_post_delete_image")
     post_delete.connect(post_delete_product, sender=get_product_model(), dispatch_uid="visrec_post_delete_product")
+    for signal, name in ((post_save, "save"), (post_delete, "delete")):
+        signal.connect(product_changed, sender=get_product_model(), dispatch_uid=f"visrec_card_product_{name}")
+        signal.connect(image_changed, sender=image_model, dispatch_uid=f"visrec_card_image_{name}")
     post_save.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_save")
     post_delete.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_delete")
     user_logged_in.connect(user_logged_in_handler, dispatch_uid="visrec_user_logged_in")

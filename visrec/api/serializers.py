@@ -1,6 +1,8 @@
 """Request validation and response shapes of the REST API."""
 from __future__ import annotations
 
+from decimal import Decimal
+
 from rest_framework import serializers
 
 from ..conf import visrec_settings
@@ -49,12 +51,28 @@ class SearchRequestSerializer(FilterParamsSerializer):
 
 
 class ProductCardSerializer(serializers.Serializer):
+    """A product card in a response (the schema; :func:`card_rows` writes the rows)."""
+
     id = serializers.IntegerField(source="pk")
     name = serializers.CharField()
     url = serializers.CharField()
     price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     image_url = serializers.CharField()
     score = serializers.FloatField(help_text="cosine similarity to the query, 1 = identical")
+
+
+CENT = Decimal("0.01")
+
+
+def card_rows(cards: list[dict]) -> list[dict]:
+    """Response rows of product cards, as :class:`ProductCardSerializer` documents them.
+
+    Written out rather than through the serializer: it runs on every "similar" and "for you"
+    request, where building a DRF serializer costs as much as reading the cards from the cache.
+    """
+    return [{"id": card["pk"], "name": card["name"], "url": card["url"],
+             "price": None if card["price"] is None else str(Decimal(str(card["price"])).quantize(CENT)),
+             "image_url": card["image_url"], "score": float(card["score"])} for card in cards]
 
 
 class SimilarResponseSerializer(serializers.Serializer):

@@ -22,10 +22,10 @@ from .serializers import (
     EventBatchSerializer,
     ForYouResponseSerializer,
     FilterParamsSerializer,
-    ProductCardSerializer,
     SearchRequestSerializer,
     SearchResponseSerializer,
     SimilarResponseSerializer,
+    card_rows,
 )
 
 
@@ -56,7 +56,7 @@ class SimilarProductsView(APIView):
         return Response({
             "product": product_id,
             "model_version": model_version,
-            "results": ProductCardSerializer(presentation.product_cards(ranked), many=True).data,
+            "results": card_rows(presentation.product_cards(ranked)),
         })
 
 
@@ -88,7 +88,7 @@ class PhotoSearchView(APIView):
             "model_version": result.model_version,
             "predicted_category": None if category is None else str(_category_label(category)),
             "category_confidence": result.category_confidence,
-            "results": ProductCardSerializer(presentation.product_cards(result.ranked), many=True).data,
+            "results": card_rows(presentation.product_cards(result.ranked)),
         })
 
 
@@ -149,4 +149,4 @@ class ForYouView(APIView):
         ranked, source = recommend_for_subject(subject_for_request(request), params.validated_data["limit"],
                                                params.filters())
         return Response({"source": source,
-                         "results": ProductCardSerializer(presentation.product_cards(ranked), many=True).data})
+                         "results": card_rows(presentation.product_cards(ranked))})

@@ -1,8 +1,15 @@
-"""Product cards for widgets and API responses: one query whatever the number of products."""
+"""Product cards for widgets and API responses: at most one query whatever the number of products.
+
+A card is what a widget or an API response shows of a product: name, link, price, first
+image and its alt text. Cards are kept in Django's cache (``CARD_CACHE_SECONDS``), so a
+list whose cards are all cached costs one cache round trip and no query; saving or
+deleting a product or one of its images forgets its card (signal handlers).
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+from django.core.cache import cache
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import OuterRef, Subquery
 
@@ -10,24 +17,48 @@ from ..conf import get_image_model, get_product_model, visrec_settings
 
 #: The image model's field read for the card's alt text when it has one (else the product's name).
 ALT_TEXT_FIELD = "alt_text"
+CARD_KEY = "visrec:card:{}"
 
 
 def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
     """Display data for ranked products, in the given order.
 
-    One query: the products, each with its first image's file name (and alt text) read by
-    a subquery in the image model's order.
+    Cached cards come from one cache round trip; the others from one query (the products,
+    each with its first image's file name and alt text read by a subquery in the image
+    model's order), then cached.
 
     Args:
         ranked: ``[(product_id, score), ...]``.
 
     Returns:
         one dict per product still in the catalogue: ``pk``, ``name``, ``url``,
-        ``price``, ``image_url``, ``alt``, ``score`` and ``product`` (the instance).
+        ``price``, ``image_url``, ``alt`` and ``score``.
     """
     ids = [pid for pid, _ in ranked]
     if not ids:
         return []
+    seconds = visrec_settings.CARD_CACHE_SECONDS
+    keys = {pid: CARD_KEY.format(pid) for pid in ids}
+    found = cache.get_many(list(keys.values())) if seconds else {}
+    cards = {pid: found[key] for pid, key in keys.items() if key in found}
+    missing = [pid for pid in ids if pid not in cards]
+    if missing:
+        loaded = _load_cards(missing)
+        cards.update(loaded)
+        if seconds and loaded:
+            cache.set_many({keys[pid]: card for pid, card in loaded.items()}, seconds)
+    return [{**cards[pid], "score": score} for pid, score in ranked if pid in cards]
+
+
+def forget_cards(product_ids: Iterable[int]) -> None:
+    """Drops cached cards (after changes that bypass the model signals, e.g. ``QuerySet.update``)."""
+    keys = [CARD_KEY.format(pid) for pid in product_ids]
+    if keys:
+        cache.delete_many(keys)
+
+
+def _load_cards(ids: list[int]) -> dict[int, dict]:
+    """Cards of products read from the database in one query: ``{pk: card}``."""
     Product = get_product_model()
     Image = get_image_model()
     product_attr = Image._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname
@@ -39,22 +70,17 @@ def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
     products = Product._default_manager.annotate(**annotations).order_by().in_bulk(ids)
     storage = Image._meta.get_field(visrec_settings.IMAGE_FIELD).storage
     price_field = visrec_settings.PRICE_FIELD
-    cards = []
-    for pid, score in ranked:
-        product = products.get(pid)
-        if product is None:
-            continue
+    cards = {}
+    for pid, product in products.items():
         image_name = product._visrec_image
-        cards.append({
+        cards[pid] = {
             "pk": pid,
-            "product": product,
             "name": str(product),
             "url": product.get_absolute_url() if hasattr(product, "get_absolute_url") else "",
             "price": getattr(product, price_field, None) if price_field else None,
             "image_url": storage.url(image_name) if image_name else "",
             "alt": getattr(product, "_visrec_alt", "") or str(product),
-            "score": score,
-        })
+        }
     return cards
 
 

@@ -1,0 +1,102 @@
+"""Product cards: one query for what is not cached, none for what is, forgotten when a product or image changes."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from shop_demo.catalog.models import Product
+from visrec.services.presentation import forget_cards, product_cards
+
+from .factories import ProductFactory, ProductImageFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_auto_index(settings):
+    settings.VISREC = {**settings.VISREC, "AUTO_INDEX": False}  # no extraction task on image saves
+
+
+@pytest.fixture
+def products(django_capture_on_commit_callbacks):
+    made = []
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(3):
+            product = ProductFactory(name=f"Mug {i}", price=f"{10 + i}.50")
+            ProductImageFactory(product=product, position=1, alt_text=f"second picture {i}")
+            ProductImageFactory(product=product, position=0, alt_text=f"mug {i} from the front")
+            made.append(product)
+    return made
+
+
+def ranked(products, scores=(0.9, 0.8, 0.7)):
+    return [(p.pk, s) for p, s in zip(products, scores)]
+
+
+def test_cards_in_the_ranked_order_with_the_first_image_and_its_alt_text(products):
+    with CaptureQueriesContext(connection) as queries:
+        cards = product_cards(list(reversed(ranked(products))))
+    assert len(queries.captured_queries) == 1
+    assert [c["pk"] for c in cards] == [p.pk for p in reversed(products)]
+    last = cards[0]
+    assert last["name"] == "Mug 2" and last["price"] == Decimal("12.50") and last["score"] == 0.7
+    assert last["alt"] == "mug 2 from the front" and last["image_url"] == products[2].images.get(position=0).image.url
+    assert last["url"] == products[2].get_absolute_url()
+
+
+def test_cached_cards_cost_no_query_and_scores_are_not_cached(products):
+    product_cards(ranked(products))
+    with CaptureQueriesContext(connection) as queries:
+        cards = product_cards(ranked(products, scores=(0.5, 0.4, 0.3)))
+    assert len(queries.captured_queries) == 0
+    assert [c["score"] for c in cards] == [0.5, 0.4, 0.3]
+    new = ProductFactory()
+    with CaptureQueriesContext(connection) as queries:
+        cards = product_cards(ranked(products) + [(new.pk, 0.1)])
+    assert len(queries.captured_queries) == 1  # only the uncached product is read
+    assert queries.captured_queries[0]["sql"].endswith(f"IN ({new.pk})") and cards[-1]["pk"] == new.pk
+
+
+def test_saving_a_product_or_an_image_forgets_its_card(products, django_capture_on_commit_callbacks):
+    product_cards(ranked(products))
+    with django_capture_on_commit_callbacks(execute=True):
+        products[0].price = Decimal("99.00")
+        products[0].save()
+        image = products[1].images.get(position=0)
+        image.alt_text = "mug 1, new photo"
+        image.save()
+    cards = product_cards(ranked(products))
+    assert cards[0]["price"] == Decimal("99.00") and cards[1]["alt"] == "mug 1, new photo"
+
+
+def test_one_forget_per_transaction_however_many_products_change(products, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        for product in products:
+            product.save()
+    assert len(callbacks) == 1 and callbacks[0].product_ids == [p.pk for p in products]
+
+
+def test_a_deleted_product_disappears_from_cached_cards(products, django_capture_on_commit_callbacks):
+    product_cards(ranked(products))
+    with django_capture_on_commit_callbacks(execute=True):
+        products[1].delete()
+    assert [c["name"] for c in product_cards(ranked(products))] == ["Mug 0", "Mug 2"]
+
+
+def test_updates_without_signals_show_after_forget_cards(products):
+    product_cards(ranked(products))
+    Product.objects.filter(pk=products[0].pk).update(name="Renamed mug")
+    assert product_cards(ranked(products))[0]["name"] == "Mug 0"  # cached: QuerySet.update sends no signal
+    forget_cards([products[0].pk])
+    assert product_cards(ranked(products))[0]["name"] == "Renamed mug"
+
+
+def test_no_card_cache_when_switched_off(products, settings):
+    settings.VISREC = {**settings.VISREC, "AUTO_INDEX": False, "CARD_CACHE_SECONDS": 0}
+    product_cards(ranked(products))
+    with CaptureQueriesContext(connection) as queries:
+        product_cards(ranked(products))
+    assert len(queries.captured_queries) == 1
