@@ -318,7 +318,7 @@ def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, set
     sqls = [q["sql"] for q in queries.captured_queries]
     assert sum("visrec_modelversion" in sql for sql in sqls) == 0
     assert sum("visrec_interactionevent" in sql for sql in sqls) == 1
-    assert len(sqls) == 5  # events, trained list, session list, item-kNN filter, new products
+    assert len(sqls) == 4  # events, trained list, session list, item-kNN filter
     # Short lists keep every place for the blend; the share can be turned off.
     assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 8)[0]]
     settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
@@ -362,14 +362,16 @@ def test_session_lists_of_the_evaluation_rank_in_bounded_chunks(monkeypatch):
     split = SimpleNamespace(dataset=SimpleNamespace(features=features), histories=histories,
                             exclude=[np.array([1, 2, 30])] * len(histories),
                             item_counts=np.r_[np.ones(25), np.zeros(25)])
-    whole = recommender_evaluation.session_top(split, 5), recommender_evaluation.new_products_top(split, 5)
+    whole = recommender_evaluation.session_top(split, 50)
     monkeypatch.setattr(recommender_evaluation, "BATCH_CELLS", 100)  # two shoppers per chunk
-    chunked = recommender_evaluation.session_top(split, 5), recommender_evaluation.new_products_top(split, 5)
-    for a, b in zip(whole, chunked):
-        np.testing.assert_array_equal(a, b)
-    session, new = whole
+    np.testing.assert_array_equal(whole, recommender_evaluation.session_top(split, 50))
+    session, new = whole, recommender_evaluation.new_products_top(whole, split.item_counts, 5)
     assert (session[1] == -1).all() and (new[1] == -1).all()
-    assert not set(session[0]) & {1, 2} and (new[2] >= 25).all()  # exclusions; only untouched products
+    assert not set(session[0]) & {1, 2} and 30 not in session[2]  # exclusions
+    # The new-product candidates: the session list's untouched products, in its order.
+    for row in (0, 2):
+        untouched = [p for p in session[row] if p >= 25]
+        assert new[row][new[row] >= 0].tolist() == untouched and len(untouched) == 24  # 25 untouched, one excluded
 
 
 def test_split_ends_at_the_last_purchase_so_a_stray_later_view_changes_nothing():

@@ -13,9 +13,9 @@ Blends, by weighted reciprocal-rank fusion (the same function the evaluation mea
 The weights are those nightly training chose on a validation slice and stored in the
 active version's ``metrics["blend"]``; without them, ``SESSION_BLEND`` splits the trained
 model and the session. The blended list keeps its last ``RECOMMENDER_NEW_PRODUCT_SHARE``
-of places for products without interactions in the training window that look like the
-session (the evaluation measures the list the same way). Falls back in order: trained
-model, session, trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
+of places for products without interactions in the training window (or newer than it)
+among the session list's ``DEPTH`` look-alikes (the evaluation measures the list the same
+way). Falls back in order: trained model, session, trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
 """
 from __future__ import annotations
 
@@ -39,12 +39,13 @@ from ..models import (
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
 from .generation import embeddings_generation
-from .recommender_evaluation import BLEND_PARTS, default_blend
+from .recommender_evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
 from .recommender_training import Bundle, load_bundle
 from .similar import SimilarFilters, candidate_queryset, search_by_vector
 from .versions import served_version
 
-DEPTH = 50
+#: Products each part of the blend ranks (the session list's also feed the new-product places).
+DEPTH = SESSION_DEPTH
 #: The active version's loaded bundle (item-kNN part of the blend), by version name.
 _BUNDLES: dict[str, tuple[Bundle, dict[str, int], dict[int, int]]] = {}
 
@@ -189,20 +190,17 @@ def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude), version=embedder)
 
 
-def new_products_list(query: np.ndarray | None, k: int, filters: SimilarFilters, exclude: list[int],
-                      version: ModelVersion | None = None,
-                      embedder: ModelVersion | None = None) -> list[tuple[int, float]]:
-    """The products without interactions in the active model's training window that look
-    most like the session ([] without a session or a saved list of them)."""
+def new_products(session: list[tuple[int, float]], version: ModelVersion | None = None) -> list[tuple[int, float]]:
+    """The products of the session list that had no interactions in the active model's
+    training window (or came after it), best first: the candidates for the list's
+    new-product places. No query; [] without a saved record of the window."""
     version = version or served_version(ModelKind.RECOMMENDER)
-    if query is None or k <= 0 or version is None or not version.artefact:
+    if not session or version is None or not version.artefact:
         return []
-    bundle, _, _ = _bundle(version)
-    if bundle.warm is None or bundle.warm.all():
+    bundle, _, items = _bundle(version)
+    if bundle.warm is None:
         return []
-    new = bundle.products[~bundle.warm].tolist()
-    return search_by_vector(query, k, filters,
-                            queryset_hook=lambda qs: qs.filter(pk__in=new).exclude(pk__in=exclude), version=embedder)
+    return [(p, s) for p, s in session if p not in items or not bundle.warm[items[p]]]
 
 
 def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) -> list[tuple[int, float]]:
@@ -255,8 +253,7 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
                         [weights[name] for name in parts], k).tolist()
         slots = new_product_slots(k, visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
         if slots:
-            new = new_products_list(query, slots + k, filters, exclude, version, embedder)
-            ids = reserve_slots(ids, [p for p, _ in new], k, slots)
+            ids = reserve_slots(ids, [p for p, _ in new_products(session, version)], k, slots)
         scores = {p: s for p, s in trained}
         return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"
     if len(parts) == 1:

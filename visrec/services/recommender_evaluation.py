@@ -37,6 +37,9 @@ from .interactions import Dataset
 DAY = 86400.0
 #: Candidates each list contributes to the blend.
 BLEND_DEPTH = 200
+#: Length of the served session list ("for you"); a list's new-product places are filled
+#: from the products in it that nobody touched in the training window.
+SESSION_DEPTH = 50
 #: Hyper-parameters per model for the catalogue sizes visrec is built for, chosen on the
 #: demo's two validation slices before its test days (Recall@20): 40 epochs for BPR and
 #: VBPR alike (20 underfit both: 0.42-0.47; 40: 0.49-0.51; 80 little more for twice the
@@ -160,12 +163,25 @@ def unchosen_blend() -> dict:
             "params": {}, "params_tried": []}
 
 
-def new_products_top(split: Split, n: int) -> np.ndarray:
-    """int64 (U, n) the session model's best products among those nobody touched in the past."""
-    return _session_ranked(split, n, only_new=True)
+def new_products_top(session: np.ndarray, item_counts: np.ndarray, k: int) -> np.ndarray:
+    """int64 (U, n) the candidates for the new-product places of a list of ``k``, as serving
+    draws them: the products of each shopper's session list (its first ``max(SESSION_DEPTH, k)``)
+    that nobody touched in the past, best first, ``-1`` padding.
+
+    Args:
+        session: int64 (U, depth) :func:`session_top` lists, ``depth >= max(SESSION_DEPTH, k)``.
+        item_counts: (n_items,) past interactions per product.
+    """
+    head = session[:, :max(SESSION_DEPTH, k)]
+    new = (head >= 0) & (item_counts[np.maximum(head, 0)] == 0)
+    out = np.full(head.shape, -1, dtype=np.int64)
+    for row in range(len(head)):
+        picked = head[row][new[row]]
+        out[row, : len(picked)] = picked
+    return out
 
 
-def _session_ranked(split: Split, n: int, *, only_new: bool = False) -> np.ndarray:
+def _session_ranked(split: Split, n: int) -> np.ndarray:
     """Cosine of each shopper's session vector to every product, ranked in chunks of users
     (``BATCH_CELLS`` scores at once: 100k products never make a users x products matrix)."""
     features = split.dataset.features
@@ -176,8 +192,6 @@ def _session_ranked(split: Split, n: int, *, only_new: bool = False) -> np.ndarr
     for start in range(0, len(vectors), chunk):
         stop = min(start + chunk, len(vectors))
         scores = np.asarray(vectors[start:stop] @ features.T, dtype=np.float32)
-        if only_new:
-            scores[:, split.item_counts > 0] = -np.inf
         scores[~vectors[start:stop].any(axis=1)] = -np.inf  # no session, no list
         for row, excluded in enumerate(split.exclude[start:stop]):
             scores[row, excluded] = -np.inf
@@ -373,12 +387,12 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     curves = {name: [recall_at_k(top, split.relevant, k) for k in range(1, curve_max + 1)] for name, top in tops.items()}
     # The served blend keeps places for new products, and how many depends on the list's
     # length: each K is measured on the list of length K that would be served.
-    new = new_products_top(split, max(curve_max, *ks))
+    def served(k: int) -> np.ndarray:
+        return with_new_products(tops["blended"], new_products_top(tops["session"], split.item_counts, k), k)
+
     results["blended"] = {key: value for k in ks for key, value in all_metrics(
-        with_new_products(tops["blended"], new, k), split.relevant, split.cold_relevant, split.item_counts,
-        (k,)).items()}
-    curves["blended"] = [recall_at_k(with_new_products(tops["blended"], new, k), split.relevant, k)
-                         for k in range(1, curve_max + 1)]
+        served(k), split.relevant, split.cold_relevant, split.item_counts, (k,)).items()}
+    curves["blended"] = [recall_at_k(served(k), split.relevant, k) for k in range(1, curve_max + 1)]
     cold_users = sum(1 for c in split.cold_relevant if c)
     return {
         "split": {

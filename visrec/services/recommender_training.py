@@ -40,6 +40,7 @@ from .embedders import active_embedder_version
 from .interactions import Dataset, load_dataset
 from .recommender_evaluation import (
     BLEND_K,
+    SESSION_DEPTH,
     Split,
     blend_top,
     fit_model,
@@ -176,10 +177,12 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     candidate_top = model_top(candidate, split, GUARD_K)
     new = recall_at_k(candidate_top, split.relevant, GUARD_K)
     weights = blend["weights"]
-    parts = {"model": candidate_top, "session": session_top(split, GUARD_K)}
+    session = session_top(split, max(SESSION_DEPTH, GUARD_K))
+    parts = {"model": candidate_top, "session": session[:, :GUARD_K]}
     if weights.get("itemknn", 0) > 0:
         parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, GUARD_K)
-    served = with_new_products(blend_top(parts, weights, GUARD_K), new_products_top(split, GUARD_K), GUARD_K)
+    served = with_new_products(blend_top(parts, weights, GUARD_K),
+                               new_products_top(session, split.item_counts, GUARD_K), GUARD_K)
     blend_recall = recall_at_k(served, split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     old = None
