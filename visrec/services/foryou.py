@@ -204,9 +204,18 @@ def new_products(session: list[tuple[int, float]], version: ModelVersion | None 
 
 
 def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) -> list[tuple[int, float]]:
-    """The entries of ``ranked`` whose products pass the shop's filters and are not excluded (one query)."""
-    allowed = set(candidate_queryset(filters, None, None).filter(pk__in=[p for p, _ in ranked])
-                  .exclude(pk__in=list(exclude)).order_by().values_list("pk", flat=True))
+    """The entries of ``ranked`` whose products pass the shop's filters and are not excluded (one query).
+
+    The ids go as one array parameter (``= ANY``), so the statement's text is the same
+    whatever the ids, and the driver parses it once per process.
+    """
+    if not ranked:
+        return []
+    queryset = candidate_queryset(filters, None, None).exclude(pk__in=list(exclude)).order_by().values("pk")
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT c.pk FROM ({sql}) c WHERE c.pk = ANY(%s)", [*params, [p for p, _ in ranked]])
+        allowed = {row[0] for row in cursor.fetchall()}
     return [(p, v) for p, v in ranked if p in allowed]
 
 
