@@ -520,12 +520,15 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
     given an existing pseudonym: with ``rekey`` each subject's stored shopper vectors and
     events are moved to its new session's pseudonym (in this benchmark's database only).
     """
-    from django.contrib.sessions.backends.db import SessionStore
+    from importlib import import_module
+
+    from django.conf import settings
 
     from visrec.models import InteractionEvent, ShopperVector
     from visrec.pseudonyms import subject_key
     from visrec.services.tracking import SESSION_KEY
 
+    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore  # the shop's session engine
     keys, pseudonyms = [], []
     for subject in subjects:
         store = SessionStore()

@@ -92,6 +92,9 @@ CACHES = {
         "KEY_PREFIX": "shop",
     }
 }
+# Sessions read from the cache, written through to the database: a shopper's request
+# ("for you", events) does not query the session table.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 CELERY_BROKER_URL = _redis
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _redis)
 CELERY_TASK_SERIALIZER = "json"
