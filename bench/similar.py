@@ -295,10 +295,10 @@ def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
 
 def load_meta(n: int, kind: str, args) -> dict:
     """What identifies a loaded bench catalogue (``--reuse`` needs all of it to match)."""
-    from visrec.services import vector_index
+    from visrec.conf import visrec_settings
 
-    return {"size": n, "vectors": kind, "dims": args.dims, "seed": args.seed, "hnsw_m": vector_index.HNSW_M,
-            "hnsw_ef_construction": vector_index.HNSW_EF_CONSTRUCTION,
+    return {"size": n, "vectors": kind, "dims": args.dims, "seed": args.seed, "hnsw_m": visrec_settings.HNSW_M,
+            "hnsw_ef_construction": visrec_settings.HNSW_EF_CONSTRUCTION,
             "generator": [LOOKS, LOOK_OFFSET, LOOK_DIMS, LOOK_SPREAD, LOOK_NOISE, CATEGORIES, IN_STOCK_SHARE]}
 
 
@@ -429,13 +429,15 @@ class RawQuery:
 
 
 def configured_ef_search() -> int:
-    """visrec's ``HNSW_EF_SEARCH`` (40, pgvector's default, before visrec had that setting)."""
+    """visrec's ``HNSW_EF_SEARCH`` (40, pgvector's default, before visrec had that setting; 100
+    when it is None)."""
     from visrec.conf import visrec_settings
 
     try:
-        return int(visrec_settings.HNSW_EF_SEARCH)
+        value = visrec_settings.HNSW_EF_SEARCH
     except AttributeError:
         return 40
+    return 100 if value is None else int(value)
 
 
 def service_ef_search(k: int) -> int:
@@ -927,7 +929,7 @@ def source_state() -> str:
 
 def bench_size(n: int, kind: str, args, http_note: str | None, *, recall_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Recall, latency (unless ``recall_only``) and, at ``--http-size``, HTTP for one catalogue."""
-    from visrec.services import vector_index
+    from visrec.conf import visrec_settings
 
     data = prepare(n, kind, args)
     ids, in_stock, vectors = data["ids"], data["in_stock"], data["vectors"]
@@ -956,8 +958,8 @@ def bench_size(n: int, kind: str, args, http_note: str | None, *, recall_only: b
             print(f"{label} latency {json.dumps(latency)} ({time.perf_counter() - t1:.0f}s)", flush=True)
         rows.append({"size": n, "vectors": kind, "in_stock": flag, "recall": recall, "latency": latency,
                      "build_s": data["build_s"], "index_mb": data["index_mb"], "reused": data["reused"],
-                     "build_load": data["build_load"], "hnsw_m": vector_index.HNSW_M,
-                     "hnsw_ef_construction": vector_index.HNSW_EF_CONSTRUCTION})
+                     "build_load": data["build_load"], "hnsw_m": visrec_settings.HNSW_M,
+                     "hnsw_ef_construction": visrec_settings.HNSW_EF_CONSTRUCTION})
     http: list[dict] = []
     if n == args.http_size and not recall_only:
         if http_note:
@@ -972,15 +974,11 @@ def apply_overrides(args) -> None:
     from django.conf import settings
 
     from visrec.conf import visrec_settings
-    from visrec.services import vector_index
 
-    if args.ef_search:
-        settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": args.ef_search}
-        visrec_settings.reload()
-    if args.hnsw_m:
-        vector_index.HNSW_M = args.hnsw_m
-    if args.hnsw_ef_construction:
-        vector_index.HNSW_EF_CONSTRUCTION = args.hnsw_ef_construction
+    overrides = {key: value for key, value in (("HNSW_EF_SEARCH", args.ef_search), ("HNSW_M", args.hnsw_m),
+                                               ("HNSW_EF_CONSTRUCTION", args.hnsw_ef_construction)) if value}
+    settings.VISREC = {**settings.VISREC, **overrides}
+    visrec_settings.reload()
 
 
 def main() -> None:
@@ -1005,9 +1003,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep an identical catalogue and HNSW index from an earlier --keep run")
     parser.add_argument("--ef-search", type=int, default=None, help="override VISREC['HNSW_EF_SEARCH'] (what-if)")
-    parser.add_argument("--hnsw-m", type=int, default=None, help="override visrec's HNSW m (what-if)")
+    parser.add_argument("--hnsw-m", type=int, default=None, help="override VISREC['HNSW_M'] (what-if)")
     parser.add_argument("--hnsw-ef-construction", type=int, default=None,
-                        help="override visrec's HNSW ef_construction (what-if)")
+                        help="override VISREC['HNSW_EF_CONSTRUCTION'] (what-if)")
     parser.add_argument("--http-size", type=int, default=None, help="size served over HTTP (default: smallest)")
     parser.add_argument("--http-duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
