@@ -11,7 +11,8 @@ from django.db import connection
 from visrec.models import ModelKind, ModelVersion, ProductEmbedding
 from visrec.services import index_calibration, vector_index
 from visrec.services.embedders import activate_embedder, ensure_indexes
-from visrec.services.index_calibration import RunningTopK, calibrate_ef_search, choose_ef_search, recall_at_k
+from visrec.services.index_calibration import (RunningTopK, calibrate_ef_search, choose_ef_search, query_recalls,
+                                              recall_lower_bound)
 from visrec.services.similar import similar_products
 
 from .factories import CategoryFactory, ProductFactory
@@ -80,18 +81,26 @@ def test_running_top_k_over_chunks_equals_brute_force():
 
 
 def test_recall_counts_found_products_and_ties():
-    exact_ids = np.array([[1, 2, 3]])
-    exact_scores = np.array([[0.9, 0.8, 0.7]], dtype=np.float32)
-    assert recall_at_k([[(1, 0.1), (2, 0.2), (3, 0.3)]], exact_ids, exact_scores, k=3) == 1.0
-    assert recall_at_k([[(1, 0.1), (2, 0.2), (9, 0.5)]], exact_ids, exact_scores, k=3) == pytest.approx(2 / 3)
-    # Product 9 is exactly as near as the 3rd (the same picture): as good a result.
-    assert recall_at_k([[(1, 0.1), (2, 0.2), (9, 0.3)]], exact_ids, exact_scores, k=3) == 1.0
+    exact_ids = np.array([[1, 2, 3], [4, 5, 6]])
+    exact_scores = np.array([[0.9, 0.8, 0.7], [0.9, 0.8, 0.7]], dtype=np.float32)
+    found = [[(1, 0.1), (2, 0.2), (9, 0.5)],  # 2 of 3
+             [(4, 0.1), (5, 0.2), (9, 0.3)]]  # 9 is exactly as near as the 3rd (same picture): as good
+    assert query_recalls(found, exact_ids, exact_scores, k=3) == pytest.approx([2 / 3, 1.0])
+
+
+def test_the_lower_bound_of_recall_counts_queries_not_results():
+    assert recall_lower_bound(np.ones(200)) == 1.0
+    steady = np.full(200, 0.985)  # every query finds the same share: the mean is sure
+    clustered = np.r_[np.ones(197), np.zeros(3)]  # 3 queries find nothing: same mean, less sure
+    assert recall_lower_bound(steady) == pytest.approx(0.985)
+    assert recall_lower_bound(clustered) < 0.98 < recall_lower_bound(steady)
 
 
 def test_the_smallest_ef_reaching_the_target_else_the_best():
     recalls = {40: 0.90, 64: 0.97, 100: 0.985, 150: 0.99}
     assert choose_ef_search(recalls, 0.98) == (100, True)
     assert choose_ef_search(recalls, 0.9) == (40, True)
+    assert choose_ef_search(recalls, 0.98, {40: 0.88, 64: 0.96, 100: 0.975, 150: 0.982}) == (150, True)
     assert choose_ef_search({40: 0.9, 64: 0.95, 100: 0.95}, 0.99) == (64, False)
     assert index_calibration.ef_candidates(10)[0] == 40 and index_calibration.ef_candidates(30)[0] == 60
     assert max(index_calibration.ef_candidates(600)) == 1000
@@ -125,6 +134,7 @@ def test_calibration_picks_the_smallest_ef_reaching_the_target(settings, caplog)
     assert recalls[40] < 0.9 and strict["reached"]  # the first candidate did not do; a later one did
     assert list(recalls) == index_calibration.ef_candidates()[: len(recalls)]  # in increasing order,
     assert strict["ef_search"] == max(recalls) and recalls[strict["ef_search"]] == 1.0  # up to the first that does
+    assert strict["recall_low"][str(strict["ef_search"])] == 1.0
     stored = ModelVersion.objects.get(pk=version.pk).metrics
     assert stored["hnsw"]["ef_search"] == strict["ef_search"] and stored["backbone"] == "planted"
     assert index_calibration.is_calibrated(version)

@@ -57,5 +57,6 @@ class Command(BaseCommand):
         tried = ", ".join(f"ef {e}: {r:.3f}" for e, r in result["recall"].items())
         self.stdout.write(
             f"{version.name}: ef_search {ef}, recall@10 {result['recall'][str(ef)]:.3f} "
-            f"(target {result['target']:.3f}{'' if result['reached'] else ', NOT reached: rebuild with larger m'}) "
+            f"(95% lower bound {result['recall_low'][str(ef)]:.3f}, target {result['target']:.3f}"
+            f"{'' if result['reached'] else ', NOT reached: rebuild with larger m'}) "
             f"on {result['sample']} of {result['products']} products in {result['seconds']:.1f}s; tried {tried}")
