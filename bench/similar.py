@@ -377,8 +377,9 @@ def calibration_note() -> str:
     hnsw = calibration()
     if hnsw is None:
         return "not calibrated"
-    return (f"calibrated: ef_search {hnsw['ef_search']}, recall@10 {hnsw['recall'][str(hnsw['ef_search'])]:.3f} "
-            f"on {hnsw['sample']} products (target {hnsw['target']}{'' if hnsw['reached'] else ', NOT reached'}) "
+    ef = str(hnsw["ef_search"])
+    return (f"calibrated: ef_search {ef}, recall@10 {hnsw['recall'][ef]:.3f} (95% lower bound "
+            f"{hnsw.get('recall_low', hnsw['recall'])[ef]:.3f}) on {hnsw['sample']} products (target {hnsw['target']}{'' if hnsw['reached'] else ', NOT reached'}) "
             f"in {hnsw['seconds']:.1f}s")
 
 

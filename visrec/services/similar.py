@@ -9,7 +9,9 @@ Both run one pgvector query on the served version's HNSW index, with the shop's 
 (in stock, same/other category, price band, a host hook narrowing the queryset) inside
 the query. So that a selective filter still returns k products when k exist, the query
 uses pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order``),
-then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. Optional:
+then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. The query's
+``ef_search`` is the served version's own, calibrated for the target recall when it was
+switched on (:func:`~visrec.services.vector_index.ef_search_for`). Optional:
 exclusion of near-duplicates and diversity by maximal marginal relevance.
 
 Results are cached with the embeddings generation number they were computed under and
