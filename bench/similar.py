@@ -11,7 +11,9 @@ In one run, per catalogue size, each in its own throw-away database
    "catalogue" vectors, a Gaussian mixture shaped like a shop's image embeddings (see
    :func:`unit_vectors`); a ``ModelVersion`` is switched on with visrec's own
    ``activate_embedder``, which builds the HNSW index (timed; ``maintenance_work_mem`` 2GB and
-   2 parallel maintenance workers in that session);
+   2 parallel maintenance workers in that session) and then calibrates it (visrec's self-check:
+   the smallest ``hnsw.ef_search`` reaching recall@10 0.98 on a sample, timed apart; the
+   service then uses it);
 2. recall@10 of ``similar_products`` against brute-force numpy on the same vectors and filter,
    and of the service's SQL replayed per ``hnsw.ef_search`` (``--ef-sweep``);
 3. p50/p99 latency (and CPU time) of ``similar_products`` as the endpoint calls it beside the
@@ -27,7 +29,8 @@ Then, unless ``--hard-size 0``, recall on uniformly random vectors (the hard cas
 Slow plans stop a measurement early after ``--budget-s`` seconds (never below ``MIN_QUERIES``
 queries); the counts are reported. ``--keep`` keeps the databases; a later ``--reuse`` run
 skips loading and indexing an identical catalogue (same size, vectors, seed, HNSW
-parameters) and reports the build figures stored with it. ``--ef-search``, ``--hnsw-m`` and
+parameters) and reports the build figures stored with it (and calibrates a reused index that
+was not, printing how long it took). ``--ef-search``, ``--hnsw-m`` and
 ``--hnsw-ef-construction`` override visrec's values inside this benchmark's processes only.
 Prints markdown tables with each target beside its measurement.
 
@@ -262,8 +265,11 @@ def copy_embeddings(ids: np.ndarray, vectors: np.ndarray, version: str) -> None:
 def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
     """Switches the bench version on through visrec; returns (HNSW build seconds, index MB).
 
-    ``meta`` (what was loaded) is stored with the build's figures in the version's metrics,
-    so that ``--reuse`` can recognise the data and report the build it did not redo.
+    ``activate_embedder`` builds the index, then calibrates it (the self-check of
+    ``visrec.services.index_calibration``, whose own time is in ``metrics["hnsw"]["seconds"]``
+    and is not counted in the build). ``meta`` (what was loaded) is stored with the build's
+    figures in the version's metrics, so that ``--reuse`` can recognise the data and report
+    the build it did not redo.
     """
     from django.db import connection
 
@@ -280,7 +286,8 @@ def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
     load = load_average()
     start = time.perf_counter()
     activate_embedder(version, note="benchmark")
-    seconds = time.perf_counter() - start
+    calibration_s = float((version.metrics.get("hnsw") or {}).get("seconds", 0.0))
+    seconds = time.perf_counter() - start - calibration_s
     with connection.cursor() as cursor:
         cursor.execute("RESET maintenance_work_mem")
         cursor.execute("RESET max_parallel_maintenance_workers")
@@ -295,10 +302,10 @@ def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
 
 def load_meta(n: int, kind: str, args) -> dict:
     """What identifies a loaded bench catalogue (``--reuse`` needs all of it to match)."""
-    from visrec.services import vector_index
+    from visrec.conf import visrec_settings
 
-    return {"size": n, "vectors": kind, "dims": args.dims, "seed": args.seed, "hnsw_m": vector_index.HNSW_M,
-            "hnsw_ef_construction": vector_index.HNSW_EF_CONSTRUCTION,
+    return {"size": n, "vectors": kind, "dims": args.dims, "seed": args.seed, "hnsw_m": visrec_settings.HNSW_M,
+            "hnsw_ef_construction": visrec_settings.HNSW_EF_CONSTRUCTION,
             "generator": [LOOKS, LOOK_OFFSET, LOOK_DIMS, LOOK_SPREAD, LOOK_NOISE, CATEGORIES, IN_STOCK_SHARE]}
 
 
@@ -338,6 +345,7 @@ def prepare(n: int, kind: str, args) -> dict:
         in_stock = np.array([r[1] > 0 for r in rows], dtype=bool)
         print(f"[{n:,} {kind}] reusing the catalogue and HNSW index built {stored['built']} "
               f"({stored['build_s']:.1f}s, {stored['build_load']})", flush=True)
+        ensure_calibrated(f"[{n:,} {kind}]")
         return dict(ids=ids, in_stock=in_stock, vectors=vectors, build_s=stored["build_s"],
                     index_mb=stored["index_mb"], reused=stored["built"], build_load=stored["build_load"])
     t0 = time.perf_counter()
@@ -351,9 +359,42 @@ def prepare(n: int, kind: str, args) -> dict:
           f"{load_average()}", flush=True)
     build_s, index_mb = build_and_activate(args.dims, args, meta)
     print(f"[{n:,} {kind}] HNSW built by activate_embedder in {build_s:.1f}s, index {index_mb:.0f} MB, "
-          f"{load_average()}", flush=True)
+          f"{load_average()}; {calibration_note()}", flush=True)
     return dict(ids=ids, in_stock=in_stock, vectors=vectors, build_s=build_s, index_mb=index_mb, reused=None,
                 build_load=None)
+
+
+def calibration() -> dict | None:
+    """The served version's HNSW calibration (``metrics["hnsw"]``), or None."""
+    from visrec.services.embedders import active_embedder_version
+
+    version = active_embedder_version()
+    hnsw = ((version.metrics or {}).get("hnsw") if version else None) or {}
+    return hnsw if hnsw.get("ef_search") else None
+
+
+def calibration_note() -> str:
+    hnsw = calibration()
+    if hnsw is None:
+        return "not calibrated"
+    ef = str(hnsw["ef_search"])
+    return (f"calibrated: ef_search {ef}, recall@10 {hnsw['recall'][ef]:.3f} (95% lower bound "
+            f"{hnsw.get('recall_low', hnsw['recall'])[ef]:.3f}) on {hnsw['sample']} products (target {hnsw['target']}{'' if hnsw['reached'] else ', NOT reached'}) "
+            f"in {hnsw['seconds']:.1f}s")
+
+
+def ensure_calibrated(label: str) -> None:
+    """Calibrates the served (reused) version if its index was not calibrated as it is now."""
+    from visrec.services import index_calibration
+    from visrec.services.embedders import active_embedder_version
+
+    version = active_embedder_version()
+    if index_calibration.is_calibrated(version):
+        print(f"{label} {calibration_note()}", flush=True)
+        return
+    print(f"{label} calibrating the reused HNSW index: {load_average()}", flush=True)
+    index_calibration.calibrate_ef_search(version)
+    print(f"{label} {calibration_note()}, {load_average()}", flush=True)
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -428,19 +469,13 @@ class RawQuery:
         return ";\n".join(sql for sql, _ in self.statements)
 
 
-def configured_ef_search() -> int:
-    """visrec's ``HNSW_EF_SEARCH`` (40, pgvector's default, before visrec had that setting)."""
-    from visrec.conf import visrec_settings
-
-    try:
-        return int(visrec_settings.HNSW_EF_SEARCH)
-    except AttributeError:
-        return 40
-
-
 def service_ef_search(k: int) -> int:
-    """The ``hnsw.ef_search`` that ``similar._nearest`` sets first for ``k`` results."""
-    return max(configured_ef_search(), 2 * k)
+    """The ``hnsw.ef_search`` that ``similar._nearest`` sets first for ``k`` results on the served
+    version (its calibrated value unless ``--ef-search`` fixes one)."""
+    from visrec.services import vector_index
+    from visrec.services.embedders import active_embedder_version
+
+    return int(vector_index.scan_settings(k, active_embedder_version())[1][0])
 
 
 def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, allowed: np.ndarray | None, row: int,
@@ -815,19 +850,32 @@ def filter_label(in_stock: bool) -> str:
     return "in stock" if in_stock else "none"
 
 
+def ef_label(row: dict) -> str:
+    """The service's ef_search, with the calibration's recall@10 and time (and ✗ if it fell short)."""
+    hnsw = row.get("calibration")
+    if not hnsw:
+        return f"{row.get('ef_search', '?')} (not calibrated)"
+    recall = hnsw["recall"][str(hnsw["ef_search"])]
+    fixed = "" if row.get("ef_search") == hnsw["ef_search"] else f", fixed {row.get('ef_search')}"
+    return (f"{hnsw['ef_search']} ({recall:.3f} {mark(hnsw['reached'])}, {hnsw['sample']} products, "
+            f"{hnsw['seconds']:.1f} s{fixed})")
+
+
 def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
-    ef = service_ef_search(K)
     m, efc = (rows[0]["hnsw_m"], rows[0]["hnsw_ef_construction"]) if rows else ("?", "?")
+    chosen = f"fixed by --ef-search {args.ef_search}" if args.ef_search else "each index's calibrated value"
     print()
-    print(f"## visually similar: {args.dims}-d unit vectors, k={K}, hnsw.ef_search {ef}, HNSW m={m} "
+    print(f"## visually similar: {args.dims}-d unit vectors, k={K}, hnsw.ef_search {chosen}, HNSW m={m} "
           f"ef_construction={efc}; service = similar_products as the endpoint calls it (result cache "
-          f"on, every product asked once: a miss); raw SQL = the statements it sent, replayed")
+          f"on, every product asked once: a miss); raw SQL = the statements it sent, replayed; "
+          f"calibration = the self-check's recall@10 at its ef_search (its sample, no filter)")
     print()
-    print(f"| size | vectors | filter | recall@10 (target ≥ {TARGET_RECALL}) | service p50 / p99 ms "
+    print(f"| size | vectors | filter | recall@10 (target ≥ {TARGET_RECALL}) | ef_search (calibration recall@10) "
+          f"| service p50 / p99 ms "
           f"| raw SQL p50 / p99 ms | ratio p50 / p99 (target ≤ {TARGET_RATIO}×) "
           f"| HTTP p50 / p99 ms (target p50 ≤ {TARGET_HTTP_P50_MS:g}) | HTTP req/s (target ≥ {TARGET_HTTP_RPS:g}) "
           f"| HNSW build s | index MB |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         lat, rec = row["latency"], row["recall"]
         cold = [h for h in http.get(row["size"], []) if h["cache"] == "cold" and h["conn_max_age"] == args.conn_max_age
@@ -846,7 +894,8 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
             latency = "— | — | —"
         build = f"{row['build_s']:.0f}" + (" (reused)" if row["reused"] else "")
         print(f"| {row['size']:,} | {row['vectors']} | {filter_label(row['in_stock'])} "
-              f"| {rec['recall']:.3f} {mark(rec['recall'] >= TARGET_RECALL)} | {latency} | {http_lat} | {http_rps} "
+              f"| {rec['recall']:.3f} {mark(rec['recall'] >= TARGET_RECALL)} | {ef_label(row)} "
+              f"| {latency} | {http_lat} | {http_rps} "
               f"| {build} | {row['index_mb']:.0f} |")
     print()
     print("### detail (ms; similarity = mean cosine of the 10 results, exact search / service)")
@@ -878,8 +927,8 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
     swept = [row for row in rows if row["recall"]["sweep"]]
     if swept:
         print()
-        print(f"### recall@10 and p50 of the service's SQL by hnsw.ef_search (the service sets {ef} for k={K}; "
-              f"pgvector's maximum is 1000)")
+        print(f"### recall@10 and p50 of the service's SQL by hnsw.ef_search (the service sets the ef_search of "
+              f"the first table for k={K}; pgvector's maximum is 1000)")
         print()
         efs = [s["ef_search"] for s in swept[0]["recall"]["sweep"]]
         print("| size | vectors | filter | " + " | ".join(f"ef {e}: recall / p50 ms" for e in efs) + " |")
@@ -927,7 +976,7 @@ def source_state() -> str:
 
 def bench_size(n: int, kind: str, args, http_note: str | None, *, recall_only: bool = False) -> tuple[list[dict], list[dict]]:
     """Recall, latency (unless ``recall_only``) and, at ``--http-size``, HTTP for one catalogue."""
-    from visrec.services import vector_index
+    from visrec.conf import visrec_settings
 
     data = prepare(n, kind, args)
     ids, in_stock, vectors = data["ids"], data["in_stock"], data["vectors"]
@@ -955,9 +1004,10 @@ def bench_size(n: int, kind: str, args, http_note: str | None, *, recall_only: b
             latency["load"] = f"{load} at start, {load_average()} at end"
             print(f"{label} latency {json.dumps(latency)} ({time.perf_counter() - t1:.0f}s)", flush=True)
         rows.append({"size": n, "vectors": kind, "in_stock": flag, "recall": recall, "latency": latency,
+                     "ef_search": service_ef_search(K), "calibration": calibration(),
                      "build_s": data["build_s"], "index_mb": data["index_mb"], "reused": data["reused"],
-                     "build_load": data["build_load"], "hnsw_m": vector_index.HNSW_M,
-                     "hnsw_ef_construction": vector_index.HNSW_EF_CONSTRUCTION})
+                     "build_load": data["build_load"], "hnsw_m": visrec_settings.HNSW_M,
+                     "hnsw_ef_construction": visrec_settings.HNSW_EF_CONSTRUCTION})
     http: list[dict] = []
     if n == args.http_size and not recall_only:
         if http_note:
@@ -972,15 +1022,11 @@ def apply_overrides(args) -> None:
     from django.conf import settings
 
     from visrec.conf import visrec_settings
-    from visrec.services import vector_index
 
-    if args.ef_search:
-        settings.VISREC = {**settings.VISREC, "HNSW_EF_SEARCH": args.ef_search}
-        visrec_settings.reload()
-    if args.hnsw_m:
-        vector_index.HNSW_M = args.hnsw_m
-    if args.hnsw_ef_construction:
-        vector_index.HNSW_EF_CONSTRUCTION = args.hnsw_ef_construction
+    overrides = {key: value for key, value in (("HNSW_EF_SEARCH", args.ef_search), ("HNSW_M", args.hnsw_m),
+                                               ("HNSW_EF_CONSTRUCTION", args.hnsw_ef_construction)) if value}
+    settings.VISREC = {**settings.VISREC, **overrides}
+    visrec_settings.reload()
 
 
 def main() -> None:
@@ -1005,9 +1051,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="keep an identical catalogue and HNSW index from an earlier --keep run")
     parser.add_argument("--ef-search", type=int, default=None, help="override VISREC['HNSW_EF_SEARCH'] (what-if)")
-    parser.add_argument("--hnsw-m", type=int, default=None, help="override visrec's HNSW m (what-if)")
+    parser.add_argument("--hnsw-m", type=int, default=None, help="override VISREC['HNSW_M'] (what-if)")
     parser.add_argument("--hnsw-ef-construction", type=int, default=None,
-                        help="override visrec's HNSW ef_construction (what-if)")
+                        help="override VISREC['HNSW_EF_CONSTRUCTION'] (what-if)")
     parser.add_argument("--http-size", type=int, default=None, help="size served over HTTP (default: smallest)")
     parser.add_argument("--http-duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)

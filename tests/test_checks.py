@@ -64,6 +64,17 @@ def test_unknown_key_and_bad_numbers_and_backbone(settings):
     assert sorted(found) == ["visrec.E009", "visrec.E010", "visrec.E011"]
 
 
+@pytest.mark.parametrize("key, value, ok", [
+    ("HNSW_EF_SEARCH", None, True), ("HNSW_EF_SEARCH", 100, True), ("HNSW_EF_SEARCH", 0, False),
+    ("HNSW_EF_SEARCH", 2000, False), ("HNSW_EF_SEARCH", "100", False),
+    ("HNSW_TARGET_RECALL", 0.98, True), ("HNSW_TARGET_RECALL", 1, True), ("HNSW_TARGET_RECALL", 0, False),
+    ("HNSW_TARGET_RECALL", 1.5, False),
+])
+def test_hnsw_query_settings(settings, key, value, ok):
+    settings.VISREC = {**settings.VISREC, key: value}
+    assert ids(checks.check_visrec_settings()) == ([] if ok else ["visrec.E017"])
+
+
 @pytest.mark.parametrize("weight, ok", [("auto", True), (0, True), (0.35, True), (1, False), (-0.1, False),
                                         ("0.3", False), (True, False)])
 def test_colour_weight_is_auto_or_a_share_below_one(settings, weight, ok):

@@ -88,10 +88,21 @@ class ImageEmbeddingAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "is_active", "created_at", "activated_at", "notes"]
+    list_display = ["name", "kind", "is_active", "created_at", "activated_at", "hnsw_ef_search", "notes"]
     list_filter = ["kind", "is_active"]
-    readonly_fields = ["kind", "name", "created_at", "metrics", "artefact", "dimensions", "is_active", "activated_at"]
+    readonly_fields = ["kind", "name", "created_at", "metrics", "artefact", "dimensions", "is_active", "activated_at",
+                       "hnsw_ef_search"]
     actions = ["promote"]
+
+    @admin.display(description=_("HNSW ef_search (recall@10)"))
+    def hnsw_ef_search(self, obj) -> str:
+        """The calibrated ``hnsw.ef_search`` and the recall it measured (visrec_calibrate)."""
+        hnsw = (obj.metrics or {}).get("hnsw") or {}
+        if not hnsw.get("ef_search"):
+            return "—"
+        recall = (hnsw.get("recall") or {}).get(str(hnsw["ef_search"]))
+        flag = "" if hnsw.get("reached") else " ✗"
+        return f"{hnsw['ef_search']} ({recall:.3f}{flag})" if recall is not None else str(hnsw["ef_search"])
 
     @admin.action(description=_("Serve this version (promote / roll back)"))
     def promote(self, request, queryset) -> None:

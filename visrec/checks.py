@@ -19,6 +19,8 @@ visrec.E013 an epsilon of the privacy settings is not a positive number
 visrec.E014 ``VISREC["PSEUDONYM_SECRET_FALLBACKS"]`` is not a list of strings
 visrec.E015 ``VISREC["LOCAL_DP"]`` is on but there is no ``CATEGORY_FIELD``
 visrec.E016 ``VISREC["COLOUR_WEIGHT"]`` is neither ``"auto"`` nor a number in [0, 1)
+visrec.E017 ``VISREC["HNSW_EF_SEARCH"]`` is neither None nor an integer from 1 to 1000, or
+            ``VISREC["HNSW_TARGET_RECALL"]`` is not a number in (0, 1]
 visrec.W001 the scheduled DP releases spend more than the period's privacy budget
 =========== ==================================================================
 """
@@ -32,7 +34,8 @@ from django.db import connections, models
 from .conf import DEFAULTS, get_image_model, get_product_model, visrec_settings
 
 POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "PRIVACY_PERIOD_DAYS",
-                             "STATISTICS_WINDOW_DAYS", "RELEASE_MAX_PRODUCTS_PER_SHOPPER", "LOCAL_DP_REPORTS_PER_DAY")
+                             "STATISTICS_WINDOW_DAYS", "RELEASE_MAX_PRODUCTS_PER_SHOPPER", "LOCAL_DP_REPORTS_PER_DAY",
+                             "HNSW_M", "HNSW_EF_CONSTRUCTION")
 EPSILON_SETTINGS = ("PRIVACY_BUDGET_EPSILON", "TRENDING_EPSILON", "STATISTICS_EPSILON", "LOCAL_DP_EPSILON")
 
 
@@ -169,6 +172,20 @@ def check_visrec_settings(app_configs=None, **kwargs) -> list[checks.CheckMessag
             f'VISREC["COLOUR_WEIGHT"] = {weight!r} is neither "auto" nor a number from 0 to below 1.',
             hint='Use "auto" (the default) to choose it on held-out products, or e.g. 0.3.',
             id="visrec.E016",
+        ))
+    ef = visrec_settings.HNSW_EF_SEARCH
+    if ef is not None and (isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 1000):
+        errors.append(checks.Error(
+            f'VISREC["HNSW_EF_SEARCH"] = {ef!r} is neither None nor an integer from 1 to 1000.',
+            hint="Use None (the default: each version's calibrated value) or fix one, e.g. 100.",
+            id="visrec.E017",
+        ))
+    target = visrec_settings.HNSW_TARGET_RECALL
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+        errors.append(checks.Error(
+            f'VISREC["HNSW_TARGET_RECALL"] = {target!r} is not a recall in (0, 1].',
+            hint="The default is 0.98 (recall@10 of similar products against exact search).",
+            id="visrec.E017",
         ))
     return errors
 

@@ -39,7 +39,17 @@ DEFAULTS: dict[str, Any] = {
     # Images per forward pass during extraction.
     "EXTRACTION_BATCH_SIZE": 32,
     # HNSW candidate list per query (pgvector's hnsw.ef_search): higher = better recall, slower.
-    "HNSW_EF_SEARCH": 100,
+    # None: each embedder version's own, chosen by the self-check run when it is switched on
+    # (visrec.services.index_calibration; 100 for a version never calibrated); an integer
+    # fixes it for every version. Either way at least 2 k and at most 1000 per query.
+    "HNSW_EF_SEARCH": None,
+    # recall@10 against exact search that the self-check picks the smallest ef_search for.
+    "HNSW_TARGET_RECALL": 0.98,
+    # HNSW graph of a new version's index: neighbours per node (m) and build candidate list.
+    # pgvector's default ef_construction (64) leaves clusters of a catalogue (products of one
+    # look) poorly linked; 128 costs about 1.5x the build time (bench/RESULTS.md).
+    "HNSW_M": 16,
+    "HNSW_EF_CONSTRUCTION": 128,
     # Threads that decode images while the model computes (0 = decode inline).
     "DECODE_WORKERS": 2,
     # Torch intra-op threads in a worker process (0 = leave torch's default).

@@ -13,7 +13,7 @@ import io
 
 from ..conf import visrec_settings
 from ..models import ModelKind, ModelVersion
-from . import vector_index
+from . import index_calibration, vector_index
 from .versions import activate_version, active_version
 
 
@@ -93,7 +93,13 @@ def activate_embedder(version: ModelVersion, *, note: str = "") -> None:
     """Switches the served embedder to ``version`` in one transaction.
 
     The caller guarantees the version's vectors are complete; the HNSW index is built
-    here, before the flag flips, so readers never query an unindexed version.
+    here, before the flag flips, so readers never query an unindexed version; then it is
+    calibrated (:func:`~visrec.services.index_calibration.calibrate_ef_search`: the
+    ``hnsw.ef_search`` its queries need for the target recall), so the served version
+    always has its own (unless it has too few products to measure). A version switched on
+    again (a roll-back) whose index was calibrated as it is now is not measured again.
     """
     ensure_indexes(version)
+    if not index_calibration.is_calibrated(version):
+        index_calibration.calibrate_ef_search(version)
     activate_version(version, note=note)

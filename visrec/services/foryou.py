@@ -104,7 +104,7 @@ def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
                                                     version.dimensions, f"e.product_id IN ({inner_sql})",
                                                     query_table=ShopperVector._meta.db_table)
-    setup, setup_params = vector_index.scan_settings(k)
+    setup, setup_params = vector_index.scan_settings(k, version)  # a recommender: fixed ef_search or 100
     with connection.cursor() as cursor:  # settings and query: one round trip
         _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql,
                                                  [subject, subject, *inner_params, subject, k])

@@ -9,7 +9,9 @@ Both run one pgvector query on the served version's HNSW index, with the shop's 
 (in stock, same/other category, price band, a host hook narrowing the queryset) inside
 the query. So that a selective filter still returns k products when k exist, the query
 uses pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order``),
-then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. Optional:
+then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. The query's
+``ef_search`` is the served version's own, calibrated for the target recall when it was
+switched on (:func:`~visrec.services.vector_index.ef_search_for`). Optional:
 exclusion of near-duplicates and diversity by maximal marginal relevance.
 
 Results are cached with the embeddings generation number they were computed under and
@@ -130,7 +132,7 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
     sql = vector_index.nearest_products_sql(version.name, version.dimensions, where, by_product=by_product,
                                             with_vectors=with_vectors)
     iterative = vector_index.supports_iterative_scan()
-    setup, setup_params = vector_index.scan_settings(k)
+    setup, setup_params = vector_index.scan_settings(k, version)
     ef = int(setup_params[0])
     if by_product:
         setup += (f", EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
@@ -142,10 +144,10 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
                 query, params, k, by_product=by_product))
             if by_product and not found:
                 raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
-            if len(rows) >= k or iterative or ef >= 1000:
+            if len(rows) >= k or iterative or ef >= vector_index.MAX_EF_SEARCH:
                 break
             ef *= 4  # pgvector < 0.8: widen the candidate list until k pass the filter
-            setup_params[0] = str(min(ef, 1000))
+            setup_params[0] = str(min(ef, vector_index.MAX_EF_SEARCH))
     neighbours = [
         Neighbour(product_id=row[0], score=1.0 - float(row[1]),
                   vector=vector_index.vector_from_binary(row[2]) if with_vectors else None)

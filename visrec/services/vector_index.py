@@ -25,17 +25,15 @@ except ImportError:  # psycopg2
     _ClientCursor = None
 
 from ..conf import visrec_settings
-from ..models import ImageEmbedding, ProductEmbedding
+from ..models import ImageEmbedding, ModelVersion, ProductEmbedding
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
 #: HNSW on ``vector`` supports up to 2,000 dimensions; wider models use ``halfvec``.
 MAX_VECTOR_DIMENSIONS = 2000
-#: Graph parameters. pgvector's default ef_construction (64) leaves clusters of a catalogue
-#: (products of one look) poorly linked: some searches stay in the wrong cluster whatever
-#: ef_search. 128 costs about 1.5x the build time, with the same index size and query time
-#: (bench/similar.py, bench/RESULTS.md).
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
+#: ``hnsw.ef_search`` of a version that was never calibrated, when ``HNSW_EF_SEARCH`` is None.
+DEFAULT_EF_SEARCH = 100
+#: pgvector's largest ``hnsw.ef_search``.
+MAX_EF_SEARCH = 1000
 
 
 def validate_version(model_version: str) -> str:
@@ -66,6 +64,8 @@ def index_name(model, model_version: str) -> str:
 def ensure_hnsw_index(model, model_version: str, dimensions: int, metric: str = "cosine") -> str:
     """Creates (if missing) the HNSW index of one model version; returns its name.
 
+    Its graph parameters are ``VISREC["HNSW_M"]`` and ``VISREC["HNSW_EF_CONSTRUCTION"]``.
+
     Args:
         model: a visrec model with ``vector`` and ``model_version`` columns.
         model_version: the version whose rows the partial index covers.
@@ -83,7 +83,8 @@ def ensure_hnsw_index(model, model_version: str, dimensions: int, metric: str = 
         cursor.execute(
             f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw "
             f"((vector::{vector_cast(dimensions)}) {_opclass(dimensions, metric)}) "
-            f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) "
+            f"WITH (m = {int(visrec_settings.HNSW_M)}, "
+            f"ef_construction = {int(visrec_settings.HNSW_EF_CONSTRUCTION)}) "
             f"WHERE model_version = '{model_version}'"
         )
     return name
@@ -155,6 +156,18 @@ def vector_from_binary(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=">f4", count=dimensions, offset=4).astype(np.float32)
 
 
+def vectors_from_binary(values: Sequence[bytes], dimensions: int) -> np.ndarray:
+    """Many vectors of one length from pgvector's binary form at once (see
+    :func:`vector_from_binary`): float32, shape ``(len(values), dimensions)``."""
+    layout = np.dtype([("dimensions", ">i2"), ("unused", ">i2"), ("vector", ">f4", (dimensions,))])
+    if not values:
+        return np.zeros((0, dimensions), dtype=np.float32)
+    records = np.frombuffer(b"".join(bytes(v) for v in values), dtype=layout)
+    if (records["dimensions"] != dimensions).any():
+        raise ValueError(f"vectors of another length than {dimensions} in the rows")
+    return records["vector"].astype(np.float32)
+
+
 def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int | None = None) -> list[tuple[int, float]]:
     """The ``k`` products whose vectors are nearest (cosine) to ``vector`` under a version.
 
@@ -162,7 +175,8 @@ def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int 
         model_version: the embedding version to search.
         vector: float array of shape ``(dimensions,)``.
         k: how many products to return.
-        ef_search: HNSW candidate list size for this query (pgvector default 40).
+        ef_search: HNSW candidate list size for this query (default: the version's, see
+            :func:`ef_search_for`; clamped by :func:`scan_settings`).
 
     Returns:
         ``[(product_id, cosine_distance), ...]``, nearest first.
@@ -170,14 +184,13 @@ def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int 
     vector = np.asarray(vector, dtype=np.float32)
     sql = nearest_products_sql(model_version, vector.shape[0])
     literal = vector_literal(vector)
+    version = None if ef_search else ModelVersion.objects.filter(name=model_version).first()
+    setup, setup_params = scan_settings(k, version, ef_search=ef_search)
     with connection.cursor() as cursor:
-        if not ef_search:
-            cursor.execute(sql, [literal, literal, k])
-            return [(row[0], float(row[1])) for row in cursor.fetchall()]
         # set_config(..., true) lasts one transaction: settings and query go together.
-        _, rows = run_with_settings(cursor, "SELECT set_config('hnsw.ef_search', %s, true)",
-                                    [str(int(ef_search))], sql, [literal, literal, k])
-        return [(row[0], float(row[1])) for row in rows]
+        _, rows = run_with_settings(cursor, setup, setup_params, sql, [literal, literal, k])
+    rows = sorted(rows, key=lambda row: row[1])  # relaxed order: make it exact
+    return [(row[0], float(row[1])) for row in rows]
 
 
 _iterative: dict[str, bool] = {}
@@ -195,19 +208,39 @@ def supports_iterative_scan() -> bool:
     return _iterative[alias]
 
 
-def scan_settings(k: int, ef_search: int | None = None) -> tuple[str, list]:
+def ef_search_for(version=None) -> int:
+    """The ``hnsw.ef_search`` that queries of a version's HNSW index start from.
+
+    ``VISREC["HNSW_EF_SEARCH"]`` when it is an integer (a fixed override); else the version's
+    calibrated value (``metrics["hnsw"]["ef_search"]``, written by
+    :func:`~visrec.services.index_calibration.calibrate_ef_search` when the version was
+    switched on), else ``DEFAULT_EF_SEARCH``. :func:`scan_settings` clamps it per query.
+
+    Args:
+        version: the :class:`~visrec.models.ModelVersion` whose index is queried, or None.
+    """
+    fixed = visrec_settings.HNSW_EF_SEARCH
+    if fixed is not None:
+        return int(fixed)
+    calibrated = ((getattr(version, "metrics", None) or {}).get("hnsw") or {}).get("ef_search")
+    return int(calibrated) if calibrated else DEFAULT_EF_SEARCH
+
+
+def scan_settings(k: int, version=None, *, ef_search: int | None = None) -> tuple[str, list]:
     """A ``SELECT set_config(...)`` statement and its parameters for one filtered HNSW query.
 
-    ``hnsw.ef_search`` is ``ef_search`` (default: ``HNSW_EF_SEARCH``, at least ``2 k``, at most
-    1000); with pgvector 0.8+, iterative index scans in relaxed order, so that a selective
-    filter still returns ``k`` rows. Settings are local to the transaction (``true``).
+    ``hnsw.ef_search`` is ``ef_search`` if given, else :func:`ef_search_for` ``(version)``; at
+    least ``2 k`` (a shorter candidate list cannot hold k good results), at most 1000
+    (pgvector's maximum). With pgvector 0.8+, iterative index scans in relaxed order, so that
+    a selective filter still returns ``k`` rows. Settings are local to the transaction
+    (``true``). Every HNSW query of visrec gets its settings here.
     """
-    ef = ef_search or max(visrec_settings.HNSW_EF_SEARCH, 2 * k)
+    ef = min(max(int(ef_search or ef_search_for(version)), 2 * k), MAX_EF_SEARCH)
     setup = "SELECT set_config('hnsw.ef_search', %s, true)"
     if supports_iterative_scan():
         setup += (", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
                   ", set_config('hnsw.max_scan_tuples', '100000', true)")
-    return setup, [str(min(ef, 1000))]
+    return setup, [str(ef)]
 
 
 def run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: list) -> tuple[object, list]:
