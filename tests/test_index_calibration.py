@@ -102,6 +102,12 @@ def test_the_smallest_ef_reaching_the_target_else_the_best():
     assert choose_ef_search(recalls, 0.9) == (40, True)
     assert choose_ef_search(recalls, 0.98, {40: 0.88, 64: 0.96, 100: 0.975, 150: 0.982}) == (150, True)
     assert choose_ef_search({40: 0.9, 64: 0.95, 100: 0.95}, 0.99) == (64, False)
+    # Below the target: the smallest ef within one standard error of the best recall (the
+    # plateau), not the largest for a difference the sample cannot see.
+    plateau = {40: 0.90, 64: 0.950, 100: 0.970, 200: 0.974, 400: 0.975, 1000: 0.976}
+    bounds = {ef: r - 1.645 * 0.004 for ef, r in plateau.items()}  # standard error 0.004
+    assert choose_ef_search(plateau, 0.98, bounds) == (200, False)
+    assert choose_ef_search(plateau, 0.98) == (1000, False)  # no error known: the best itself
     assert index_calibration.ef_candidates(10)[0] == 40 and index_calibration.ef_candidates(30)[0] == 60
     assert max(index_calibration.ef_candidates(600)) == 1000
 

@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 K = 10
 #: ef_search values tried, in this order (each at least 2 K and at most 1000).
 EF_CANDIDATES = (40, 64, 100, 150, 200, 300, 400, 600, 800, 1000)
+#: Products measured: the standard error of the mean recall is about 0.1 / sqrt(SAMPLE) when
+#: per-query recalls spread like a clustered catalogue's (0.004 at 500).
+SAMPLE = 500
 #: Below this many products a version is not calibrated (recall is then trivially high).
 MIN_PRODUCTS = 50
 #: Product vectors read per query of the exact pass.
@@ -137,8 +140,13 @@ def ef_candidates(k: int = K) -> list[int]:
 
 
 def choose_ef_search(recalls: dict[int, float], target: float, bounds: dict[int, float] | None = None) -> tuple[int, bool]:
-    """The smallest ef_search that reaches ``target`` and True; if none does, the one with the
-    best recall (the smallest among ties) and False.
+    """The smallest ef_search that reaches ``target`` and True; if none does, the smallest
+    on the plateau of the best recall and False.
+
+    The plateau: the ef values whose recall is within one standard error of the best one's
+    (with ``bounds``, that error is ``(recall - bound) / CONFIDENCE_Z``; without, only the
+    best itself). A graph that levels off below the target gains nothing from a larger
+    ef_search but slower queries: 1000 is not chosen for a difference the sample cannot see.
 
     Args:
         recalls: ef_search -> mean recall@k.
@@ -149,8 +157,9 @@ def choose_ef_search(recalls: dict[int, float], target: float, bounds: dict[int,
     reached = [ef for ef in recalls if bounds[ef] >= target]
     if reached:
         return min(reached), True
-    best = max(recalls.values())
-    return min(ef for ef, recall in recalls.items() if recall == best), False
+    best = max(recalls, key=lambda ef: (recalls[ef], -ef))
+    error = max(0.0, (recalls[best] - bounds[best]) / CONFIDENCE_Z)
+    return min(ef for ef, recall in recalls.items() if recall >= recalls[best] - error), False
 
 
 def sample_products(version: ModelVersion, sample: int) -> list[int]:
@@ -242,12 +251,13 @@ def is_calibrated(version: ModelVersion) -> bool:
     return bool(stored.get("ef_search")) and stored.get("index") == index_identity(version)
 
 
-def calibrate_ef_search(version: ModelVersion, *, sample: int = 200, target: float | None = None,
+def calibrate_ef_search(version: ModelVersion, *, sample: int = SAMPLE, target: float | None = None,
                         progress: Callable[[str, int], None] | None = None) -> dict:
     """Measures recall@10 of a version's product HNSW index and stores the ef_search it needs.
 
     Tries ``ef_candidates()`` in increasing order and keeps the smallest that reaches
-    ``target`` (its recall's lower 95% confidence bound does, see ``CONFIDENCE_Z``); if none does, the one with the best recall, and logs a warning (the graph is
+    ``target`` (its recall's lower 95% confidence bound does, see ``CONFIDENCE_Z``); if none
+    does, the smallest on the best recall's plateau (:func:`choose_ef_search`), and logs a warning (the graph is
     too poor for the data: rebuild with a larger ``HNSW_M`` / ``HNSW_EF_CONSTRUCTION``). The
     result is stored under ``metrics["hnsw"]`` through ``save()`` (so this process's memo of
     the served version is forgotten; other processes re-read it within

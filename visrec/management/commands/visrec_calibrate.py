@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from visrec.models import ModelKind, ModelVersion
 from visrec.services.embedders import active_embedder_version
-from visrec.services.index_calibration import calibrate_ef_search
+from visrec.services.index_calibration import SAMPLE, calibrate_ef_search
 
 
 class Command(BaseCommand):
@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--version", "--model-version", dest="name", metavar="NAME", default=None,
                             help="embedder version (default: the served one)")
-        parser.add_argument("--sample", type=int, default=200, help="products measured")
+        parser.add_argument("--sample", type=int, default=SAMPLE, help="products measured")
         parser.add_argument("--target", type=float, default=None,
                             help='recall@10 to reach (default VISREC["HNSW_TARGET_RECALL"])')
 
