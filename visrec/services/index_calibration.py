@@ -42,8 +42,8 @@ K = 10
 #: ef_search values tried, in this order (each at least 2 K and at most 1000).
 EF_CANDIDATES = (40, 64, 100, 150, 200, 300, 400, 600, 800, 1000)
 #: Products measured: the standard error of the mean recall is about 0.1 / sqrt(SAMPLE) when
-#: per-query recalls spread like a clustered catalogue's (0.004 at 500).
-SAMPLE = 500
+#: per-query recalls spread like a clustered catalogue's (0.003 at 1000).
+SAMPLE = 1000
 #: Below this many products a version is not calibrated (recall is then trivially high).
 MIN_PRODUCTS = 50
 #: Product vectors read per query of the exact pass.
