@@ -769,8 +769,11 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     Cache-cold runs walk a shuffled file of distinct ids (each wrk thread its own stride; the
     cache is cleared before each run and in_stock is part of the cache key), so a request hits
     the cache only if the run outlasts the file ("repeated ids"). One connection gives the
-    time of a request alone; ``--connections`` the throughput. The hot run first requests
-    each of its 200 ids once (the ceiling of the Django/DRF stack). First with persistent
+    time of a request alone; ``--connections`` the throughput. The "cards" run walks the same
+    distinct ids with every product card cached beforehand (the lists miss, the cards hit: a
+    shop's cards are shared by many lists, while a cold run reads ten uncached cards per
+    request). The hot run first requests each of its 200 ids once (the ceiling of the
+    Django/DRF stack). First with persistent
     database connections (``--conn-max-age``), then the cold runs with a connection per request.
     Each gunicorn is stopped (SIGTERM, then SIGKILL) before the next starts or on any error.
     """
@@ -794,7 +797,8 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     db_name = connection.settings_dict["NAME"]
     redis = redis_pid()
     plan = [  # (CONN_MAX_AGE, [(in_stock, connections, cache state), ...])
-        (args.conn_max_age, [(True, 1, "cold"), (True, c, "cold"), (False, c, "cold"), (True, c, "hot")]),
+        (args.conn_max_age, [(True, 1, "cold"), (True, c, "cold"), (False, c, "cold"), (True, c, "cards"),
+                             (True, c, "hot")]),
         (0, [(True, c, "cold"), (False, c, "cold")]),
     ]
     results = []
@@ -806,6 +810,8 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                 run_wrk(server.port, script, warm_file, queries[True], c, 3)  # warm-up, ids not reused
                 for in_stock, connections, state in runs:
                     cache.clear()  # the bench's own Redis database
+                    if state == "cards":
+                        warm_cards(ids)
                     if state == "hot":
                         for pid in hot_ids:
                             server.get(f"/api/visrec/products/{pid}/similar/?{queries[in_stock]}")
@@ -820,7 +826,7 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                                                                   if p in after[part])
                             for part in after}
                     stats["cpu_ms"] = {part: v / max(stats["requests"], 1) * 1000 for part, v in used.items()}
-                    distinct = len(cold_ids) if state == "cold" else 0
+                    distinct = len(cold_ids) if state != "hot" else 0
                     stats.update(in_stock=in_stock, connections=connections, cache=state,
                                  conn_max_age=conn_max_age, repeats=max(0, stats["requests"] - distinct))
                     print("http", json.dumps(stats), load_average(), flush=True)
@@ -830,6 +836,14 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def warm_cards(ids: np.ndarray, chunk: int = 1000) -> None:
+    """Every product's card in the result cache (what a shop's traffic leaves there)."""
+    from visrec.services import presentation
+
+    for start in range(0, len(ids), chunk):
+        presentation.product_cards([(int(pid), 0.0) for pid in ids[start:start + chunk]])
 
 
 def http_tools_missing() -> str | None:
