@@ -17,7 +17,9 @@ from ..conf import get_image_model, get_product_model, visrec_settings
 
 #: The image model's field read for the card's alt text when it has one (else the product's name).
 ALT_TEXT_FIELD = "alt_text"
-CARD_KEY = "visrec:card:{}"
+#: Cache key of a product's card; the version part changes whenever a card's fields do, so
+#: cards cached by an older visrec are never read as current ones.
+CARD_KEY = "visrec:card:1:{}"
 
 
 def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
