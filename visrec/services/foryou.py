@@ -15,7 +15,8 @@ active version's ``metrics["blend"]``; without them, ``SESSION_BLEND`` splits th
 model and the session. The blended list keeps its last ``RECOMMENDER_NEW_PRODUCT_SHARE``
 of places for products without interactions in the training window (or newer than it)
 among the session list's ``DEPTH`` look-alikes (the evaluation measures the list the same
-way). Falls back in order: trained model, session, trending. What the shopper bought is left out (``EXCLUDE_PURCHASED``).
+way). Falls back in order: trained model, session, trending. What the shopper bought is
+left out (``EXCLUDE_PURCHASED``).
 """
 from __future__ import annotations
 
