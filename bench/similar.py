@@ -379,8 +379,8 @@ def calibration_note() -> str:
         return "not calibrated"
     ef = str(hnsw["ef_search"])
     return (f"calibrated: ef_search {ef}, recall@10 {hnsw['recall'][ef]:.3f} (95% lower bound "
-            f"{hnsw.get('recall_low', hnsw['recall'])[ef]:.3f}) on {hnsw['sample']} products (target {hnsw['target']}{'' if hnsw['reached'] else ', NOT reached'}) "
-            f"in {hnsw['seconds']:.1f}s")
+            f"{hnsw.get('recall_low', hnsw['recall'])[ef]:.3f}) on {hnsw['sample']} products "
+            f"(target {hnsw['target']}{'' if hnsw['reached'] else ', NOT reached'}) in {hnsw['seconds']:.1f}s")
 
 
 def ensure_calibrated(label: str) -> None:

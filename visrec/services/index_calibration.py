@@ -139,7 +139,8 @@ def ef_candidates(k: int = K) -> list[int]:
     return sorted({min(max(ef, 2 * k), vector_index.MAX_EF_SEARCH) for ef in EF_CANDIDATES})
 
 
-def choose_ef_search(recalls: dict[int, float], target: float, bounds: dict[int, float] | None = None) -> tuple[int, bool]:
+def choose_ef_search(recalls: dict[int, float], target: float,
+                     bounds: dict[int, float] | None = None) -> tuple[int, bool]:
     """The smallest ef_search that reaches ``target`` and True; if none does, the smallest
     on the plateau of the best recall and False.
 
