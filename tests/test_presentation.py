@@ -79,6 +79,36 @@ def test_one_forget_per_transaction_however_many_products_change(products, djang
     assert len(callbacks) == 1 and callbacks[0].product_ids == [p.pk for p in products]
 
 
+def test_a_change_after_a_rolled_back_savepoint_is_still_forgotten(products, django_capture_on_commit_callbacks):
+    product_cards(ranked(products))
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        try:
+            with transaction.atomic():
+                products[0].save()  # its callback goes with the savepoint
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        products[1].name = "Renamed mug"
+        products[1].save()
+    assert [c.product_ids for c in callbacks] == [[products[1].pk]]
+    assert product_cards(ranked(products))[1]["name"] == "Renamed mug"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_after_a_rolled_back_transaction_is_still_forgotten(products):
+    product_cards(ranked(products))
+    try:
+        with transaction.atomic():
+            products[0].save()  # its callback is dropped with the transaction
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    with transaction.atomic():  # same (no) savepoints as the one rolled back
+        products[1].name = "Renamed mug"
+        products[1].save()
+    assert product_cards(ranked(products))[1]["name"] == "Renamed mug"
+
+
 def test_a_deleted_product_disappears_from_cached_cards(products, django_capture_on_commit_callbacks):
     product_cards(ranked(products))
     with django_capture_on_commit_callbacks(execute=True):

@@ -57,10 +57,16 @@ def image_changed(sender, instance, **kwargs) -> None:
 
 
 class ForgetCards:
-    """The ``on_commit`` callback that forgets the cards of the products changed in one transaction."""
+    """The ``on_commit`` callback that forgets the cards of the products changed in one transaction.
 
-    def __init__(self, product_id) -> None:
+    ``hooks`` and ``savepoints`` record where it was registered: the connection's list of
+    pending callbacks (Django replaces that list on commit and on any rollback) and the
+    savepoints open then.
+    """
+
+    def __init__(self, product_id, hooks: list, savepoints: list) -> None:
         self.product_ids = [product_id]
+        self.hooks, self.savepoints = hooks, savepoints
         self.done = False
 
     def __call__(self) -> None:
@@ -71,15 +77,23 @@ class ForgetCards:
 
 
 def _forget_card_on_commit(product_id) -> None:
-    """One :class:`ForgetCards` per transaction (and savepoint) however many products change."""
+    """One :class:`ForgetCards` per transaction (and savepoint) however many products change.
+
+    The pending callback is kept on the connection, not searched for among all pending
+    callbacks: a transaction that saves 100,000 images also queues 100,000 extraction
+    callbacks, and a search per save would be quadratic.
+    """
     if product_id is None:
         return
     connection = transaction.get_connection()
-    for savepoints, callback, _robust in getattr(connection, "run_on_commit", []):
-        if isinstance(callback, ForgetCards) and not callback.done and savepoints == set(connection.savepoint_ids):
-            callback.product_ids.append(product_id)
-            return
-    transaction.on_commit(ForgetCards(product_id))
+    pending = getattr(connection, "_visrec_forget_cards", None)
+    if (pending is not None and not pending.done and pending.hooks is connection.run_on_commit
+            and pending.savepoints == connection.savepoint_ids):
+        pending.product_ids.append(product_id)
+        return
+    callback = ForgetCards(product_id, connection.run_on_commit, list(connection.savepoint_ids))
+    connection._visrec_forget_cards = callback
+    transaction.on_commit(callback)
 
 
 def user_logged_in_handler(sender, request, user, **kwargs) -> None:
