@@ -56,3 +56,23 @@ def test_generation_starts_anew_after_the_cache_is_cleared():
     assert embeddings_generation() == before + 1
     cache.clear()
     assert embeddings_generation() not in (before, before + 1)  # no memo or entry comes back
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_product_deleted_after_a_rolled_back_deletion_still_bumps_the_generation():
+    from django.db import transaction
+
+    from .factories import ProductFactory
+
+    first, second = ProductFactory(), ProductFactory()
+    before = embeddings_generation()
+    try:
+        with transaction.atomic():
+            first.delete()  # its bump is dropped with the transaction
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    assert embeddings_generation() == before
+    with transaction.atomic():  # the same (no) savepoints as the one rolled back
+        second.delete()
+    assert embeddings_generation() == before + 1

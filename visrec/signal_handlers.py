@@ -37,13 +37,20 @@ def post_delete_image(sender, instance, **kwargs) -> None:
 def post_delete_product(sender, instance, **kwargs) -> None:
     """Cached "similar" lists go stale once the deletion commits (the deleted product may be in them).
 
-    One bump per transaction however many products it deletes.
+    One bump per transaction however many products it deletes: the connection remembers where
+    the bump was queued (its list of pending callbacks, which Django replaces on commit and on
+    any rollback, and the savepoints open then) rather than searching every pending callback
+    per deletion (quadratic when a deletion cascades to many images, each queueing a refresh).
     """
     from .services.generation import bump_embeddings_generation
 
-    pending = getattr(transaction.get_connection(), "run_on_commit", [])
-    if not any(entry[1] is bump_embeddings_generation for entry in pending):
-        transaction.on_commit(bump_embeddings_generation)
+    connection = transaction.get_connection()
+    queued = getattr(connection, "_visrec_bump_queued", None)
+    if (connection.in_atomic_block and queued is not None and queued[0] is connection.run_on_commit
+            and queued[1] == connection.savepoint_ids):
+        return
+    connection._visrec_bump_queued = (connection.run_on_commit, list(connection.savepoint_ids))
+    transaction.on_commit(bump_embeddings_generation)
 
 
 def product_changed(sender, instance, **kwargs) -> None:
