@@ -60,3 +60,11 @@ def test_train_bench_runs(tmp_path):
     if "foryou" in parts:
         runs = result["foryou"]["runs"]
         assert all(r["errors"] == 0 and r["requests"] > 0 and r["trending"] == 0 for r in runs)
+
+
+def test_cache_client_bench_runs():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "cache_client.py"), "--calls", "20"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| get")]
+    assert len(rows) == 4 and sum("`visrec.cache.RedisCache`" in row for row in rows) == 2
