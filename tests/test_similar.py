@@ -125,6 +125,38 @@ def test_product_without_vector_raises_and_fallback_uses_category(catalogue):
     assert all(type(p[0]).objects.get(pk=pid).category_id == p[0].category_id for pid in ids(fallback))
 
 
+def test_a_product_whose_filter_matches_nothing_gets_an_empty_list_not_an_error(catalogue):
+    """With a vector but no candidate passing, the list is empty (the existence check only runs then)."""
+    p = catalogue
+    assert similar_products(p[2].pk, k=3, queryset_hook=lambda qs: qs.none()) == []
+    assert similar_products(p[2].pk, k=3, filters=SimilarFilters(min_price=Decimal(1000))) == []
+
+
+def test_compiled_candidate_sql_follows_settings_and_hooks(catalogue, settings):
+    """The candidate set's SQL is compiled once per filter values, yet a settings change and
+    each call's hook still apply."""
+    p = catalogue
+    in_stock = SimilarFilters()
+    assert ids(similar_products(p[2].pk, k=2, filters=in_stock, use_cache=False)) == [p[1].pk, p[0].pk]
+    first = similar.candidate_sql(in_stock)
+    assert similar.candidate_sql(in_stock) == first and first[1] is not similar.candidate_sql(in_stock)[1]
+    type(p[0]).objects.filter(pk=p[1].pk).update(stock=0)
+    settings.VISREC = {**settings.VISREC, "IN_STOCK_FILTER": {"stock__gte": 0}}  # everything counts as in stock
+    assert ids(similar_products(p[2].pk, k=2, filters=in_stock, use_cache=False)) == [p[1].pk, p[3].pk]
+    settings.VISREC = {**settings.VISREC, "IN_STOCK_FILTER": {"stock__gt": 0}}
+    assert ids(similar_products(p[2].pk, k=2, filters=in_stock, use_cache=False)) == [p[0].pk, p[4].pk]
+    for keep in ([p[5].pk], [p[6].pk]):  # hooks are never compiled once for all
+        hooked = similar_products(p[2].pk, k=2, queryset_hook=lambda qs, keep=keep: qs.filter(pk__in=keep))
+        assert ids(hooked) == keep
+
+
+def test_search_by_vector_leaves_out_excluded_products(catalogue):
+    p = catalogue
+    query = np.asarray(ProductEmbedding.objects.get(product=p[0]).vector)
+    assert ids(similar.search_by_vector(query, 2)) == [p[0].pk, p[1].pk]
+    assert ids(similar.search_by_vector(query, 2, exclude=[p[0].pk, p[2].pk])) == [p[1].pk, p[4].pk]
+
+
 def test_cache_is_invalidated_when_vectors_or_version_change(catalogue, django_capture_on_commit_callbacks):
     p = catalogue
     first = similar_products(p[0].pk, k=1)

@@ -42,7 +42,7 @@ from . import vector_index
 from .generation import embeddings_generation
 from .recommender_evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
 from .recommender_training import Bundle, load_bundle
-from .similar import SimilarFilters, candidate_queryset, search_by_vector
+from .similar import SimilarFilters, candidate_sql, candidates_where, search_by_vector
 from .versions import served_version
 
 #: Products each part of the blend ranks (the session list's also feed the new-product places).
@@ -100,15 +100,14 @@ def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     version = version or served_version(ModelKind.RECOMMENDER)
     if version is None or not version.dimensions:
         return []
-    queryset = candidate_queryset(filters, None, None).exclude(pk__in=exclude)
-    inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
+    where, where_params = candidates_where(filters, exclude=exclude)
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
-                                                    version.dimensions, f"e.product_id IN ({inner_sql})",
+                                                    version.dimensions, where,
                                                     query_table=ShopperVector._meta.db_table)
     setup, setup_params = vector_index.scan_settings(k, version)  # a recommender: fixed ef_search or 100
     with connection.cursor() as cursor:  # settings and query: one round trip
         _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql,
-                                                 [subject, subject, *inner_params, subject, k])
+                                                 [subject, subject, *where_params, subject, k])
     rows = sorted(rows, key=lambda r: -r[1])  # relaxed order: make it exact
     return [(int(r[0]), float(r[1])) for r in rows]
 
@@ -188,7 +187,7 @@ def session_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
     query = session_query(subject, now, embedder) if query is None else query
     if query is None:
         return []
-    return search_by_vector(query, k, filters, queryset_hook=lambda qs: qs.exclude(pk__in=exclude), version=embedder)
+    return search_by_vector(query, k, filters, exclude=exclude, version=embedder)
 
 
 def new_products(session: list[tuple[int, float]], version: ModelVersion | None = None) -> list[tuple[int, float]]:
@@ -210,10 +209,11 @@ def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) 
     The ids go as one array parameter (``= ANY``), so the statement's text is the same
     whatever the ids, and the driver parses it once per process.
     """
+    excluded = set(exclude)
+    ranked = [(p, v) for p, v in ranked if p not in excluded]
     if not ranked:
         return []
-    queryset = candidate_queryset(filters, None, None).exclude(pk__in=list(exclude)).order_by().values("pk")
-    sql, params = queryset.query.sql_with_params()
+    sql, params = candidate_sql(filters)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT c.pk FROM ({sql}) c WHERE c.pk = ANY(%s)", [*params, [p for p, _ in ranked]])
         allowed = {row[0] for row in cursor.fetchall()}

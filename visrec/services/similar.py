@@ -24,12 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 import numpy as np
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
+from django.core.signals import setting_changed
 from django.db import connection
 
 from ..conf import get_product_model, visrec_settings
@@ -104,24 +106,77 @@ def candidate_queryset(filters: SimilarFilters, query_category, hook: Callable |
     return queryset
 
 
-def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | None = None,
+#: Compiled candidate SQL by filter values (see :func:`candidate_sql`); cleared when settings change.
+_CANDIDATE_SQL: dict[tuple, tuple[str, tuple]] = {}
+_CANDIDATE_SQL_SIZE = 512
+
+
+def _forget_candidate_sql(*, setting: str, **kwargs) -> None:
+    if setting in {"VISREC", "VISREC_PRODUCT_MODEL"}:
+        _CANDIDATE_SQL.clear()
+
+
+setting_changed.connect(_forget_candidate_sql)
+
+
+def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable | None = None) -> tuple[str, list]:
+    """``SELECT pk`` of :func:`candidate_queryset`'s products, as SQL and parameters.
+
+    Without a hook the SQL is compiled once per process for each filter value (its text
+    depends only on the filters and visrec's settings; compiling a queryset costs about
+    0.25 ms here, on every list). A hook's queryset is compiled on every call, so a host
+    whose candidates depend on the request narrows them with a hook, not in its product
+    model's default manager. No ORDER BY: inside ``IN (...)``, a host's default ordering
+    would make PostgreSQL sort the whole candidate set and skip the HNSW index.
+    """
+    if hook is not None:
+        return _compiled(candidate_queryset(filters, query_category, hook))
+    key = (filters.in_stock, filters.category, query_category, filters.min_price, filters.max_price)
+    compiled = _CANDIDATE_SQL.get(key)
+    if compiled is None:
+        if len(_CANDIDATE_SQL) >= _CANDIDATE_SQL_SIZE:
+            _CANDIDATE_SQL.clear()
+        compiled = _CANDIDATE_SQL[key] = _compiled(candidate_queryset(filters, query_category, None))
+    return compiled[0], list(compiled[1])
+
+
+def _compiled(queryset) -> tuple[str, list]:
+    try:
+        sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    except EmptyResultSet:  # e.g. a hook's .none() or pk__in=[]: no candidates
+        return "SELECT NULL::bigint WHERE false", []
+    return sql, list(params)
+
+
+def candidates_where(filters: SimilarFilters, query_category=None, hook: Callable | None = None,
+                     exclude: Sequence[int] = ()) -> tuple[str, list]:
+    """A SQL condition on ``e.product_id`` keeping :func:`candidate_sql`'s products less
+    ``exclude``, and its parameters. ``exclude`` goes as one array parameter, so the text
+    stays the same whatever the ids."""
+    sql, params = candidate_sql(filters, query_category, hook)
+    where = f"e.product_id IN ({sql})"
+    if len(exclude):
+        where += " AND e.product_id <> ALL(%s)"
+        params.append([int(p) for p in exclude])
+    return where, params
+
+
+def _nearest(version: ModelVersion, k: int, candidates: tuple[str, list], *, vector: np.ndarray | None = None,
              product_id: int | None = None, with_vectors: bool = False) -> list[Neighbour]:
     """One filtered HNSW query; returns up to ``k`` neighbours sorted by exact distance.
 
-    The query vector is ``vector``, or else the stored vector of ``product_id`` (read by the
-    query itself, and that product left out); ``with_vectors`` also returns the neighbours'
-    vectors (for near-duplicate exclusion and MMR). One round trip (see
-    :func:`~visrec.services.vector_index.run_with_settings`): a statement sets the scan settings of the transaction (and
-    checks that the product has a vector), then the query runs.
+    ``candidates``: the condition on ``e.product_id`` and its parameters
+    (:func:`candidates_where`). The query vector is ``vector``, or else the stored vector of
+    ``product_id`` (read by the query itself, and that product left out); ``with_vectors``
+    also returns the neighbours' vectors (for near-duplicate exclusion and MMR). One round
+    trip (see :func:`~visrec.services.vector_index.run_with_settings`): a statement sets the
+    scan settings of the transaction, then the query runs. Only when a product's query
+    returns nothing does a second one ask whether the product has a vector at all.
 
     Raises:
         NotEmbedded: ``product_id`` has no vector under ``version``.
     """
-    # No ORDER BY inside the IN (...) subquery: a host's default ordering would make
-    # PostgreSQL sort the whole candidate set and skip the HNSW index.
-    inner_sql, inner_params = queryset.order_by().values("pk").query.sql_with_params()
-    where = f"e.product_id IN ({inner_sql})"
-    params: list = list(inner_params)
+    where, params = candidates[0], list(candidates[1])
     by_product = product_id is not None
     if by_product:
         where += " AND e.product_id <> %s"
@@ -134,20 +189,19 @@ def _nearest(version: ModelVersion, k: int, queryset, *, vector: np.ndarray | No
     iterative = vector_index.supports_iterative_scan()
     setup, setup_params = vector_index.scan_settings(k, version)
     ef = int(setup_params[0])
-    if by_product:
-        setup += (f", EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
-                  f"WHERE product_id = %s AND model_version = %s)")
-        setup_params += [product_id, version.name]
     with connection.cursor() as cursor:
         while True:
-            found, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
+            _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
                 query, params, k, by_product=by_product))
-            if by_product and not found:
-                raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
             if len(rows) >= k or iterative or ef >= vector_index.MAX_EF_SEARCH:
                 break
             ef *= 4  # pgvector < 0.8: widen the candidate list until k pass the filter
             setup_params[0] = str(min(ef, vector_index.MAX_EF_SEARCH))
+        if by_product and not rows:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
+                           f"WHERE product_id = %s AND model_version = %s)", [product_id, version.name])
+            if not cursor.fetchone()[0]:
+                raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
     neighbours = [
         Neighbour(product_id=row[0], score=1.0 - float(row[1]),
                   vector=vector_index.vector_from_binary(row[2]) if with_vectors else None)
@@ -182,12 +236,13 @@ def _rerank(neighbours: list[Neighbour], k: int, filters: SimilarFilters) -> lis
     return neighbours[:k]
 
 
-def _search(version, k, filters, query_category, hook, *, vector=None, product_id=None) -> list[Neighbour]:
+def _search(version, k, filters, query_category, hook, *, vector=None, product_id=None,
+            exclude: Sequence[int] = ()) -> list[Neighbour]:
     """``_nearest`` with the shop's filters, then near-duplicate exclusion and MMR if asked."""
     widen = filters.exclude_near_duplicates or filters.diversity > 0
     fetch = min(MAX_K * 3, k * 3 + 10) if widen else k
-    queryset = candidate_queryset(filters, query_category, hook)
-    neighbours = _nearest(version, fetch, queryset, vector=vector, product_id=product_id, with_vectors=widen)
+    candidates = candidates_where(filters, query_category, hook, exclude)
+    neighbours = _nearest(version, fetch, candidates, vector=vector, product_id=product_id, with_vectors=widen)
     return _rerank(neighbours, k, filters)
 
 
@@ -271,11 +326,12 @@ def similar_products(
 
 
 def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | None = None, *,
-                     queryset_hook: Callable | None = None,
+                     queryset_hook: Callable | None = None, exclude: Sequence[int] = (),
                      version: ModelVersion | None = None) -> list[tuple[int, float]]:
     """The ``k`` products nearest to a vector of the served version (e.g. an uploaded photo's).
 
-    ``version``: the served embedder version when the caller already looked it up.
+    ``exclude``: product ids left out. ``version``: the served embedder version when the
+    caller already looked it up.
     """
     filters = filters or SimilarFilters()
     version = version or served_version(ModelKind.EMBEDDER)
@@ -284,7 +340,8 @@ def search_by_vector(vector: np.ndarray, k: int = 8, filters: SimilarFilters | N
     k = max(1, min(int(k), MAX_K))
     filters = SimilarFilters(**{**asdict(filters), "category": None})
     return [(n.product_id, round(n.score, 6))
-            for n in _search(version, k, filters, None, queryset_hook, vector=np.asarray(vector, dtype=np.float32))]
+            for n in _search(version, k, filters, None, queryset_hook, vector=np.asarray(vector, dtype=np.float32),
+                             exclude=exclude)]
 
 
 def parse_filters(**options) -> SimilarFilters:
