@@ -318,11 +318,41 @@ def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, set
     sqls = [q["sql"] for q in queries.captured_queries]
     assert sum("visrec_modelversion" in sql for sql in sqls) == 0
     assert sum("visrec_interactionevent" in sql for sql in sqls) == 1
-    assert len(sqls) == 4  # events, trained list, session list, item-kNN filter
+    assert len(sqls) == 2  # events and session list; the model's lists are cached for the shopper
+    settings.VISREC = {**settings.VISREC, "FOR_YOU_CACHE_SECONDS": 0}
+    with CaptureQueriesContext(connection) as queries:
+        assert foryou.recommend_for_subject(subject, 10) == (ranked, source)
+    assert len(queries.captured_queries) == 4  # events, trained list, session list, item-kNN filter
     # Short lists keep every place for the blend; the share can be turned off.
     assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 8)[0]]
     settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
     assert new.pk not in [p for p, _ in foryou.recommend_for_subject(subject, 10)[0]]
+
+
+@pytest.mark.slow
+def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasure(shop):
+    from django.core.cache import cache
+
+    from visrec.services import privacy
+
+    recommender_training.train_recommender("vbpr")
+    subject = subject_key("demo", 1)
+    first, _ = foryou.recommend_for_subject(subject, 8)
+    model_query = "visrec_recommenderitemvector"
+    with CaptureQueriesContext(connection) as queries:
+        assert foryou.recommend_for_subject(subject, 8)[0] == first
+    assert not any(model_query in q["sql"] for q in queries.captured_queries)
+    # A purchase changes the shopper's exclusions: a miss, and the product leaves the list.
+    bought = first[0][0]
+    InteractionEvent.objects.create(subject_key=subject, product_id=bought, event_type="purchase",
+                                    occurred_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        after, _ = foryou.recommend_for_subject(subject, 8)
+    assert any(model_query in q["sql"] for q in queries.captured_queries)
+    assert bought not in [p for p, _ in after]
+    assert cache.get(f"visrec:foryou:{subject}") is not None
+    privacy.erase_subject(subject)
+    assert cache.get(f"visrec:foryou:{subject}") is None
 
 
 def test_shopper_history_reads_recent_events_their_vectors_and_all_purchases_in_one_query(settings):

@@ -71,6 +71,11 @@ DEFAULTS: dict[str, Any] = {
     # visrec.services.presentation.forget_cards(ids). 0: cards are read from the database
     # on every request.
     "CARD_CACHE_SECONDS": 300,
+    # Seconds a shopper's trained-model lists ("for you": the model's list and item-kNN's)
+    # stay in Django's cache. They are fixed by the served version until the shopper buys
+    # something or another version is served (both miss the cache at once); stock changes
+    # show after at most this long. Erasing or re-keying a shopper forgets theirs. 0: off.
+    "FOR_YOU_CACHE_SECONDS": 600,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.
     "EXTRACTION_QUEUE": "visrec_extraction",

@@ -28,6 +28,7 @@ from django.utils.module_loading import import_string
 from ..conf import visrec_settings
 from ..models import CategoryReport, InteractionEvent, ShopperVector
 from ..pseudonyms import subject_key, subject_keys
+from .foryou import forget_shoppers
 
 #: Everything visrec stores keyed by a subject's pseudonym.
 SUBJECT_MODELS = (InteractionEvent, ShopperVector, CategoryReport)
@@ -126,6 +127,7 @@ def erase_subject(subject: str | list[str]) -> dict[str, int]:
         events = InteractionEvent.objects.filter(subject_key__in=subjects).delete()[0]
         vectors = ShopperVector.objects.filter(subject_key__in=subjects).delete()[0]
         reports = CategoryReport.objects.filter(subject_key__in=subjects).delete()[0]
+    forget_shoppers(subjects)  # their cached "for you" model lists
     return {"events": events, "shopper_vectors": vectors, "category_reports": reports}
 
 
@@ -185,6 +187,7 @@ def rekey_user_pseudonyms(*, chunk_size: int = 1000, progress=None) -> dict[str,
                 ShopperVector.objects.filter(subject_key=old_key, model_version__in=list(taken)).delete()
                 counts["shopper_vectors"] += ShopperVector.objects.filter(subject_key=old_key).update(
                     subject_key=new_key)
+                forget_shoppers([old_key, new_key])
         if progress is not None:
             progress(len(chunk))
     return counts
