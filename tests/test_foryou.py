@@ -330,11 +330,14 @@ def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, set
 
 
 @pytest.mark.slow
-def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasure(shop):
+def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasure(shop, monkeypatch):
     from django.core.cache import cache
 
     from visrec.services import privacy
 
+    monkeypatch.setattr(recommender_training, "select_blend", lambda *a, **k: {
+        "weights": {"model": 0.4, "itemknn": 0.3, "session": 0.3}, "validation_recall@20": 0.5,
+        "validation_shoppers": 1})
     recommender_training.train_recommender("vbpr")
     subject = subject_key("demo", 1)
     first, _ = foryou.recommend_for_subject(subject, 8)
@@ -353,6 +356,17 @@ def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasu
     assert cache.get(f"visrec:foryou:{subject}") is not None
     privacy.erase_subject(subject)
     assert cache.get(f"visrec:foryou:{subject}") is None
+    # A shopper the saved model does not know (re-keyed since training): the trained list is
+    # kept, item-kNN's comes from their events on every request.
+    moved = subject_key("session", "moved")
+    ShopperVector.objects.filter(subject_key=subject_key("demo", 2)).update(subject_key=moved)
+    InteractionEvent.objects.filter(subject_key=subject_key("demo", 2)).update(subject_key=moved)
+    first, _ = foryou.recommend_for_subject(moved, 8)
+    with CaptureQueriesContext(connection) as queries:
+        assert foryou.recommend_for_subject(moved, 8)[0] == first
+    sqls = [q["sql"] for q in queries.captured_queries]
+    assert not any(model_query in sql for sql in sqls)
+    assert len(sqls) == 3  # events, session list, item-kNN filter
 
 
 def test_shopper_history_reads_recent_events_their_vectors_and_all_purchases_in_one_query(settings):

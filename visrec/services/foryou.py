@@ -21,6 +21,7 @@ left out (``EXCLUDE_PURCHASED``).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +51,7 @@ from .versions import served_version
 DEPTH = SESSION_DEPTH
 #: The active version's loaded bundle (item-kNN part of the blend), by version name.
 _BUNDLES: dict[str, tuple[Bundle, dict[str, int], dict[int, int]]] = {}
+_BUNDLE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,19 @@ def blend_weights(version: ModelVersion | None) -> dict[str, float]:
 
 
 def _bundle(version: ModelVersion) -> tuple[Bundle, dict[str, int], dict[int, int]]:
-    """The version's bundle with its subject and product index maps, loaded once per process."""
-    if version.name not in _BUNDLES:
-        bundle = load_bundle(version)
-        _BUNDLES.clear()
-        _BUNDLES[version.name] = (bundle, {s: i for i, s in enumerate(bundle.subjects.tolist())},
-                                  {int(p): i for i, p in enumerate(bundle.products.tolist())})
-    return _BUNDLES[version.name]
+    """The version's bundle with its subject and product index maps, loaded once per process
+    (the first requests of a threaded worker wait for one load instead of each loading it)."""
+    loaded = _BUNDLES.get(version.name)
+    if loaded is None:
+        with _BUNDLE_LOCK:
+            loaded = _BUNDLES.get(version.name)
+            if loaded is None:
+                bundle = load_bundle(version)
+                loaded = (bundle, {s: i for i, s in enumerate(bundle.subjects.tolist())},
+                          {int(p): i for i, p in enumerate(bundle.products.tolist())})
+                _BUNDLES.clear()
+                _BUNDLES[version.name] = loaded
+    return loaded
 
 
 def neighbours_list(subject: str, k: int, filters: SimilarFilters, exclude: list[int],
@@ -170,9 +178,9 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     Both are fixed by the served version for a shopper it was trained on, until they buy
     something (their exclusions change); so they are kept for ``FOR_YOU_CACHE_SECONDS``
     under one key per shopper, with what they were computed for (version, depth, filters,
-    exclusions): anything else is a miss. Lists computed from the shopper's recent events
-    (item-kNN for a shopper the model does not know) are not cached. :func:`forget_shoppers`
-    drops a shopper's entry.
+    exclusions): anything else is a miss. Item-kNN's list for a shopper the saved model
+    does not know comes from their recent events, so it is not kept (recomputed on every
+    request). :func:`forget_shoppers` drops a shopper's entry.
 
     ``cached``: the entry read by the caller (``recommend_for_subject`` reads it with the
     embeddings generation, in one round trip).
@@ -180,15 +188,16 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     if version is None:
         return [], []
     variant = (version.name, depth, filters.cache_key(), tuple(sorted(exclude)), weights["itemknn"] > 0)
-    if cached is not None and cached[0] == variant:
-        return cached[1], cached[2]
-    trained = trained_list(subject, depth, filters, exclude, version)
-    neighbours = (neighbours_list(subject, depth, filters, exclude, version, history)
-                  if trained and weights["itemknn"] > 0 else [])
+    hit = cached is not None and cached[0] == variant
+    trained = cached[1] if hit else trained_list(subject, depth, filters, exclude, version)
+    neighbours = cached[2] if hit else None
+    if neighbours is None:
+        neighbours = (neighbours_list(subject, depth, filters, exclude, version, history)
+                      if trained and weights["itemknn"] > 0 else [])
     seconds = visrec_settings.FOR_YOU_CACHE_SECONDS
-    neighbours_asked = bool(trained) and weights["itemknn"] > 0 and bool(version.artefact)
-    if seconds and (not neighbours_asked or subject in _bundle(version)[1]):
-        cache.set(_parts_key(subject), (variant, trained, neighbours), seconds)
+    if seconds and not hit:
+        from_model = not (trained and weights["itemknn"] > 0 and version.artefact) or subject in _bundle(version)[1]
+        cache.set(_parts_key(subject), (variant, trained, neighbours if from_model else None), seconds)
     return trained, neighbours
 
 
