@@ -21,9 +21,12 @@ In one run, per catalogue size, each in its own throw-away database
    which runs first;
 4. at the smallest size, the REST endpoint served by gunicorn on loopback under ``wrk``
    (16 connections), with ids read from a file so that every request misses the Redis result
-   cache, with and without the in-stock filter; then a cache-hot run and runs with a database
-   connection per request. CPU time per request of gunicorn, PostgreSQL, Redis and wrk is
-   read from /proc, to tell what 2 free cores would allow when other work shares the machine.
+   cache, with and without the in-stock filter; then a cache-hot run; then the same traffic
+   offered at the target's 300 requests/s (each wrk thread on a fixed schedule, so latency
+   is measured at that load rather than at saturation; a schedule the server cannot keep
+   shows as fewer requests/s); then runs with a database connection per request. CPU time
+   per request of gunicorn, PostgreSQL, Redis and wrk is read from /proc, to tell what 2
+   free cores would allow when other work shares the machine.
 
 Then, unless ``--hard-size 0``, recall on uniformly random vectors (the hard case, no latency).
 Slow plans stop a measurement early after ``--budget-s`` seconds (never below ``MIN_QUERIES``
@@ -641,6 +644,18 @@ def redis_pid() -> int | None:
 
 WRK_SCRIPT = r"""
 -- Each wrk thread walks its own stride of the id file: no id repeats until the file wraps.
+-- With a rate (4th argument, requests/s over all threads; 0 = as fast as answers come),
+-- each thread sends on a fixed schedule (wrk's delay(); LuaJIT's ffi reads the clock).
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } visrec_timespec;
+int clock_gettime(int clk_id, visrec_timespec *tp);
+]]
+local clock = ffi.new("visrec_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
 local counter = 0
 function setup(thread)
   thread:set("tid", counter)
@@ -652,6 +667,17 @@ function init(args)
   query = args[2]
   stride = tonumber(args[3])
   idx = tid + 1
+  local rate = tonumber(args[4] or "0")
+  interval = rate > 0 and stride * 1000 / rate or 0
+end
+function delay()
+  if interval == 0 then return 0 end
+  local now = now_ms()
+  next_at = next_at or now
+  local wait = next_at - now
+  next_at = next_at + interval
+  if wait < 0 then return 0 end  -- behind schedule: the achieved rate shows it
+  return math.floor(wait)
 end
 function request()
   local id = ids[idx]
@@ -751,10 +777,13 @@ def server_cpu(server: Gunicorn, db_name: str, redis: int | None) -> dict[str, d
     }
 
 
-def run_wrk(port: int, script: Path, ids_file: Path, query: str, connections: int, seconds: int) -> dict:
+def run_wrk(port: int, script: Path, ids_file: Path, query: str, connections: int, seconds: int,
+            rate: float = 0) -> dict:
+    """One wrk run; ``rate`` > 0 sends at that many requests/s in all (a schedule per thread)
+    instead of each connection's next request as soon as its answer came."""
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script),
-           f"http://127.0.0.1:{port}", "--", str(ids_file), query, str(threads)]
+           f"http://127.0.0.1:{port}", "--", str(ids_file), query, str(threads), str(rate)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
     stats = json.loads(line[len("WRKJSON "):])
@@ -796,10 +825,12 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
 
     db_name = connection.settings_dict["NAME"]
     redis = redis_pid()
-    plan = [  # (CONN_MAX_AGE, [(in_stock, connections, cache state), ...])
-        (args.conn_max_age, [(True, 1, "cold"), (True, c, "cold"), (False, c, "cold"), (True, c, "cards"),
-                             (True, c, "hot")]),
-        (0, [(True, c, "cold"), (False, c, "cold")]),
+    rate = TARGET_HTTP_RPS
+    plan = [  # (CONN_MAX_AGE, [(in_stock, connections, cache state, offered requests/s or 0), ...])
+        (args.conn_max_age, [(True, 1, "cold", 0), (True, c, "cold", 0), (False, c, "cold", 0), (True, c, "cards", 0),
+                             (True, c, "hot", 0), (True, c, "hot", rate), (True, c, "cards", rate),
+                             (True, c, "cold", rate), (False, c, "cold", rate)]),
+        (0, [(True, c, "cold", 0), (False, c, "cold", 0)]),
     ]
     results = []
     try:
@@ -808,7 +839,7 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
             try:
                 server.wait_ready(int(shuffled[0]))
                 run_wrk(server.port, script, warm_file, queries[True], c, 3)  # warm-up, ids not reused
-                for in_stock, connections, state in runs:
+                for in_stock, connections, state, offered in runs:
                     cache.clear()  # the bench's own Redis database
                     if state == "cards":
                         warm_cards(ids)
@@ -819,7 +850,7 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                     load = load_average()
                     before = server_cpu(server, db_name, redis)
                     stats = run_wrk(server.port, script, ids_file, queries[in_stock], connections,
-                                    args.http_duration)
+                                    args.http_duration, offered)
                     stats["load"] = f"{load} at start, {load_average()} at end"
                     after = server_cpu(server, db_name, redis)
                     used = {part: sum(after[part].values()) - sum(v for p, v in before[part].items()
@@ -827,7 +858,7 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                             for part in after}
                     stats["cpu_ms"] = {part: v / max(stats["requests"], 1) * 1000 for part, v in used.items()}
                     distinct = len(cold_ids) if state != "hot" else 0
-                    stats.update(in_stock=in_stock, connections=connections, cache=state,
+                    stats.update(in_stock=in_stock, connections=connections, cache=state, offered=offered,
                                  conn_max_age=conn_max_age, repeats=max(0, stats["requests"] - distinct))
                     print("http", json.dumps(stats), load_average(), flush=True)
                     results.append(stats)
@@ -893,7 +924,8 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
     for row in rows:
         lat, rec = row["latency"], row["recall"]
         cold = [h for h in http.get(row["size"], []) if h["cache"] == "cold" and h["conn_max_age"] == args.conn_max_age
-                and h["in_stock"] == row["in_stock"] and h["connections"] == args.connections]
+                and h["in_stock"] == row["in_stock"] and h["connections"] == args.connections
+                and not h.get("offered")]
         if cold and row["vectors"] == args.vectors:
             h = cold[0]
             http_lat = f"{h['p50_ms']:.1f} / {h['p99_ms']:.1f} {mark(h['p50_ms'] <= TARGET_HTTP_P50_MS)}"
@@ -956,17 +988,19 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
               f"{f' × {args.threads} threads' if args.worker_class == 'gthread' else ''}, wrk on the same cores, "
               f"{args.http_duration} s per run, Redis result cache on)")
         print()
-        print("| in_stock | connections | cache | CONN_MAX_AGE | requests | req/s | p50 ms | p90 ms | p99 ms "
-              "| errors | repeated ids | CPU ms per request: gunicorn / postgres / redis / wrk "
+        print("| in_stock | connections | cache | CONN_MAX_AGE | offered req/s | requests | req/s | p50 ms | p90 ms "
+              "| p99 ms | errors | repeated ids | CPU ms per request: gunicorn / postgres / redis / wrk "
               "| req/s that 2 free cores allow (CPU bound) | load (1 min) |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for h in runs:
             cpu = h.get("cpu_ms", {})
             parts = [cpu.get(k, 0.0) for k in ("gunicorn", "postgres", "redis", "wrk")]
             # With a connection per request the backends exit before they are read: no estimate.
             capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 and h["conn_max_age"] else "—"
+            offered = f"{h['offered']:g}" if h.get("offered") else "as answered"
             print(f"| {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
-                  f"| {h['conn_max_age']} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} | {h['p90_ms']:.1f} "
+                  f"| {h['conn_max_age']} | {offered} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} "
+                  f"| {h['p90_ms']:.1f} "
                   f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} "
                   f"| {' / '.join(f'{x:.2f}' for x in parts)} | {capacity} | {h.get('load', '')} |")
 

@@ -800,7 +800,8 @@ def print_report(results: dict, args) -> None:
               f"| blended / model / session / trending |")
         print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in fy["runs"]:
-            print(f"| {r['connections']} | {r.get('cards', '—')} | {r.get('pages', 1)} | {r['requests']} | {r['rps']:.0f} "
+            print(f"| {r['connections']} | {r.get('cards', '—')} | {r.get('pages', 1)} | {r['requests']} "
+                  f"| {r['rps']:.0f} "
                   f"| {r['p50_ms']:.1f} "
                   f"{mark(r['p50_ms'] <= TARGET_FORYOU_P50_MS)} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} "
                   f"| {r['errors']} | {r['blended']} / {r['model']} / {r['session']} / {r['trending']} |")

@@ -31,7 +31,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
 from django.db import connections, models
 
-from .conf import DEFAULTS, get_image_model, get_product_model, visrec_settings
+from .conf import DEFAULTS, MAX_EF_SEARCH, get_image_model, get_product_model, visrec_settings
 
 POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "PRIVACY_PERIOD_DAYS",
                              "STATISTICS_WINDOW_DAYS", "RELEASE_MAX_PRODUCTS_PER_SHOPPER", "LOCAL_DP_REPORTS_PER_DAY",
@@ -174,9 +174,9 @@ def check_visrec_settings(app_configs=None, **kwargs) -> list[checks.CheckMessag
             id="visrec.E016",
         ))
     ef = visrec_settings.HNSW_EF_SEARCH
-    if ef is not None and (isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 1000):
+    if ef is not None and (isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= MAX_EF_SEARCH):
         errors.append(checks.Error(
-            f'VISREC["HNSW_EF_SEARCH"] = {ef!r} is neither None nor an integer from 1 to 1000.',
+            f'VISREC["HNSW_EF_SEARCH"] = {ef!r} is neither None nor an integer from 1 to {MAX_EF_SEARCH}.',
             hint="Use None (the default: each version's calibrated value) or fix one, e.g. 100.",
             id="visrec.E017",
         ))

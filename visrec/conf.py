@@ -148,6 +148,9 @@ DEFAULTS: dict[str, Any] = {
     "ARTEFACT_DIR": "visrec/models",
 }
 
+#: pgvector's largest ``hnsw.ef_search`` (the bound of ``HNSW_EF_SEARCH``, check E017).
+MAX_EF_SEARCH = 1000
+
 #: Keys whose value is a dotted path imported on first use.
 IMPORT_STRINGS: frozenset[str] = frozenset()
 

@@ -191,8 +191,9 @@ def _nearest(version: ModelVersion, k: int, candidates: tuple[str, list], *, vec
     ef = int(setup_params[0])
     with connection.cursor() as cursor:
         while True:
-            _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql, vector_index.nearest_products_params(
-                query, params, k, by_product=by_product))
+            _, rows = vector_index.run_with_settings(
+                cursor, setup, setup_params, sql,
+                vector_index.nearest_products_params(query, params, k, by_product=by_product))
             if len(rows) >= k or iterative or ef >= vector_index.MAX_EF_SEARCH:
                 break
             ef *= 4  # pgvector < 0.8: widen the candidate list until k pass the filter

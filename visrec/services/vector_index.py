@@ -24,7 +24,7 @@ try:
 except ImportError:  # psycopg2
     _ClientCursor = None
 
-from ..conf import visrec_settings
+from ..conf import MAX_EF_SEARCH, visrec_settings
 from ..models import ImageEmbedding, ModelVersion, ProductEmbedding
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
@@ -32,8 +32,6 @@ VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
 MAX_VECTOR_DIMENSIONS = 2000
 #: ``hnsw.ef_search`` of a version that was never calibrated, when ``HNSW_EF_SEARCH`` is None.
 DEFAULT_EF_SEARCH = 100
-#: pgvector's largest ``hnsw.ef_search``.
-MAX_EF_SEARCH = 1000
 
 
 def validate_version(model_version: str) -> str:
