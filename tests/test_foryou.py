@@ -139,7 +139,7 @@ def test_no_shopper_can_read_another_shoppers_list(shop, client, django_user_mod
 
 @pytest.mark.slow
 def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
-    call_command("visrec_evaluate", "--output", str(tmp_path))
+    call_command("visrec_evaluate", "--output", str(tmp_path), "--seeds", "2")
     out = capsys.readouterr().out
     assert "Temporal split" in out
     for name in ("popularity", "itemknn", "bpr", "vbpr", "session", "blended"):
@@ -155,6 +155,13 @@ def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
     for name, chosen in results["split"]["params"].items():
         assert chosen["params"] in recommender_evaluation.PARAM_GRID[name]
         assert f"{name}: " in out
+    # --seeds: BPR and VBPR retrained per seed; seed 0 at the chosen parameters is the table's own run.
+    spread = results["seeds"]
+    assert [row["seed"] for row in spread["rows"]] == [0, 1]
+    for name in ("bpr", "vbpr"):
+        assert spread["rows"][0][name] == pytest.approx(results["models"][name]["recall@20"])
+        assert spread["mean"][name] == pytest.approx(np.mean([row[name] for row in spread["rows"]]))
+    assert "retrained with training seeds 0-1" in out and "vbpr / bpr" in out
 
 
 def test_choose_params_keeps_the_candidate_that_finds_the_purchases(monkeypatch):

@@ -338,6 +338,29 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
             "validation_shoppers": int(len(validation.users)), "params": params, "params_tried": tried}
 
 
+def seed_spread(dataset: Dataset, seeds: int, *, holdout_days: float | None = None,
+                params: dict[str, dict] | None = None, models=("bpr", "vbpr"), k: int = 20) -> dict:
+    """Recall@k of each model retrained with training seeds ``0 .. seeds - 1`` on the same
+    temporal split: how much of a gap between two models is the draw of one training.
+
+    Args:
+        params: each model's hyper-parameters (e.g. those :func:`evaluate` chose), by name.
+
+    Returns:
+        ``{"k", "models", "rows": [{"seed", <model>: recall, ...}], "mean": {<model>: recall}}``.
+    """
+    split = temporal_split(dataset, holdout_days)
+    rows = []
+    for seed in range(seeds):
+        row: dict = {"seed": seed}
+        for name in models:
+            model = fit_model(name, dataset, split.train, params={**(params or {}).get(name, {}), "seed": seed})
+            row[name] = recall_at_k(model_top(model, split, k), split.relevant, k)
+        rows.append(row)
+    mean = {name: float(np.mean([row[name] for row in rows])) if rows else 0.0 for name in models}
+    return {"k": k, "models": list(models), "rows": rows, "mean": mean}
+
+
 def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20), curve_max: int = 50,
              models=("popularity", "itemknn", "bpr", "vbpr"), progress=None) -> dict:
     """Fits every model on the past and measures it on the future.

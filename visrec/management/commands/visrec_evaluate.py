@@ -1,7 +1,9 @@
-"""``python manage.py visrec_evaluate [--holdout-days 7] [--output var/eval] [--dp-epsilons 1,4,8]``.
+"""``python manage.py visrec_evaluate [--holdout-days 7] [--output var/eval] [--dp-epsilons 1,4,8] [--seeds 5]``.
 
 Every "for you" model on one temporal split; with ``--dp-epsilons``, also the DP-trainable
-model without DP and at each epsilon (Recall@20 against epsilon, so a shop can choose).
+model without DP and at each epsilon (Recall@20 against epsilon, so a shop can choose);
+with ``--seeds``, BPR and VBPR retrained with that many training seeds (the gap between
+them against the draw of one training).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from visrec.evaluation.embeddings import results_table
 from visrec.services.dp_training import epsilon_sweep, parse_epsilons
 from visrec.services.embedders import active_embedder_version
 from visrec.services.interactions import load_dataset
-from visrec.services.recommender_evaluation import evaluate
+from visrec.services.recommender_evaluation import evaluate, seed_spread
 
 COLUMNS = ["model", "recall@10", "recall@20", "ndcg@20", "hit_rate@20", "coverage@20", "novelty@20", "cold_recall@20"]
 DP_COLUMNS = ["epsilon", "epsilon_spent", "delta", "noise_multiplier", "recall@10", "recall@20", "recall@20_sd",
@@ -41,10 +43,15 @@ class Command(BaseCommand):
                                  "and print Recall@20 / NDCG@20 against epsilon")
         parser.add_argument("--dp-repeats", type=int, default=1,
                             help="trainings per epsilon, averaged (DP noise differs every training)")
+        parser.add_argument("--seeds", type=int, default=0,
+                            help="also retrain BPR and VBPR (at their chosen parameters) with this many training "
+                                 "seeds and print Recall@20 per seed and on average")
 
-    def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, **options) -> None:
+    def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, seeds=0, **options) -> None:
         if dp_repeats < 1:
             raise CommandError("--dp-repeats must be at least 1")
+        if seeds < 0:
+            raise CommandError("--seeds must be 0 or more")
         try:
             epsilons = None if dp_epsilons is None else parse_epsilons(dp_epsilons)
         except ValueError as exc:
@@ -80,6 +87,10 @@ class Command(BaseCommand):
             self.stdout.write(f"{name}: {format_params(chosen['params']) or 'defaults'}" + (
                 f" (chosen on {chosen['validation_shoppers']} validation shoppers' purchases, Recall@20 {tried})"
                 if tried else " (no validation shoppers: defaults)"))
+        if seeds:
+            chosen = {name: c["params"] for name, c in (split.get("params") or {}).items()}
+            report["seeds"] = seed_spread(dataset, seeds, holdout_days=holdout_days, params=chosen)
+            self._seed_table(report["seeds"])
         if epsilons is not None:
             report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats,
                                          progress=lambda stage: self.stderr.write(f"  {stage}…"))
@@ -87,6 +98,18 @@ class Command(BaseCommand):
         (out / "results.json").write_text(json.dumps({**report, "embedder": version.name}, indent=2))
         self._plot(report["curves"], out / "recall_at_k.png", split)
         self.stdout.write(f"\nnumbers: {out / 'results.json'}\nplot: {out / 'recall_at_k.png'}")
+
+    def _seed_table(self, spread: dict) -> None:
+        k, (base, hybrid) = spread["k"], spread["models"]
+        self.stdout.write(f"\n{base} and {hybrid} retrained with training seeds 0-{len(spread['rows']) - 1} "
+                          f"(same split, chosen parameters): Recall@{k}\n")
+        rows = [{"seed": row["seed"], base: row[base], hybrid: row[hybrid],
+                 f"{hybrid} / {base}": f"{row[hybrid] / row[base] - 1:+.1%}" if row[base] else "—"}
+                for row in spread["rows"]]
+        mean = spread["mean"]
+        rows.append({"seed": "mean", base: mean[base], hybrid: mean[hybrid],
+                     f"{hybrid} / {base}": f"{mean[hybrid] / mean[base] - 1:+.1%}" if mean[base] else "—"})
+        self.stdout.write(results_table(rows, ["seed", base, hybrid, f"{hybrid} / {base}"]))
 
     def _dp_table(self, sweep: dict) -> None:
         self.stdout.write(
