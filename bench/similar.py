@@ -998,6 +998,8 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
             # With a connection per request the backends exit before they are read: no estimate.
             capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 and h["conn_max_age"] else "—"
             offered = f"{h['offered']:g}" if h.get("offered") else "as answered"
+            if h.get("offered") and h["rps"] < 0.95 * h["offered"]:
+                offered += " (fell behind: time behind schedule is not in the latency)"
             print(f"| {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
                   f"| {h['conn_max_age']} | {offered} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} "
                   f"| {h['p90_ms']:.1f} "

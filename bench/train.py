@@ -563,6 +563,8 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
         moves = dict(zip(subjects, pseudonyms))
         bundle = dataclasses.replace(bundle, subjects=np.array([moves.get(s, s) for s in bundle.subjects.tolist()],
                                                                dtype="U64"))
+        # A new file each run (the storage picks a free name). Server processes keep a loaded
+        # model by version name: this runs before any "for you" request reaches them.
         version.artefact.save(Path(version.artefact.name).name, ContentFile(bundle.to_bytes()), save=True)
         foryou_service._BUNDLES.clear()
     if rekey:  # the updates left dead rows in both tables and their indexes: measure without them

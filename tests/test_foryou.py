@@ -337,7 +337,8 @@ def test_a_new_product_that_looks_like_the_shoppers_taste_gets_a_place(shop, set
 
 
 @pytest.mark.slow
-def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasure(shop, monkeypatch):
+def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasure(
+        shop, monkeypatch, django_capture_on_commit_callbacks):
     from django.core.cache import cache
 
     from visrec.services import privacy
@@ -361,8 +362,13 @@ def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasu
     assert any(model_query in q["sql"] for q in queries.captured_queries)
     assert bought not in [p for p, _ in after]
     assert cache.get(f"visrec:foryou:{subject}") is not None
-    privacy.erase_subject(subject)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        privacy.erase_subject(subject)
     assert cache.get(f"visrec:foryou:{subject}") is None
+    cache.set(f"visrec:foryou:{subject}", ("cached again before the commit", [], []), 600)
+    for callback in callbacks:
+        callback()
+    assert cache.get(f"visrec:foryou:{subject}") is None  # dropped again once the erasure commits
     # A shopper the saved model does not know (re-keyed since training): the trained list is
     # kept, item-kNN's comes from their events on every request.
     moved = subject_key("session", "moved")

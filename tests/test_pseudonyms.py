@@ -86,10 +86,17 @@ def test_export_and_erase_find_events_from_before_rotation_while_the_old_secret_
     assert InteractionEvent.objects.filter(subject_key=old[bob]).count() == 2
 
 
-def test_rotate_command_rekeys_users_but_not_anonymous_sessions(rotated, settings):
+def test_rotate_command_rekeys_users_but_not_anonymous_sessions(rotated, settings, django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
     ann, bob, old, anonymous = rotated
+    new_ann = subject_key("user", ann.pk)
+    for key in (old[ann], new_ann):  # "for you" lists cached under either name are dropped
+        cache.set(f"visrec:foryou:{key}", ("variant", [], []), 600)
     out = io.StringIO()
-    call_command("visrec_rotate_pseudonyms", "--chunk-size", "1", stdout=out, verbosity=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("visrec_rotate_pseudonyms", "--chunk-size", "1", stdout=out, verbosity=0)
+    assert cache.get(f"visrec:foryou:{old[ann]}") is None and cache.get(f"visrec:foryou:{new_ann}") is None
     assert "re-keyed 5 events, 2 shopper vectors and 0 category reports of 2 users" in out.getvalue()
     for user, n in ((ann, 4), (bob, 2)):
         assert InteractionEvent.objects.filter(subject_key=subject_key("user", user.pk)).count() == n

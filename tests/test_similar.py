@@ -150,6 +150,33 @@ def test_compiled_candidate_sql_follows_settings_and_hooks(catalogue, settings):
         assert ids(hooked) == keep
 
 
+def test_candidate_sql_is_compiled_once_for_its_time(catalogue, settings, monkeypatch):
+    compiled = []
+    real = similar.candidate_queryset
+    monkeypatch.setattr(similar, "candidate_queryset", lambda *a: compiled.append(a) or real(*a))
+    first = similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
+    assert similar.candidate_sql(SimilarFilters(max_price=Decimal(20))) == first and len(compiled) == 1
+    similar.candidate_sql(SimilarFilters(max_price=Decimal(21)))
+    assert len(compiled) == 2  # other filter values: their own SQL
+    settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 0}  # e.g. a per-request manager
+    similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
+    similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
+    assert len(compiled) == 4
+    settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 60}
+    similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
+    monkeypatch.setattr(similar.time, "monotonic", lambda real=similar.time.monotonic: real() + 61)
+    similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
+    assert len(compiled) == 6  # compiled again once its time is up
+
+
+def test_an_empty_candidate_set_filters_everything_out(catalogue, settings):
+    from visrec.services import foryou
+
+    settings.VISREC = {**settings.VISREC, "IN_STOCK_FILTER": {"pk__in": []}}
+    assert similar_products(catalogue[2].pk, k=3, use_cache=False) == []
+    assert foryou._passing([(catalogue[0].pk, 1.0)], SimilarFilters(), []) == []
+
+
 def test_search_by_vector_leaves_out_excluded_products(catalogue):
     p = catalogue
     query = np.asarray(ProductEmbedding.objects.get(product=p[0]).vector)

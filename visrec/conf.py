@@ -72,10 +72,17 @@ DEFAULTS: dict[str, Any] = {
     # on every request.
     "CARD_CACHE_SECONDS": 300,
     # Seconds a shopper's trained-model lists ("for you": the model's list and item-kNN's)
-    # stay in Django's cache. They are fixed by the served version until the shopper buys
-    # something or another version is served (both miss the cache at once); stock changes
-    # show after at most this long. Erasing or re-keying a shopper forgets theirs. 0: off.
+    # stay in Django's cache. Another served version, other filters or (with
+    # EXCLUDE_PURCHASED) a new purchase miss the cache at once; catalogue changes (stock,
+    # price band, deleted products) show after at most this long. Erasing or re-keying a
+    # shopper forgets theirs. 0: off.
     "FOR_YOU_CACHE_SECONDS": 600,
+    # Seconds each process reuses the compiled SQL of the candidate products (the shop's
+    # filters on the product model) before compiling it again. A product manager whose
+    # filter depends on the time shows within this time; one that depends on the request
+    # (a tenant) needs 0, and note that cached "similar" lists (10 minutes) are shared by
+    # every request. 0: compiled for every query.
+    "CANDIDATE_SQL_SECONDS": 60,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.
     "EXTRACTION_QUEUE": "visrec_extraction",

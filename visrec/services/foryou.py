@@ -176,9 +176,10 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     """The trained model's list and item-kNN's for a shopper, cached per shopper.
 
     Both are fixed by the served version for a shopper it was trained on, until they buy
-    something (their exclusions change); so they are kept for ``FOR_YOU_CACHE_SECONDS``
-    under one key per shopper, with what they were computed for (version, depth, filters,
-    exclusions): anything else is a miss. Item-kNN's list for a shopper the saved model
+    something (their exclusions change) or the catalogue changes; so they are kept for
+    ``FOR_YOU_CACHE_SECONDS`` under one key per shopper, with what they were computed for
+    (version, depth, filters, exclusions): anything else is a miss, and catalogue changes
+    (stock, prices, deleted products) show within that time. Item-kNN's list for a shopper the saved model
     does not know comes from their recent events, so it is not kept (recomputed on every
     request). :func:`forget_shoppers` drops a shopper's entry.
 

@@ -127,8 +127,15 @@ def erase_subject(subject: str | list[str]) -> dict[str, int]:
         events = InteractionEvent.objects.filter(subject_key__in=subjects).delete()[0]
         vectors = ShopperVector.objects.filter(subject_key__in=subjects).delete()[0]
         reports = CategoryReport.objects.filter(subject_key__in=subjects).delete()[0]
-    forget_shoppers(subjects)  # their cached "for you" model lists
+    _forget_now_and_on_commit(subjects)  # their cached "for you" model lists
     return {"events": events, "shopper_vectors": vectors, "category_reports": reports}
+
+
+def _forget_now_and_on_commit(subjects: list[str]) -> None:
+    """Drops the subjects' cached "for you" lists now and again once the transaction commits
+    (a request served between the two, from rows not yet deleted, may have cached them again)."""
+    forget_shoppers(subjects)
+    transaction.on_commit(lambda: forget_shoppers(subjects))
 
 
 def user_subject(user) -> str:
@@ -187,7 +194,7 @@ def rekey_user_pseudonyms(*, chunk_size: int = 1000, progress=None) -> dict[str,
                 ShopperVector.objects.filter(subject_key=old_key, model_version__in=list(taken)).delete()
                 counts["shopper_vectors"] += ShopperVector.objects.filter(subject_key=old_key).update(
                     subject_key=new_key)
-                forget_shoppers([old_key, new_key])
+                _forget_now_and_on_commit([old_key, new_key])
         if progress is not None:
             progress(len(chunk))
     return counts

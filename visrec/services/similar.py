@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -106,8 +107,9 @@ def candidate_queryset(filters: SimilarFilters, query_category, hook: Callable |
     return queryset
 
 
-#: Compiled candidate SQL by filter values (see :func:`candidate_sql`); cleared when settings change.
-_CANDIDATE_SQL: dict[tuple, tuple[str, tuple]] = {}
+#: Compiled candidate SQL by filter values, with when it was compiled (see :func:`candidate_sql`);
+#: cleared when settings change.
+_CANDIDATE_SQL: dict[tuple, tuple[float, str, list]] = {}
 _CANDIDATE_SQL_SIZE = 512
 
 
@@ -122,29 +124,32 @@ setting_changed.connect(_forget_candidate_sql)
 def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable | None = None) -> tuple[str, list]:
     """``SELECT pk`` of :func:`candidate_queryset`'s products, as SQL and parameters.
 
-    Without a hook the SQL is compiled once per process for each filter value (its text
-    depends only on the filters and visrec's settings; compiling a queryset costs about
-    0.25 ms here, on every list). A hook's queryset is compiled on every call, so a host
-    whose candidates depend on the request narrows them with a hook, not in its product
-    model's default manager. No ORDER BY: inside ``IN (...)``, a host's default ordering
-    would make PostgreSQL sort the whole candidate set and skip the HNSW index.
+    Without a hook the SQL is reused for ``CANDIDATE_SQL_SECONDS`` in each process for each
+    filter value (compiling a queryset costs about 0.25 ms here, and "for you" needs three):
+    a product manager whose filter depends on the time (``published_at <= now()``) shows
+    a change within that time; one that depends on the request needs 0 (compiled on every
+    call). A hook's queryset is always compiled on the call. No ORDER BY: inside
+    ``IN (...)``, a host's default ordering would make PostgreSQL sort the whole candidate
+    set and skip the HNSW index.
     """
-    if hook is not None:
+    seconds = visrec_settings.CANDIDATE_SQL_SECONDS
+    if hook is not None or not seconds:
         return _compiled(candidate_queryset(filters, query_category, hook))
     key = (filters.in_stock, filters.category, query_category, filters.min_price, filters.max_price)
-    compiled = _CANDIDATE_SQL.get(key)
-    if compiled is None:
+    now = time.monotonic()
+    memo = _CANDIDATE_SQL.get(key)
+    if memo is None or now - memo[0] >= seconds:
         if len(_CANDIDATE_SQL) >= _CANDIDATE_SQL_SIZE:
             _CANDIDATE_SQL.clear()
-        compiled = _CANDIDATE_SQL[key] = _compiled(candidate_queryset(filters, query_category, None))
-    return compiled[0], list(compiled[1])
+        memo = _CANDIDATE_SQL[key] = (now, *_compiled(candidate_queryset(filters, query_category, None)))
+    return memo[1], list(memo[2])
 
 
 def _compiled(queryset) -> tuple[str, list]:
     try:
         sql, params = queryset.order_by().values("pk").query.sql_with_params()
     except EmptyResultSet:  # e.g. a hook's .none() or pk__in=[]: no candidates
-        return "SELECT NULL::bigint WHERE false", []
+        return "SELECT NULL::bigint AS pk WHERE false", []
     return sql, list(params)
 
 
@@ -190,19 +195,21 @@ def _nearest(version: ModelVersion, k: int, candidates: tuple[str, list], *, vec
     setup, setup_params = vector_index.scan_settings(k, version)
     ef = int(setup_params[0])
     with connection.cursor() as cursor:
+        checked = not by_product
         while True:
             _, rows = vector_index.run_with_settings(
                 cursor, setup, setup_params, sql,
                 vector_index.nearest_products_params(query, params, k, by_product=by_product))
+            if not rows and not checked:
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
+                               f"WHERE product_id = %s AND model_version = %s)", [product_id, version.name])
+                if not cursor.fetchone()[0]:
+                    raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
+            checked = True
             if len(rows) >= k or iterative or ef >= vector_index.MAX_EF_SEARCH:
                 break
             ef *= 4  # pgvector < 0.8: widen the candidate list until k pass the filter
             setup_params[0] = str(min(ef, vector_index.MAX_EF_SEARCH))
-        if by_product and not rows:
-            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {ProductEmbedding._meta.db_table} "
-                           f"WHERE product_id = %s AND model_version = %s)", [product_id, version.name])
-            if not cursor.fetchone()[0]:
-                raise NotEmbedded(f"product {product_id} has no vector under {version.name}")
     neighbours = [
         Neighbour(product_id=row[0], score=1.0 - float(row[1]),
                   vector=vector_index.vector_from_binary(row[2]) if with_vectors else None)
