@@ -567,7 +567,7 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
         # model by version name: this runs before any "for you" request reaches them.
         version.artefact.save(Path(version.artefact.name).name, ContentFile(bundle.to_bytes()), save=True)
         foryou_service._BUNDLES.clear()
-    if rekey:  # the updates left dead rows in both tables and their indexes: measure without them
+        # The updates left dead rows in both tables and their indexes: measure without them.
         from django.db import connection
 
         with connection.cursor() as cursor:

@@ -41,7 +41,7 @@ from ..models import (
 )
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
-from .generation import GENERATION_KEY, embeddings_generation
+from .generation import generation_and_entry
 from .recommender_evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
 from .recommender_training import Bundle, load_bundle
 from .similar import SimilarFilters, candidate_sql, candidates_where, search_by_vector
@@ -179,9 +179,9 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     something (their exclusions change) or the catalogue changes; so they are kept for
     ``FOR_YOU_CACHE_SECONDS`` under one key per shopper, with what they were computed for
     (version, depth, filters, exclusions): anything else is a miss, and catalogue changes
-    (stock, prices, deleted products) show within that time. Item-kNN's list for a shopper the saved model
-    does not know comes from their recent events, so it is not kept (recomputed on every
-    request). :func:`forget_shoppers` drops a shopper's entry.
+    (stock, prices, deleted products) show within that time. Item-kNN's list for a shopper
+    the saved model does not know comes from their recent events, so it is not kept
+    (recomputed on every request). :func:`forget_shoppers` drops a shopper's entry.
 
     ``cached``: the entry read by the caller (``recommend_for_subject`` reads it with the
     embeddings generation, in one round trip).
@@ -192,12 +192,12 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     hit = cached is not None and cached[0] == variant
     trained = cached[1] if hit else trained_list(subject, depth, filters, exclude, version)
     neighbours = cached[2] if hit else None
+    neighbours_asked = bool(trained) and weights["itemknn"] > 0
     if neighbours is None:
-        neighbours = (neighbours_list(subject, depth, filters, exclude, version, history)
-                      if trained and weights["itemknn"] > 0 else [])
+        neighbours = neighbours_list(subject, depth, filters, exclude, version, history) if neighbours_asked else []
     seconds = visrec_settings.FOR_YOU_CACHE_SECONDS
     if seconds and not hit:
-        from_model = not (trained and weights["itemknn"] > 0 and version.artefact) or subject in _bundle(version)[1]
+        from_model = not (neighbours_asked and version.artefact) or subject in _bundle(version)[1]
         cache.set(_parts_key(subject), (variant, trained, neighbours if from_model else None), seconds)
     return trained, neighbours
 
@@ -256,9 +256,9 @@ def new_products(session: list[tuple[int, float]], version: ModelVersion | None 
 def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) -> list[tuple[int, float]]:
     """The entries of ``ranked`` whose products pass the shop's filters and are not excluded (one query).
 
-    The ids go as one array parameter (``= ANY``), so the statement's text is the same
-    whatever the ids, and the driver parses it once per process; the parameter is the
-    array's text (for 200 ids: 0.06 ms to build and bind, against 0.33 ms for the driver to adapt a list).
+    The ids go as one array parameter (``= ANY``, :func:`~visrec.services.vector_index.id_array`),
+    so the statement's text is the same whatever the ids, and the driver parses it once per
+    process.
     """
     excluded = set(exclude)
     ranked = [(p, v) for p, v in ranked if p not in excluded]
@@ -267,7 +267,7 @@ def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) 
     sql, params = candidate_sql(filters)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT c.pk FROM ({sql}) c WHERE c.pk = ANY(%s::bigint[])",
-                       [*params, "{" + ",".join(str(int(p)) for p, _ in ranked) + "}"])
+                       [*params, vector_index.id_array(p for p, _ in ranked)])
         allowed = {row[0] for row in cursor.fetchall()}
     return [(p, v) for p, v in ranked if p in allowed]
 
@@ -298,15 +298,13 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     filters = filters or SimilarFilters()
     depth = max(DEPTH, k)
     # One cache round trip: the generation (both versions' memo) and the shopper's model lists.
-    found = cache.get_many([GENERATION_KEY, _parts_key(subject)]) if visrec_settings.FOR_YOU_CACHE_SECONDS else {}
-    generation = found.get(GENERATION_KEY) or embeddings_generation()
+    generation, cached = generation_and_entry(_parts_key(subject) if visrec_settings.FOR_YOU_CACHE_SECONDS else None)
     version = served_version(ModelKind.RECOMMENDER, generation)
     embedder = served_version(ModelKind.EMBEDDER, generation)
     history = shopper_history(subject, embedder)  # events read once: exclusion, session, item-kNN
     exclude = history.purchased
     weights = blend_weights(version)
-    trained, neighbours = model_parts(subject, depth, filters, exclude, version, history, weights,
-                                      found.get(_parts_key(subject)))
+    trained, neighbours = model_parts(subject, depth, filters, exclude, version, history, weights, cached)
     query = session_query(subject, now, embedder, history)
     session = session_list(subject, depth, filters, exclude, now, query, embedder)
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))

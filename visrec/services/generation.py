@@ -19,6 +19,15 @@ def embeddings_generation() -> int:
     return cache.get_or_set(GENERATION_KEY, _fresh_start, None)
 
 
+def generation_and_entry(key: str | None) -> tuple[int, object]:
+    """The current generation and the cache entry under ``key`` (None without a key), in one
+    cache round trip: callers compare the entry with the generation it was stored under."""
+    if key is None:
+        return embeddings_generation(), None
+    found = cache.get_many([GENERATION_KEY, key])
+    return found.get(GENERATION_KEY) or embeddings_generation(), found.get(key)
+
+
 def bump_embeddings_generation() -> None:
     """Invalidates cached results: called after vectors are written or a version switches."""
     try:

@@ -38,7 +38,7 @@ from django.db import connection
 from ..conf import get_product_model, visrec_settings
 from ..models import ModelKind, ModelVersion, ProductEmbedding
 from . import vector_index
-from .generation import GENERATION_KEY, embeddings_generation
+from .generation import generation_and_entry
 from .versions import served_version
 
 logger = logging.getLogger(__name__)
@@ -161,8 +161,8 @@ def candidates_where(filters: SimilarFilters, query_category=None, hook: Callabl
     sql, params = candidate_sql(filters, query_category, hook)
     where = f"e.product_id IN ({sql})"
     if len(exclude):
-        where += " AND e.product_id <> ALL(%s)"
-        params.append([int(p) for p in exclude])
+        where += " AND e.product_id <> ALL(%s::bigint[])"
+        params.append(vector_index.id_array(exclude))
     return where, params
 
 
@@ -294,9 +294,7 @@ def similar_list(
         # One cache round trip: the entry and the current generation (a stale entry is a miss).
         raw = f"{product_id}|{k}|{filters.cache_key()}"
         key = "visrec:similar:" + hashlib.sha256(raw.encode()).hexdigest()
-        found = cache.get_many([GENERATION_KEY, key])
-        generation = found.get(GENERATION_KEY) or embeddings_generation()
-        entry = found.get(key)
+        generation, entry = generation_and_entry(key)
         if entry is not None and entry[0] == generation:
             return SimilarList(entry[1], entry[2])
     version = served_version(ModelKind.EMBEDDER, generation)
