@@ -125,8 +125,8 @@ def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable |
     """``SELECT pk`` of :func:`candidate_queryset`'s products, as SQL and parameters.
 
     Without a hook the SQL is reused for ``CANDIDATE_SQL_SECONDS`` in each process for each
-    filter value (compiling a queryset costs about 0.25 ms here, and "for you" needs three):
-    a product manager whose filter depends on the time (``published_at <= now()``) shows
+    filter value (compiling a queryset costs about 0.25 ms here, timed ad hoc, and "for
+    you" needs three): a product manager whose filter depends on the time (``published_at <= now()``) shows
     a change within that time; one that depends on the request needs 0 (compiled on every
     call). A hook's queryset is always compiled on the call. No ORDER BY: inside
     ``IN (...)``, a host's default ordering would make PostgreSQL sort the whole candidate

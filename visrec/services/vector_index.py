@@ -149,7 +149,8 @@ def nearest_products_params(query, where_params: Sequence = (), k: int = 10, *, 
 
 def id_array(ids: Iterable[int]) -> str:
     """Ids as a PostgreSQL array's text, ``'{1,2,3}'``, for a ``%s::bigint[]`` parameter:
-    for 200 ids 0.06 ms to build and bind, against 0.33 ms for psycopg to adapt a list."""
+    for 200 ids 0.06 ms to build and bind, against 0.33 ms for psycopg to adapt a list
+    (timed ad hoc here)."""
     return "{" + ",".join(str(int(i)) for i in ids) + "}"
 
 
