@@ -9,6 +9,10 @@ request. This backend keeps one client per connection pool; ``redis.Redis`` clie
 thread-safe. Use it in place of Django's::
 
     CACHES = {"default": {"BACKEND": "visrec.cache.RedisCache", "LOCATION": "redis://..."}}
+
+It also sends writes and a read in one pipelined round trip
+(:meth:`RedisCache.set_many_then_get_many`), which :mod:`visrec.services.cache_writes` uses
+so that a "similar" list's write does not wait on the request's path.
 """
 from __future__ import annotations
 
@@ -31,9 +35,38 @@ class ReusingRedisCacheClient(RedisCacheClient):
         return client
 
 
+    def set_many_then_get_many(self, writes: list[tuple[dict, int | None]], keys: list) -> dict:
+        """Each ``(data, timeout)`` of ``writes`` set, then ``keys`` read: one pipelined round
+        trip where reads and writes go to the same server (two calls otherwise)."""
+        reader, writer = self.get_client(None), self.get_client(None, write=True)
+        if reader is not writer:  # reads go to a replica
+            for data, timeout in writes:
+                self.set_many(data, timeout)
+            return self.get_many(keys)
+        pipeline = reader.pipeline(transaction=False)
+        for data, timeout in writes:
+            for key, value in data.items():
+                if timeout == 0:
+                    pipeline.delete(key)
+                else:
+                    pipeline.set(key, self._serializer.dumps(value), ex=timeout)
+        pipeline.mget(keys)
+        values = pipeline.execute()[-1]
+        return {key: self._serializer.loads(value) for key, value in zip(keys, values) if value is not None}
+
+
 class RedisCache(DjangoRedisCache):
     """``django.core.cache.backends.redis.RedisCache`` reusing its clients (see the module)."""
 
     def __init__(self, server, params) -> None:
         super().__init__(server, params)
         self._class = ReusingRedisCacheClient
+
+    def set_many_then_get_many(self, writes: dict, keys, version=None) -> dict:
+        """``set_many(entries, timeout)`` for each ``timeout: entries`` of ``writes``, then
+        ``get_many(keys)``, in one round trip (used by :mod:`visrec.services.cache_writes`)."""
+        made_writes = [({self.make_and_validate_key(key, version=version): value for key, value in entries.items()},
+                        self.get_backend_timeout(timeout)) for timeout, entries in writes.items()]
+        made = {self.make_and_validate_key(key, version=version): key for key in keys}
+        found = self._cache.set_many_then_get_many(made_writes, list(made))
+        return {made[key]: value for key, value in found.items()}

@@ -2,17 +2,21 @@
 
 Also: a deleted product invalidates cached "similar" lists (it may be one's query or
 result); a saved or deleted product or image forgets the product's cached card; and a
-saved or deleted model version drops this process's memo of served versions.
+saved or deleted model version drops this process's memo of served versions. Deferred cache
+writes (:mod:`~visrec.services.cache_writes`) go out after each response and Celery task.
 """
 from __future__ import annotations
 
 from functools import partial
 
+from celery.signals import task_postrun
 from django.contrib.auth.signals import user_logged_in
+from django.core.signals import request_finished
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from .conf import get_image_model, get_product_model, visrec_settings
+from .services import cache_writes
 
 
 def post_save_image(sender, instance, created: bool = False, raw: bool = False, **kwargs) -> None:
@@ -128,3 +132,6 @@ def register_signal_handlers() -> None:
     post_save.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_save")
     post_delete.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_delete")
     user_logged_in.connect(user_logged_in_handler, dispatch_uid="visrec_user_logged_in")
+    # Deferred cache writes go out after each response and each Celery task.
+    request_finished.connect(cache_writes.flush, dispatch_uid="visrec_flush_cache_writes")
+    task_postrun.connect(cache_writes.flush, dispatch_uid="visrec_flush_cache_writes", weak=False)

@@ -11,6 +11,8 @@ import secrets
 
 from django.core.cache import cache
 
+from .cache_writes import read_many
+
 GENERATION_KEY = "visrec:embeddings-generation"
 
 
@@ -24,7 +26,7 @@ def generation_and_entry(key: str | None) -> tuple[int, object]:
     cache round trip: callers compare the entry with the generation it was stored under."""
     if key is None:
         return embeddings_generation(), None
-    found = cache.get_many([GENERATION_KEY, key])
+    found = read_many([GENERATION_KEY, key])  # also sends this process's deferred writes
     return found.get(GENERATION_KEY) or embeddings_generation(), found.get(key)
 
 

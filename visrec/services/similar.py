@@ -17,7 +17,8 @@ exclusion of near-duplicates and diversity by maximal marginal relevance.
 Results are cached with the embeddings generation number they were computed under and
 the served version's name; extraction, version switches and deleted products bump that
 number, so a new vector, a switched version or a deleted product makes every entry
-stale (a miss).
+stale (a miss). A miss's write does not wait on the request: it goes out with the
+process's next cache read or after the response (:mod:`~visrec.services.cache_writes`).
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 import numpy as np
-from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.core.signals import setting_changed
 from django.db import connection
@@ -38,6 +38,7 @@ from django.db import connection
 from ..conf import get_product_model, visrec_settings
 from ..models import ModelKind, ModelVersion, ProductEmbedding
 from . import vector_index
+from .cache_writes import defer as defer_cache_write
 from .generation import generation_and_entry
 from .versions import served_version
 
@@ -308,7 +309,8 @@ def similar_list(
     result = [(n.product_id, round(n.score, 6)) for n in
               _search(version, k, filters, query_category, queryset_hook, product_id=product_id)]
     if key:
-        cache.set(key, (generation, version.name, result), CACHE_SECONDS)
+        # Goes out with this process's next cache read or after the response: it carries its generation.
+        defer_cache_write(key, (generation, version.name, result), CACHE_SECONDS)
     return SimilarList(version.name, result)
 
 
