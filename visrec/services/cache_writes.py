@@ -47,6 +47,8 @@ def read_many(keys: Iterable[str]) -> dict:
     """``cache.get_many(keys)``, sending the queued writes first in the same round trip."""
     keys = list(keys)
     writes = _take()
+    if not writes:
+        return cache.get_many(keys)
     combined = getattr(cache, "set_many_then_get_many", None)
     if combined is not None:
         return combined(writes, keys)
