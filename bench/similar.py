@@ -706,6 +706,8 @@ ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
 if os.environ.get("BENCH_EF_SEARCH"):
     VISREC = {**VISREC, "HNSW_EF_SEARCH": int(os.environ["BENCH_EF_SEARCH"])}
+if os.environ.get("BENCH_QUERY_THREADS"):
+    VISREC = {**VISREC, "QUERY_THREADS": int(os.environ["BENCH_QUERY_THREADS"])}
 """
 
 
@@ -718,14 +720,15 @@ def free_port() -> int:
 class Gunicorn:
     """The demo shop under gunicorn on a free loopback port, started and stopped by this process."""
 
-    def __init__(self, workdir: Path, args, *, conn_max_age: int):
+    def __init__(self, workdir: Path, args, *, conn_max_age: int, query_threads: int | None = None):
         self.port = free_port()
         (workdir / "bench_similar_settings.py").write_text(SETTINGS_MODULE)
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench_similar_settings",
                "PYTHONPATH": os.pathsep.join([str(workdir), str(ROOT)]), "BENCH_CONN_MAX_AGE": str(conn_max_age),
-               "BENCH_EF_SEARCH": str(args.ef_search or ""), "VISREC_LOG_LEVEL": "WARNING"}
+               "BENCH_EF_SEARCH": str(args.ef_search or ""), "VISREC_LOG_LEVEL": "WARNING",
+               "BENCH_QUERY_THREADS": "" if query_threads is None else str(query_threads)}
         gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-        self.log = open(workdir / f"gunicorn-{conn_max_age}.log", "w")
+        self.log = open(workdir / f"gunicorn-{conn_max_age}-{self.port}.log", "w")
         self.process = subprocess.Popen(
             [gunicorn, "shop_demo.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),

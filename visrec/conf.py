@@ -83,6 +83,11 @@ DEFAULTS: dict[str, Any] = {
     # (a tenant) needs 0, and note that cached "similar" lists (10 minutes) are shared by
     # every request. 0: compiled for every query.
     "CANDIDATE_SQL_SECONDS": 60,
+    # Threads per process that run the session list's query of a shopper's "for you"
+    # request while the request's thread runs the trained model's (two connections at
+    # once; each thread keeps one connection). Only with persistent connections
+    # (CONN_MAX_AGE not 0) and outside transactions; otherwise one after the other. 0: off.
+    "QUERY_THREADS": 2,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.
     "EXTRACTION_QUEUE": "visrec_extraction",

@@ -41,6 +41,7 @@ from ..models import (
 )
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
+from .concurrent_queries import run_both
 from .generation import generation_and_entry
 from .recommender_evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
 from .recommender_training import Bundle, load_bundle
@@ -171,6 +172,12 @@ def _parts_key(subject: str) -> str:
     return f"visrec:foryou:{subject}"
 
 
+def parts_variant(version: ModelVersion, depth: int, filters: SimilarFilters, exclude: list[int],
+                  weights: dict[str, float]) -> tuple:
+    """What a shopper's cached model lists were computed for (:func:`model_parts`)."""
+    return version.name, depth, filters.cache_key(), tuple(sorted(exclude)), weights["itemknn"] > 0
+
+
 def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list[int], version: ModelVersion | None,
                 history: ShopperHistory, weights: dict[str, float], cached=None) -> tuple[list, list]:
     """The trained model's list and item-kNN's for a shopper, cached per shopper.
@@ -188,7 +195,7 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     """
     if version is None:
         return [], []
-    variant = (version.name, depth, filters.cache_key(), tuple(sorted(exclude)), weights["itemknn"] > 0)
+    variant = parts_variant(version, depth, filters, exclude, weights)
     hit = cached is not None and cached[0] == variant
     trained = cached[1] if hit else trained_list(subject, depth, filters, exclude, version)
     neighbours = cached[2] if hit else None
@@ -304,9 +311,15 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     history = shopper_history(subject, embedder)  # events read once: exclusion, session, item-kNN
     exclude = history.purchased
     weights = blend_weights(version)
-    trained, neighbours = model_parts(subject, depth, filters, exclude, version, history, weights, cached)
     query = session_query(subject, now, embedder, history)
-    session = session_list(subject, depth, filters, exclude, now, query, embedder)
+    # The trained model's query and the session list's at once, on two connections where safe;
+    # with the model's lists cached only the session's query runs.
+    model_queries = version is not None and not (cached and cached[0] == parts_variant(
+        version, depth, filters, exclude, weights))
+    (trained, neighbours), session = run_both(
+        lambda: model_parts(subject, depth, filters, exclude, version, history, weights, cached),
+        lambda: session_list(subject, depth, filters, exclude, now, query, embedder) if query is not None else [],
+        overlap=model_queries and query is not None)
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
              if ranked and weights[name] > 0}
     if len(parts) > 1:

@@ -1,0 +1,92 @@
+"""Two read-only parts of a request on two connections at once (the "for you" first request)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from visrec.pseudonyms import subject_key
+from visrec.services import concurrent_queries, foryou, recommender_training
+
+from .test_foryou import shop  # noqa: F401 - fixture
+
+
+@pytest.fixture(autouse=True)
+def _pool_closed_after():
+    yield
+    concurrent_queries.shutdown()  # its threads' connections would hold the test database open
+
+
+@pytest.fixture
+def persistent(monkeypatch):
+    """Persistent connections, as overlapping needs (the test settings close them per request)."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
+
+
+def backend() -> tuple[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return threading.current_thread().name, cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_second_part_runs_on_a_pool_thread_with_its_own_connection(persistent, settings):
+    (main_thread, main_pid), (other_thread, other_pid) = concurrent_queries.run_both(backend, backend)
+    assert main_thread == threading.current_thread().name and other_thread.startswith("visrec-query")
+    assert main_pid != other_pid
+    # Errors of either part reach the caller.
+    with pytest.raises(ZeroDivisionError):
+        concurrent_queries.run_both(backend, lambda: 1 / 0)
+    with pytest.raises(KeyError):
+        concurrent_queries.run_both(lambda: {}["missing"], backend)
+    # Not overlapped: inside a transaction (another connection would not see its rows), when
+    # asked not to, without persistent connections, with no thread free, or switched off.
+    here = threading.current_thread().name
+    with transaction.atomic():
+        assert concurrent_queries.run_both(backend, backend)[1][0] == here
+    assert concurrent_queries.run_both(backend, backend, overlap=False)[1][0] == here
+    _, _, free = concurrent_queries._the_pool()
+    taken = 0
+    while free.acquire(blocking=False):
+        taken += 1
+    try:
+        assert concurrent_queries.run_both(backend, backend)[1][0] == here
+    finally:
+        for _ in range(taken):
+            free.release()
+    settings.VISREC = {**settings.VISREC, "QUERY_THREADS": 0}
+    assert concurrent_queries.run_both(backend, backend)[1][0] == here
+
+
+@pytest.mark.django_db
+def test_no_overlap_without_persistent_connections(monkeypatch):
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    assert not concurrent_queries.can_overlap()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_first_for_you_request_runs_the_session_list_beside_the_trained_list(shop, persistent, settings,  # noqa: F811
+                                                                               monkeypatch):
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER": "vbpr"}
+    recommender_training.train_recommender()
+    subject = subject_key("demo", 2)
+    threads = []
+    session_list = foryou.session_list
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return session_list(*args, **kwargs)
+
+    monkeypatch.setattr(foryou, "session_list", recording)
+    overlapped = foryou.recommend_for_subject(subject, 8)
+    assert overlapped[1] == "blended" and threads[-1].startswith("visrec-query")
+    # Again with the shopper's model lists cached: only the session query runs, on this thread.
+    assert foryou.recommend_for_subject(subject, 8) == overlapped
+    assert threads[-1] == threading.current_thread().name
+    # The same list as one after the other.
+    foryou.forget_shoppers([subject])
+    settings.VISREC = {**settings.VISREC, "QUERY_THREADS": 0}
+    assert foryou.recommend_for_subject(subject, 8) == overlapped
+    assert threads[-1] == threading.current_thread().name
