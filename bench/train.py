@@ -595,7 +595,7 @@ def server_args(args) -> argparse.Namespace:
     return argparse.Namespace(workers=args.workers, worker_class="gthread", threads=args.threads, ef_search=None)
 
 
-def foryou(server, args, workdir: Path) -> dict:
+def foryou(server, args, workdir: Path, ready_product: int) -> dict:
     from visrec.models import ModelKind, ShopperVector
     from visrec.services.foryou import forget_shoppers
     from visrec.services.recommender_training import load_bundle
@@ -645,15 +645,21 @@ def foryou(server, args, workdir: Path) -> dict:
     # The reference: the same first requests on a server whose two queries run one after the
     # other. Interleaved per shopper (each shopper's first request on both servers, which one
     # first alternating; cards cached), since runs one after the other drift more than the change.
-    reference = similar_bench.Gunicorn(workdir, server_args(args), conn_max_age=args.conn_max_age, query_threads=0)
-    try:
-        reference.wait_ready(int(np.array(RecommenderItemVector.objects.values_list("product_id", flat=True)[:1])[0]))
-        run_wrk(reference.port, script, keys_file, warm_up, 5)  # warm-up, as above
-        pairs = list(zip(keys, subjects))[-args.ab_shoppers:]  # shoppers the runs above did not reach
-        ab = interleaved_first_requests({"at once": server.port, "one after the other": reference.port}, pairs)
-        print(f"[foryou] interleaved {json.dumps(ab)}", flush=True)
-    finally:
-        reference.stop()
+    ab = None
+    if args.conn_max_age == 0:
+        print("[foryou] no interleaved reference: with CONN_MAX_AGE 0 both servers run the queries one "
+              "after the other", flush=True)
+    else:
+        reference = similar_bench.Gunicorn(workdir, server_args(args), conn_max_age=args.conn_max_age,
+                                           query_threads=0)
+        try:
+            reference.wait_ready(ready_product)
+            run_wrk(reference.port, script, keys_file, warm_up, 5)  # warm-up, as above
+            pairs = list(zip(keys, subjects))[-args.ab_shoppers:]  # the file's last shoppers (lists forgotten)
+            ab = interleaved_first_requests({"at once": server.port, "one after the other": reference.port}, pairs)
+            print(f"[foryou] interleaved {json.dumps(ab)}", flush=True)
+        finally:
+            reference.stop()
     return {"version": version.name, "dimensions": version.dimensions, "runs": runs, "breakdown": breakdown,
             "interleaved": ab}
 
@@ -665,6 +671,7 @@ def interleaved_first_requests(ports: dict[str, int], pairs: list[tuple[str, str
 
     connections = {name: http.client.HTTPConnection("127.0.0.1", port) for name, port in ports.items()}
     times: dict[str, list[float]] = {name: [] for name in ports}
+    errors = {name: 0 for name in ports}
     order = list(ports)
     for i, (key, subject) in enumerate(pairs):
         for name in (order if i % 2 == 0 else order[::-1]):
@@ -675,9 +682,13 @@ def interleaved_first_requests(ports: dict[str, int], pairs: list[tuple[str, str
             response.read()
             if response.status == 200:
                 times[name].append((time.perf_counter() - t0) * 1000)
+            else:
+                errors[name] += 1
     for connection in connections.values():
         connection.close()
-    out = {name: {"requests": len(v), "p50_ms": float(np.percentile(v, 50)), "p90_ms": float(np.percentile(v, 90))}
+    out = {name: {"requests": len(v), "errors": errors[name],
+                  "p50_ms": float(np.percentile(v, 50)) if v else float("nan"),
+                  "p90_ms": float(np.percentile(v, 90)) if v else float("nan")}
            for name, v in times.items()}
     out["load"] = similar_bench.load_average()
     return out
@@ -860,7 +871,7 @@ def print_report(results: dict, args) -> None:
         if ab:
             a, b = ab["at once"], ab["one after the other"]
             print(f"\nA shopper's first request (cards cached), interleaved on two servers, {a['requests']} "
-                  f"shoppers, one request at a time from Python's http.client ({ab['load']}): trained and "
+                  f"shoppers (errors {a['errors']} / {b['errors']}), one request at a time from Python's http.client ({ab['load']}): trained and "
                   f"session queries at once p50 {a['p50_ms']:.1f} / p90 {a['p90_ms']:.1f} ms, one after the "
                   f"other (reference, QUERY_THREADS 0) p50 {b['p50_ms']:.1f} / p90 {b['p90_ms']:.1f} ms: "
                   f"ratio {a['p50_ms'] / b['p50_ms']:.2f}.")
@@ -953,7 +964,7 @@ def main() -> None:
             try:
                 server.wait_ready(int(product_ids[0]))
                 if "foryou" in parts:
-                    results["foryou"] = foryou(server, args, workdir)
+                    results["foryou"] = foryou(server, args, workdir, int(product_ids[0]))
                 if "ingest" in parts:
                     results["ingest"] = ingest(server, args, product_ids)
             finally:

@@ -86,12 +86,27 @@ def ensure_postgres() -> dict:
 
 def shared_buffers_mb() -> int:
     """PostgreSQL's buffer cache for the embedded server: ``VISREC_PG_SHARED_BUFFERS_MB``, else a
-    quarter of this machine's memory, at most 2 GB and at least PostgreSQL's default 128 MB
+    quarter of this machine's memory (or of the container's limit), at most 2 GB and at least PostgreSQL's default 128 MB
     (which keeps little of a large catalogue's vectors and events in memory)."""
     if os.environ.get("VISREC_PG_SHARED_BUFFERS_MB"):
         return int(os.environ["VISREC_PG_SHARED_BUFFERS_MB"])
     total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    limit = _cgroup_memory_limit()  # a container's limit, where lower than the host's memory
+    if limit:
+        total_mb = min(total_mb, limit // 2**20)
     return max(128, min(2048, total_mb // 4))
+
+
+def _cgroup_memory_limit() -> int | None:
+    """This process's memory limit in bytes (cgroup v2, else v1), or None without one."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            return int(text)
+    return None
 
 
 def _tune_postgres() -> None:

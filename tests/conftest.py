@@ -32,6 +32,15 @@ def _clear_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _query_pool_closed_after():
+    """A test that ran queries on visrec's query threads leaves no connection holding the test database."""
+    yield
+    from visrec.services import concurrent_queries
+
+    concurrent_queries.shutdown()
+
+
 def make_image_bytes(color=(200, 30, 30), size=(64, 64), fmt="JPEG", mode="RGB") -> bytes:
     """An image made in memory with PIL, as bytes of the given format."""
     image = Image.new(mode, size, color)

@@ -1,6 +1,7 @@
 """Two read-only parts of a request on two connections at once (the "for you" first request)."""
 from __future__ import annotations
 
+import contextvars
 import threading
 
 import pytest
@@ -11,16 +12,13 @@ from visrec.services import concurrent_queries, foryou, recommender_training
 
 from .test_foryou import shop  # noqa: F401 - fixture
 
-
-@pytest.fixture(autouse=True)
-def _pool_closed_after():
-    yield
-    concurrent_queries.shutdown()  # its threads' connections would hold the test database open
+tenant: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="none")
 
 
 @pytest.fixture
 def persistent(monkeypatch):
-    """Persistent connections, as overlapping needs (the test settings close them per request)."""
+    """Persistent connections, as overlapping needs, whatever the test settings say (conftest
+    shuts the pool down after each test, closing its threads' connections)."""
     monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)
 
 
@@ -35,11 +33,19 @@ def test_the_second_part_runs_on_a_pool_thread_with_its_own_connection(persisten
     (main_thread, main_pid), (other_thread, other_pid) = concurrent_queries.run_both(backend, backend)
     assert main_thread == threading.current_thread().name and other_thread.startswith("visrec-query")
     assert main_pid != other_pid
-    # Errors of either part reach the caller.
+    # The pool thread is free again as soon as run_both returns.
+    _, _, free = concurrent_queries._the_pool()
+    assert free._value == settings.VISREC.get("QUERY_THREADS", 2)
+    # Errors of either part reach the caller; the first's when both fail.
     with pytest.raises(ZeroDivisionError):
         concurrent_queries.run_both(backend, lambda: 1 / 0)
     with pytest.raises(KeyError):
         concurrent_queries.run_both(lambda: {}["missing"], backend)
+    with pytest.raises(KeyError):
+        concurrent_queries.run_both(lambda: {}["missing"], lambda: 1 / 0)
+    # The caller's context variables go with the work (a tenant set by middleware, say).
+    tenant.set("shop-a")
+    assert concurrent_queries.run_both(backend, tenant.get)[1] == "shop-a"
     # Not overlapped: inside a transaction (another connection would not see its rows), when
     # asked not to, without persistent connections, with no thread free, or switched off.
     here = threading.current_thread().name
@@ -55,7 +61,9 @@ def test_the_second_part_runs_on_a_pool_thread_with_its_own_connection(persisten
     finally:
         for _ in range(taken):
             free.release()
-    settings.VISREC = {**settings.VISREC, "QUERY_THREADS": 0}
+    settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 0}  # a request-dependent product manager
+    assert concurrent_queries.run_both(backend, backend)[1][0] == here
+    settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 60, "QUERY_THREADS": 0}
     assert concurrent_queries.run_both(backend, backend)[1][0] == here
 
 

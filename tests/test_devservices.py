@@ -19,6 +19,9 @@ def test_shared_buffers_defaults_to_a_quarter_of_memory_within_bounds(monkeypatc
     monkeypatch.delenv("VISREC_PG_SHARED_BUFFERS_MB", raising=False)
     pages = {"SC_PAGE_SIZE": 4096}
     monkeypatch.setattr(devservices.os, "sysconf", lambda name: pages.get(name, pages["phys"]))
+    monkeypatch.setattr(devservices, "_cgroup_memory_limit", lambda: None)
     for total_mb, expected in ((256, 128), (4096, 1024), (65536, 2048)):
         pages["phys"] = total_mb * 2**20 // 4096
         assert devservices.shared_buffers_mb() == expected
+    monkeypatch.setattr(devservices, "_cgroup_memory_limit", lambda: 2 * 2**30)  # a 2 GB container on a big host
+    assert devservices.shared_buffers_mb() == 512

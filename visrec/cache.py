@@ -34,7 +34,6 @@ class ReusingRedisCacheClient(RedisCacheClient):
             client = self._clients[id(pool)] = self._client(connection_pool=pool)
         return client
 
-
     def set_many_then_get_many(self, writes: list[tuple[dict, int | None]], keys: list) -> dict:
         """Each ``(data, timeout)`` of ``writes`` set, then ``keys`` read: one pipelined round
         trip where reads and writes go to the same server (two calls otherwise)."""

@@ -86,7 +86,8 @@ DEFAULTS: dict[str, Any] = {
     # Threads per process that run the session list's query of a shopper's "for you"
     # request while the request's thread runs the trained model's (two connections at
     # once; each thread keeps one connection). Only with persistent connections
-    # (CONN_MAX_AGE not 0) and outside transactions; otherwise one after the other. 0: off.
+    # (CONN_MAX_AGE not 0), outside transactions and with CANDIDATE_SQL_SECONDS not 0;
+    # otherwise one after the other. 0: off.
     "QUERY_THREADS": 2,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.

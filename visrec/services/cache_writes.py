@@ -3,8 +3,8 @@
 A "similar" list that missed the cache ends with a write; waiting for it costs a cache round
 trip on the request's path (0.25-0.3 ms with Redis on loopback here, a sixth of a 100,000
 product query). Writes queued with :func:`defer` go out with the next read through
-:func:`read_many` (one pipelined round trip with :class:`visrec.cache.RedisCache`; a set
-then a get with other backends), at the end of the request (``request_finished``, after the
+:func:`read_many` (one pipelined round trip with :class:`visrec.cache.RedisCache`; other
+backends are written at once, since they cannot combine the two), at the end of the request (``request_finished``, after the
 response went out), after a Celery task, at exit, or once ``MAX_PENDING`` are queued.
 
 Only entries that carry their own validity may wait: similar lists are stored with the
@@ -30,7 +30,12 @@ _pending: dict[str, tuple[object, int | None]] = {}
 
 
 def defer(key: str, value: object, timeout: int | None) -> None:
-    """Queues ``cache.set(key, value, timeout)`` for this process's next round trip."""
+    """Queues ``cache.set(key, value, timeout)`` for this process's next round trip; with a
+    cache backend that cannot send writes with a read (not :class:`visrec.cache.RedisCache`),
+    sets it now (a queued write would only cost another request a round trip)."""
+    if getattr(cache, "set_many_then_get_many", None) is None:
+        cache.set(key, value, timeout)
+        return
     with _lock:
         _pending[key] = (value, timeout)
         full = len(_pending) >= MAX_PENDING

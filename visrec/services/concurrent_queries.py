@@ -13,17 +13,22 @@ It only overlaps when that is safe and cheap, and otherwise runs both in the cal
   connection, which would otherwise be opened for every query;
 * no transaction is open (``ATOMIC_REQUESTS``, ``transaction.atomic``, tests): another
   connection would not see its uncommitted rows;
-* a pool thread is free: a busy process does not queue work behind other requests.
+* a pool thread is free: a busy process does not queue work behind other requests;
+* ``CANDIDATE_SQL_SECONDS`` is not 0: that setting is how a shop says its product manager
+  depends on the request (a tenant), and state set on the request's own connection (a
+  ``search_path``, ``SET app.tenant`` for row-level security) is not on the pool thread's.
 
-A pool thread checks its connection as Django does between requests
-(``close_old_connections``: a broken one or one past ``CONN_MAX_AGE`` is replaced).
+The work runs in a copy of the caller's context variables. A pool thread checks its
+connection as Django does between requests (``close_old_connections``: a broken one or one
+past ``CONN_MAX_AGE`` is replaced).
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 from django.db import close_old_connections, connection, connections
@@ -40,13 +45,14 @@ _pool: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None  # (pid
 def can_overlap() -> bool:
     """Whether :func:`run_both` may run its second part on another connection now."""
     return (visrec_settings.QUERY_THREADS > 0 and connection.settings_dict.get("CONN_MAX_AGE") != 0
-            and not connection.in_atomic_block)
+            and not connection.in_atomic_block and visrec_settings.CANDIDATE_SQL_SECONDS != 0)
 
 
 def run_both(first: Callable[[], A], second: Callable[[], B], *, overlap: bool = True) -> tuple[A, B]:
     """``(first(), second())``, the two overlapping where :func:`can_overlap` (see the module).
 
-    Both must only read the database. An exception of either is raised here, after both ended.
+    Both must only read the database. An exception of either is raised here, after both
+    ended (the first's if both failed).
     ``overlap=False``: one after the other (the caller knows one of them has no query to run).
     """
     if not (overlap and can_overlap()):
@@ -55,16 +61,19 @@ def run_both(first: Callable[[], A], second: Callable[[], B], *, overlap: bool =
     if not free.acquire(blocking=False):
         return first(), second()
     try:
-        future = pool.submit(_on_pool_thread, second)
-    except RuntimeError:  # interpreter shutting down
-        free.release()
-        return first(), second()
-    future.add_done_callback(lambda _: free.release())
-    try:
-        a = first()
+        try:
+            # The caller's context variables (a tenant, a request id) go with the work.
+            future = pool.submit(contextvars.copy_context().run, _on_pool_thread, second)
+        except RuntimeError:  # interpreter shutting down
+            return first(), second()
+        try:
+            a = first()
+        except BaseException:
+            wait([future])  # the second ends before the first's error is raised (and its own is dropped)
+            raise
+        return a, future.result()
     finally:
-        b = future.result()  # waits for the second even when the first failed
-    return a, b
+        free.release()
 
 
 def shutdown() -> None:

@@ -178,6 +178,16 @@ def parts_variant(version: ModelVersion, depth: int, filters: SimilarFilters, ex
     return version.name, depth, filters.cache_key(), tuple(sorted(exclude)), weights["itemknn"] > 0
 
 
+def _parts_hit(cached, variant: tuple) -> bool:
+    return cached is not None and cached[0] == variant
+
+
+def model_parts_query(cached, variant: tuple) -> bool:
+    """Whether :func:`model_parts` will query the database for this cache entry: on a miss, or
+    on a hit without item-kNN's list (kept only for shoppers the saved model knows)."""
+    return not _parts_hit(cached, variant) or cached[2] is None
+
+
 def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list[int], version: ModelVersion | None,
                 history: ShopperHistory, weights: dict[str, float], cached=None) -> tuple[list, list]:
     """The trained model's list and item-kNN's for a shopper, cached per shopper.
@@ -196,7 +206,7 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     if version is None:
         return [], []
     variant = parts_variant(version, depth, filters, exclude, weights)
-    hit = cached is not None and cached[0] == variant
+    hit = _parts_hit(cached, variant)
     trained = cached[1] if hit else trained_list(subject, depth, filters, exclude, version)
     neighbours = cached[2] if hit else None
     neighbours_asked = bool(trained) and weights["itemknn"] > 0
@@ -314,8 +324,8 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     query = session_query(subject, now, embedder, history)
     # The trained model's query and the session list's at once, on two connections where safe;
     # with the model's lists cached only the session's query runs.
-    model_queries = version is not None and not (cached and cached[0] == parts_variant(
-        version, depth, filters, exclude, weights))
+    model_queries = version is not None and model_parts_query(cached, parts_variant(version, depth, filters,
+                                                                                  exclude, weights))
     (trained, neighbours), session = run_both(
         lambda: model_parts(subject, depth, filters, exclude, version, history, weights, cached),
         lambda: session_list(subject, depth, filters, exclude, now, query, embedder) if query is not None else [],
