@@ -33,7 +33,7 @@ def defer(key: str, value: object, timeout: int | None) -> None:
     """Queues ``cache.set(key, value, timeout)`` for this process's next round trip; with a
     cache backend that cannot send writes with a read (not :class:`visrec.cache.RedisCache`),
     sets it now (a queued write would only cost another request a round trip)."""
-    if getattr(cache, "set_many_then_get_many", None) is None:
+    if _combined() is None:
         cache.set(key, value, timeout)
         return
     with _lock:
@@ -52,13 +52,11 @@ def read_many(keys: Iterable[str]) -> dict:
     """``cache.get_many(keys)``, sending the queued writes first in the same round trip."""
     keys = list(keys)
     writes = _take()
-    if not writes:
-        return cache.get_many(keys)
-    combined = getattr(cache, "set_many_then_get_many", None)
-    if combined is not None:
-        return combined(writes, keys)
-    for timeout, entries in writes.items():
-        cache.set_many(entries, timeout)
+    if writes:
+        combined = _combined()
+        if combined is not None:
+            return combined(writes, keys)
+        _set_all(writes)  # the cache backend changed since they were queued (settings in tests)
     return cache.get_many(keys)
 
 
@@ -66,10 +64,19 @@ def flush(**_signal_kwargs) -> None:
     """Sends the queued writes now; a cache error is logged (the entries are lost, not the caller's work)."""
     writes = _take()
     try:
-        for timeout, entries in writes.items():
-            cache.set_many(entries, timeout)
+        _set_all(writes)
     except Exception:  # noqa: BLE001 - a cache that is down must not fail the response that already went out
         logger.warning("visrec: %d deferred cache writes lost", sum(map(len, writes.values())), exc_info=True)
+
+
+def _combined():
+    """The cache backend's "writes then a read in one round trip" method, or None."""
+    return getattr(cache, "set_many_then_get_many", None)
+
+
+def _set_all(writes: dict[int | None, dict[str, object]]) -> None:
+    for timeout, entries in writes.items():
+        cache.set_many(entries, timeout)
 
 
 def _take() -> dict[int | None, dict[str, object]]:
