@@ -65,6 +65,16 @@ def test_unknown_key_and_bad_numbers_and_backbone(settings):
 
 
 @pytest.mark.parametrize("key, value, ok", [
+    ("QUERY_THREADS", 0, True), ("QUERY_THREADS", 4, True), ("QUERY_THREADS", -1, False),
+    ("QUERY_THREADS", "2", False), ("FOR_YOU_CACHE_SECONDS", 0, True), ("FOR_YOU_CACHE_SECONDS", 1.5, False),
+    ("CANDIDATE_SQL_SECONDS", True, False), ("CARD_CACHE_SECONDS", -5, False),
+])
+def test_settings_where_zero_means_off(settings, key, value, ok):
+    settings.VISREC = {**settings.VISREC, key: value}
+    assert ids(checks.check_visrec_settings()) == ([] if ok else ["visrec.E018"])
+
+
+@pytest.mark.parametrize("key, value, ok", [
     ("HNSW_EF_SEARCH", None, True), ("HNSW_EF_SEARCH", 100, True), ("HNSW_EF_SEARCH", 0, False),
     ("HNSW_EF_SEARCH", 2000, False), ("HNSW_EF_SEARCH", "100", False),
     ("HNSW_TARGET_RECALL", 0.98, True), ("HNSW_TARGET_RECALL", 1, True), ("HNSW_TARGET_RECALL", 0, False),

@@ -36,6 +36,9 @@ from .conf import DEFAULTS, MAX_EF_SEARCH, get_image_model, get_product_model, v
 POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "PRIVACY_PERIOD_DAYS",
                              "STATISTICS_WINDOW_DAYS", "RELEASE_MAX_PRODUCTS_PER_SHOPPER", "LOCAL_DP_REPORTS_PER_DAY",
                              "HNSW_M", "HNSW_EF_CONSTRUCTION")
+#: Integers where 0 means "off" (a cache, the query pool).
+NON_NEGATIVE_INTEGER_SETTINGS = ("CARD_CACHE_SECONDS", "FOR_YOU_CACHE_SECONDS", "CANDIDATE_SQL_SECONDS",
+                                 "QUERY_THREADS")
 EPSILON_SETTINGS = ("PRIVACY_BUDGET_EPSILON", "TRENDING_EPSILON", "STATISTICS_EPSILON", "LOCAL_DP_EPSILON")
 
 
@@ -150,14 +153,17 @@ def check_visrec_settings(app_configs=None, **kwargs) -> list[checks.CheckMessag
             hint="Known settings: " + ", ".join(sorted(DEFAULTS)) + ". See README, 'Installing into your shop'.",
             id="visrec.E009",
         ))
-    for key in POSITIVE_INTEGER_SETTINGS:
-        value = getattr(visrec_settings, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            errors.append(checks.Error(
-                f"VISREC[{key!r}] = {value!r} is not a positive integer.",
-                hint=f"Remove it to use the default ({DEFAULTS[key]!r}) or set a positive integer.",
-                id="visrec.E010",
-            ))
+    for keys, minimum, kind, check_id in ((POSITIVE_INTEGER_SETTINGS, 1, "a positive integer", "visrec.E010"),
+                                          (NON_NEGATIVE_INTEGER_SETTINGS, 0, "an integer of 0 or more",
+                                           "visrec.E018")):
+        for key in keys:
+            value = getattr(visrec_settings, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+                errors.append(checks.Error(
+                    f"VISREC[{key!r}] = {value!r} is not {kind}.",
+                    hint=f"Remove it to use the default ({DEFAULTS[key]!r}) or set {kind}.",
+                    id=check_id,
+                ))
     from .backbones import BACKBONE_NAMES
 
     if visrec_settings.BACKBONE not in BACKBONE_NAMES:
