@@ -147,3 +147,16 @@ def test_card_rows_are_what_the_schema_serializer_writes(price):
     cards = [{"pk": 3, "name": "Red mug", "url": "/p/3/", "price": price, "image_url": "/m/3.jpg", "alt": "a mug",
               "score": 0.875}]
     assert card_rows(cards) == ProductCardSerializer(cards, many=True).data
+
+
+def test_a_query_string_valid_once_is_checked_again_after_a_settings_change(client, catalogue, settings):
+    """Valid query strings are remembered per process; a setting that makes one invalid still applies."""
+    p = catalogue
+    params = {"min_price": "25", "max_price": "26", "in_stock": "false"}
+    assert client.get(URL.format(p[10].pk), params).status_code == 200
+    assert client.get(URL.format(p[10].pk), params).status_code == 200
+    settings.VISREC = {**settings.VISREC, "PRICE_FIELD": ""}
+    response = client.get(URL.format(p[10].pk), params)
+    assert response.status_code == 400 and "price filters are off" in response.json()["min_price"][0]
+    assert client.get(URL.format(p[10].pk), {"limit": 0}).status_code == 400  # invalid ones every time
+    assert client.get(URL.format(p[10].pk), {"limit": 0}).status_code == 400

@@ -57,7 +57,7 @@ def test_cached_cards_cost_no_query_and_scores_are_not_cached(products):
     with CaptureQueriesContext(connection) as queries:
         cards = product_cards(ranked(products) + [(new.pk, 0.1)])
     assert len(queries.captured_queries) == 1  # only the uncached product is read
-    assert queries.captured_queries[0]["sql"].endswith(f"IN ({new.pk})") and cards[-1]["pk"] == new.pk
+    assert f"ANY('{{{new.pk}}}'" in queries.captured_queries[0]["sql"] and cards[-1]["pk"] == new.pk
 
 
 def test_saving_a_product_or_an_image_forgets_its_card(products, django_capture_on_commit_callbacks):
@@ -130,3 +130,58 @@ def test_no_card_cache_when_switched_off(products, settings):
     with CaptureQueriesContext(connection) as queries:
         product_cards(ranked(products))
     assert len(queries.captured_queries) == 1
+
+
+def test_the_card_query_is_compiled_once_for_its_time(products, settings, monkeypatch):
+    from visrec.services import compiled_sql, presentation
+
+    compiled = []
+    real = presentation._card_sql
+    monkeypatch.setattr(presentation, "_card_sql", lambda: compiled.append(1) or real())
+    settings.VISREC = {**settings.VISREC, "CARD_CACHE_SECONDS": 0}  # every call reads the database
+    for product in products:
+        assert [c["pk"] for c in product_cards([(product.pk, 1.0)])] == [product.pk]
+    assert len(compiled) == 1
+    monkeypatch.setattr(compiled_sql.time, "monotonic", lambda real=compiled_sql.time.monotonic: real() + 61)
+    product_cards(ranked(products))
+    assert len(compiled) == 2  # its time is up
+    settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 0}  # a request-dependent manager
+    product_cards(ranked(products))
+    product_cards(ranked(products))
+    assert len(compiled) == 4
+
+
+def test_cards_follow_the_product_managers_queryset(products, settings, monkeypatch):
+    """The compiled query wraps the default manager's queryset: its filter holds, and its
+    select_related and ordering (whose joined columns would repeat the product's names) do not break it."""
+    from django.db import models
+
+    class ShownOnly(models.Manager):
+        def get_queryset(self):
+            return super().get_queryset().filter(stock__gt=0).select_related("category").order_by("-name")
+
+    manager = ShownOnly()
+    manager.model = Product
+    monkeypatch.setattr(Product._meta, "default_manager", manager)
+    settings.VISREC = {**settings.VISREC, "CARD_CACHE_SECONDS": 0}  # also empties the compiled SQL
+    Product.objects.filter(pk=products[1].pk).update(stock=0)
+    cards = product_cards(ranked(products))
+    assert [c["pk"] for c in cards] == [products[0].pk, products[2].pk]
+    assert cards[1] == {"pk": products[2].pk, "name": "Mug 2", "url": products[2].get_absolute_url(),
+                        "price": Decimal("12.50"), "image_url": cards[1]["image_url"], "alt": "mug 2 from the front",
+                        "score": 0.7}
+    assert cards[1]["image_url"].endswith(products[2].images.get(position=0).image.name)
+
+
+def test_no_cards_when_the_product_manager_returns_none(products, settings, monkeypatch):
+    from django.db import models
+
+    class Nothing(models.Manager):
+        def get_queryset(self):
+            return super().get_queryset().none()
+
+    manager = Nothing()
+    manager.model = Product
+    monkeypatch.setattr(Product._meta, "default_manager", manager)
+    settings.VISREC = {**settings.VISREC, "CARD_CACHE_SECONDS": 0}
+    assert product_cards(ranked(products)) == []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from visrec.models import ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
-from visrec.services import extraction, similar, vector_index
+from visrec.services import compiled_sql, extraction, similar, vector_index
 from visrec.services.embedders import activate_embedder
 from visrec.services.similar import NotEmbedded, SimilarFilters, similar_products
 
@@ -164,7 +164,7 @@ def test_candidate_sql_is_compiled_once_for_its_time(catalogue, settings, monkey
     assert len(compiled) == 4
     settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 60}
     similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
-    monkeypatch.setattr(similar.time, "monotonic", lambda real=similar.time.monotonic: real() + 61)
+    monkeypatch.setattr(compiled_sql.time, "monotonic", lambda real=compiled_sql.time.monotonic: real() + 61)
     similar.candidate_sql(SimilarFilters(max_price=Decimal(20)))
     assert len(compiled) == 6  # compiled again once its time is up
 

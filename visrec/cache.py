@@ -44,14 +44,28 @@ class ReusingRedisCacheClient(RedisCacheClient):
             return self.get_many(keys)
         pipeline = reader.pipeline(transaction=False)
         for data, timeout in writes:
-            for key, value in data.items():
-                if timeout == 0:
-                    pipeline.delete(key)
-                else:
-                    pipeline.set(key, self._serializer.dumps(value), ex=timeout)
+            self._queue_sets(pipeline, data, timeout)
         pipeline.mget(keys)
         values = pipeline.execute()[-1]
         return {key: self._serializer.loads(value) for key, value in zip(keys, values) if value is not None}
+
+    def set_many(self, data, timeout):
+        """One ``SET`` with its expiry per key, pipelined without a transaction: Django's
+        ``MULTI``, ``MSET`` and an ``EXPIRE`` per key cost half as much again in client CPU
+        for ten product cards (timed ad hoc). Each key is still set atomically with its
+        expiry; a cache needs no more."""
+        pipeline = self.get_client(None, write=True).pipeline(transaction=False)
+        self._queue_sets(pipeline, data, timeout)
+        pipeline.execute()
+
+    def _queue_sets(self, pipeline, data: dict, timeout: int | None) -> None:
+        """``data`` set on ``pipeline`` with a backend ``timeout`` (seconds; ``None``: no
+        expiry; 0: delete, as Django's backend does)."""
+        for key, value in data.items():
+            if timeout == 0:
+                pipeline.delete(key)
+            else:
+                pipeline.set(key, self._serializer.dumps(value), ex=timeout)
 
 
 class RedisCache(DjangoRedisCache):

@@ -26,6 +26,7 @@ from .serializers import (
     SearchResponseSerializer,
     SimilarResponseSerializer,
     card_rows,
+    filter_params,
 )
 
 
@@ -40,19 +41,17 @@ class SimilarProductsView(APIView):
                     "itself. Without a vector yet, same-category products with score 0.",
     )
     def get(self, request, product_id: int):
-        params = FilterParamsSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        limit = params.validated_data["limit"]
+        limit, filters = filter_params(request.query_params)
         try:
             # A product with a vector exists (vectors go with their product, and a deletion
             # makes cached lists stale), so only the fallback path asks whether it exists.
-            found = similar_list(product_id, limit, params.filters())
+            found = similar_list(product_id, limit, filters)
             model_version, ranked = found.model_version, found.ranked
         except NotEmbedded:
             get_object_or_404(get_product_model()._default_manager.only("pk"), pk=product_id)
             version = served_version(ModelKind.EMBEDDER)
             model_version = version.name if version else ""
-            ranked = fallback_products(product_id, limit, params.filters())
+            ranked = fallback_products(product_id, limit, filters)
         return Response({
             "product": product_id,
             "model_version": model_version,
@@ -144,9 +143,7 @@ class ForYouView(APIView):
     def get(self, request):
         from ..services.foryou import recommend_for_subject
 
-        params = FilterParamsSerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        ranked, source = recommend_for_subject(subject_for_request(request), params.validated_data["limit"],
-                                               params.filters())
+        limit, filters = filter_params(request.query_params)
+        ranked, source = recommend_for_subject(subject_for_request(request), limit, filters)
         return Response({"source": source,
                          "results": card_rows(presentation.product_cards(ranked))})

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from django.core.cache import cache
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
+from django.db import connection
 from django.db.models import OuterRef, Subquery
 
 from ..conf import get_image_model, get_product_model, visrec_settings
+from .compiled_sql import SQLMemo
 
 #: The image model's field read for the card's alt text when it has one (else the product's name).
 ALT_TEXT_FIELD = "alt_text"
@@ -60,7 +62,50 @@ def forget_cards(product_ids: Iterable[int]) -> None:
 
 
 def _load_cards(ids: list[int]) -> dict[int, dict]:
-    """Cards of products read from the database in one query: ``{pk: card}``."""
+    """Cards of products read from the database in one query: ``{pk: card}``.
+
+    The query's SQL (the product manager's queryset with its first image's file name and
+    alt text) is compiled once per ``CANDIDATE_SQL_SECONDS`` (:data:`_CARD_SQL`) and the
+    ids go in as one array parameter: compiling it cost 1.1 of the 2.2 ms of CPU that ten
+    cards took here (timed ad hoc).
+    """
+    Product = get_product_model()
+    try:
+        sql, params = _CARD_SQL.get("cards", _card_sql)
+    except EmptyResultSet:  # the product manager's queryset is .none(): no product has a card
+        return {}
+    pk = Product._meta.pk
+    products = Product._default_manager.raw(sql, [*params, [pk.get_db_prep_value(pid, connection) for pid in ids]])
+    storage = get_image_model()._meta.get_field(visrec_settings.IMAGE_FIELD).storage
+    price_field = visrec_settings.PRICE_FIELD
+    cards = {}
+    for product in products:
+        image_name = product._visrec_image
+        cards[product.pk] = {
+            "pk": product.pk,
+            "name": str(product),
+            "url": product.get_absolute_url() if hasattr(product, "get_absolute_url") else "",
+            "price": getattr(product, price_field, None) if price_field else None,
+            "image_url": storage.url(image_name) if image_name else "",
+            "alt": getattr(product, "_visrec_alt", None) or str(product),
+        }
+    return cards
+
+
+#: The card query's compiled SQL (see :func:`_load_cards`).
+_CARD_SQL = SQLMemo(size=1)
+
+
+def _card_sql() -> tuple[str, list]:
+    """The product manager's products, each with its first image's file name (and alt text,
+    when the image model has that field) read by a subquery in the image model's order,
+    narrowed to the ids of one array parameter (appended by the caller).
+
+    The manager's queryset is wrapped rather than filtered, so whatever it does (a filter,
+    a join, annotations) stays as it is; ``select_related`` is dropped (its joined columns
+    would repeat the product's column names) and so is the ordering (the cards' order is
+    the caller's).
+    """
     Product = get_product_model()
     Image = get_image_model()
     product_attr = Image._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname
@@ -69,21 +114,10 @@ def _load_cards(ids: list[int]) -> dict[int, dict]:
     annotations = {"_visrec_image": Subquery(first.values(visrec_settings.IMAGE_FIELD)[:1])}
     if _has_field(Image, ALT_TEXT_FIELD):
         annotations["_visrec_alt"] = Subquery(first.values(ALT_TEXT_FIELD)[:1])
-    products = Product._default_manager.annotate(**annotations).order_by().in_bulk(ids)
-    storage = Image._meta.get_field(visrec_settings.IMAGE_FIELD).storage
-    price_field = visrec_settings.PRICE_FIELD
-    cards = {}
-    for pid, product in products.items():
-        image_name = product._visrec_image
-        cards[pid] = {
-            "pk": pid,
-            "name": str(product),
-            "url": product.get_absolute_url() if hasattr(product, "get_absolute_url") else "",
-            "price": getattr(product, price_field, None) if price_field else None,
-            "image_url": storage.url(image_name) if image_name else "",
-            "alt": getattr(product, "_visrec_alt", "") or str(product),
-        }
-    return cards
+    queryset = Product._default_manager.annotate(**annotations).select_related(None).order_by()
+    sql, params = queryset.query.sql_with_params()
+    pk_column = connection.ops.quote_name(Product._meta.pk.column)
+    return f"SELECT * FROM ({sql}) AS visrec_cards WHERE visrec_cards.{pk_column} = ANY(%s)", list(params)
 
 
 def _has_field(model, name: str) -> bool:

@@ -25,20 +25,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 import numpy as np
 from django.core.exceptions import EmptyResultSet
-from django.core.signals import setting_changed
 from django.db import connection
 
 from ..conf import get_product_model, visrec_settings
 from ..models import ModelKind, ModelVersion, ProductEmbedding
 from . import vector_index
 from .cache_writes import defer as defer_cache_write
+from .compiled_sql import SQLMemo
 from .generation import generation_and_entry
 from .versions import served_version
 
@@ -108,42 +107,23 @@ def candidate_queryset(filters: SimilarFilters, query_category, hook: Callable |
     return queryset
 
 
-#: Compiled candidate SQL by filter values, with when it was compiled (see :func:`candidate_sql`);
-#: cleared when settings change.
-_CANDIDATE_SQL: dict[tuple, tuple[float, str, list]] = {}
-_CANDIDATE_SQL_SIZE = 512
-
-
-def _forget_candidate_sql(*, setting: str, **kwargs) -> None:
-    if setting in {"VISREC", "VISREC_PRODUCT_MODEL"}:
-        _CANDIDATE_SQL.clear()
-
-
-setting_changed.connect(_forget_candidate_sql)
+#: Compiled candidate SQL by filter values (see :func:`candidate_sql`).
+_CANDIDATE_SQL = SQLMemo()
 
 
 def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable | None = None) -> tuple[str, list]:
     """``SELECT pk`` of :func:`candidate_queryset`'s products, as SQL and parameters.
 
     Without a hook the SQL is reused for ``CANDIDATE_SQL_SECONDS`` in each process for each
-    filter value (compiling a queryset costs about 0.25 ms here, timed ad hoc, and "for
-    you" needs three): a product manager whose filter depends on the time (``published_at <= now()``) shows
-    a change within that time; one that depends on the request needs 0 (compiled on every
-    call). A hook's queryset is always compiled on the call. No ORDER BY: inside
-    ``IN (...)``, a host's default ordering would make PostgreSQL sort the whole candidate
-    set and skip the HNSW index.
+    filter value (:class:`~visrec.services.compiled_sql.SQLMemo`; "for you" needs three);
+    one that depends on the request needs 0 (compiled on every call). A hook's queryset is
+    always compiled on the call. No ORDER BY: inside ``IN (...)``, a host's default
+    ordering would make PostgreSQL sort the whole candidate set and skip the HNSW index.
     """
-    seconds = visrec_settings.CANDIDATE_SQL_SECONDS
-    if hook is not None or not seconds:
+    if hook is not None:
         return _compiled(candidate_queryset(filters, query_category, hook))
     key = (filters.in_stock, filters.category, query_category, filters.min_price, filters.max_price)
-    now = time.monotonic()
-    memo = _CANDIDATE_SQL.get(key)
-    if memo is None or now - memo[0] >= seconds:
-        if len(_CANDIDATE_SQL) >= _CANDIDATE_SQL_SIZE:
-            _CANDIDATE_SQL.clear()
-        memo = _CANDIDATE_SQL[key] = (now, *_compiled(candidate_queryset(filters, query_category, None)))
-    return memo[1], list(memo[2])
+    return _CANDIDATE_SQL.get(key, lambda: _compiled(candidate_queryset(filters, query_category, None)))
 
 
 def _compiled(queryset) -> tuple[str, list]:
