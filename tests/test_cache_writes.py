@@ -51,6 +51,20 @@ def test_the_write_goes_out_after_the_response(catalogue, client):  # noqa: F811
     assert cache_writes.pending_count() == 0 and similar_key_count() == 1
 
 
+def test_the_cards_read_of_the_same_request_sends_the_write(catalogue, monkeypatch):  # noqa: F811
+    """A missed list's write rides on the product cards' read: no round trip of its own."""
+    from visrec.services.presentation import product_cards
+
+    p = catalogue
+    calls = []
+    real = cache.set_many_then_get_many
+    monkeypatch.setattr(cache, "set_many_then_get_many", lambda *a, **kw: calls.append(a) or real(*a, **kw))
+    found = similar_list(p[0].pk, 3)
+    assert cache_writes.pending_count() == 1
+    assert [c["pk"] for c in product_cards(found.ranked)] == [pid for pid, _ in found.ranked]
+    assert cache_writes.pending_count() == 0 and similar_key_count() == 1 and len(calls) == 1
+
+
 def test_a_write_that_goes_out_after_a_bump_is_a_miss(catalogue):  # noqa: F811
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.models import OuterRef, Subquery
 
 from ..conf import get_image_model, get_product_model, visrec_settings
+from .cache_writes import read_many
 from .compiled_sql import SQLMemo
 
 #: The image model's field read for the card's alt text when it has one (else the product's name).
@@ -27,7 +28,8 @@ CARD_KEY = "visrec:card:1:{}"
 def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
     """Display data for ranked products, in the given order.
 
-    Cached cards come from one cache round trip; the others from one query (the products,
+    Cached cards come from one cache round trip (which also sends this process's queued
+    "similar" list writes, :mod:`~visrec.services.cache_writes`); the others from one query (the products,
     each with its first image's file name and alt text read by a subquery in the image
     model's order), then cached.
 
@@ -43,7 +45,7 @@ def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
         return []
     seconds = visrec_settings.CARD_CACHE_SECONDS
     keys = {pid: CARD_KEY.format(pid) for pid in ids}
-    found = cache.get_many(list(keys.values())) if seconds else {}
+    found = read_many(keys.values()) if seconds else {}  # with a "similar" list's queued write
     cards = {pid: found[key] for pid, key in keys.items() if key in found}
     missing = [pid for pid in ids if pid not in cards]
     if missing:
