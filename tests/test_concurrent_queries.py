@@ -1,4 +1,4 @@
-"""Two read-only parts of a request on two connections at once (the "for you" first request)."""
+"""Read-only parts of a request on several connections at once (the "for you" first request)."""
 from __future__ import annotations
 
 import contextvars
@@ -30,41 +30,66 @@ def backend() -> tuple[str, int]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_second_part_runs_on_a_pool_thread_with_its_own_connection(persistent, settings):
-    (main_thread, main_pid), (other_thread, other_pid) = concurrent_queries.run_both(backend, backend)
+    (main_thread, main_pid), (other_thread, other_pid) = concurrent_queries.run_all(backend, backend)
     assert main_thread == threading.current_thread().name and other_thread.startswith("visrec-query")
     assert main_pid != other_pid
-    # The pool thread is free again as soon as run_both returns.
+    # The pool thread is free again as soon as run_all returns.
     _, _, free = concurrent_queries._the_pool()
     assert free._value == settings.VISREC.get("QUERY_THREADS", 2)
     # Errors of either part reach the caller; the first's when both fail.
     with pytest.raises(ZeroDivisionError):
-        concurrent_queries.run_both(backend, lambda: 1 / 0)
+        concurrent_queries.run_all(backend, lambda: 1 / 0)
     with pytest.raises(KeyError):
-        concurrent_queries.run_both(lambda: {}["missing"], backend)
+        concurrent_queries.run_all(lambda: {}["missing"], backend)
     with pytest.raises(KeyError):
-        concurrent_queries.run_both(lambda: {}["missing"], lambda: 1 / 0)
+        concurrent_queries.run_all(lambda: {}["missing"], lambda: 1 / 0)
     # The caller's context variables go with the work (a tenant set by middleware, say).
     tenant.set("shop-a")
-    assert concurrent_queries.run_both(backend, tenant.get)[1] == "shop-a"
+    assert concurrent_queries.run_all(backend, tenant.get)[1] == "shop-a"
     # Not overlapped: inside a transaction (another connection would not see its rows), when
     # asked not to, without persistent connections, with no thread free, or switched off.
     here = threading.current_thread().name
     with transaction.atomic():
-        assert concurrent_queries.run_both(backend, backend)[1][0] == here
-    assert concurrent_queries.run_both(backend, backend, overlap=False)[1][0] == here
+        assert concurrent_queries.run_all(backend, backend)[1][0] == here
+    assert concurrent_queries.run_all(backend, backend, overlap=False)[1][0] == here
     _, _, free = concurrent_queries._the_pool()
     taken = 0
     while free.acquire(blocking=False):
         taken += 1
     try:
-        assert concurrent_queries.run_both(backend, backend)[1][0] == here
+        assert concurrent_queries.run_all(backend, backend)[1][0] == here
     finally:
         for _ in range(taken):
             free.release()
     settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 0}  # a request-dependent product manager
-    assert concurrent_queries.run_both(backend, backend)[1][0] == here
+    assert concurrent_queries.run_all(backend, backend)[1][0] == here
     settings.VISREC = {**settings.VISREC, "CANDIDATE_SQL_SECONDS": 60, "QUERY_THREADS": 0}
-    assert concurrent_queries.run_both(backend, backend)[1][0] == here
+    assert concurrent_queries.run_all(backend, backend)[1][0] == here
+
+
+@pytest.mark.django_db(transaction=True)
+def test_three_parts_use_both_pool_threads_and_a_part_without_a_free_thread_runs_here(persistent, settings):
+    settings.VISREC = {**settings.VISREC, "QUERY_THREADS": 2}
+    here = threading.current_thread().name
+    results = concurrent_queries.run_all(backend, backend, backend)
+    assert results[0][0] == here and all(name.startswith("visrec-query") for name, _ in results[1:])
+    assert len({pid for _, pid in results}) == 3
+    _, _, free = concurrent_queries._the_pool()
+    assert free.acquire(blocking=False)  # one thread busy elsewhere: the third part runs here
+    try:
+        results = concurrent_queries.run_all(backend, backend, backend)
+        assert [name == here for name, _ in results] == [True, False, True]
+        assert results[0][1] == results[2][1]  # the caller's connection
+    finally:
+        free.release()
+    assert free._value == 2
+    # The earliest failing part's error, once every part ended; a failing caller part stops its later ones.
+    ran = []
+    with pytest.raises(ZeroDivisionError):
+        concurrent_queries.run_all(backend, lambda: 1 / 0, lambda: {}["missing"])
+    with pytest.raises(ZeroDivisionError):
+        concurrent_queries.run_all(lambda: 1 / 0, lambda: ran.append(1), lambda: {}["missing"])
+    assert ran == [1] and free._value == 2
 
 
 @pytest.mark.django_db
@@ -88,8 +113,21 @@ def test_a_first_for_you_request_runs_the_session_list_beside_the_trained_list(s
         return session_list(*args, **kwargs)
 
     monkeypatch.setattr(foryou, "session_list", recording)
+    knn_threads = []
+    neighbours_list = foryou.neighbours_list
+
+    def recording_knn(*args, **kwargs):
+        knn_threads.append(threading.current_thread().name)
+        return neighbours_list(*args, **kwargs)
+
+    monkeypatch.setattr(foryou, "neighbours_list", recording_knn)
+    settings.VISREC = {**settings.VISREC, "QUERY_THREADS": 2}
     overlapped = foryou.recommend_for_subject(subject, 8)
     assert overlapped[1] == "blended" and threads[-1].startswith("visrec-query")
+    # Item-kNN's list (the saved model knows the shopper) on the pool's other thread.
+    weights = foryou.blend_weights(foryou.served_version(foryou.ModelKind.RECOMMENDER))
+    assert weights["itemknn"] > 0, weights
+    assert knn_threads and knn_threads[-1].startswith("visrec-query") and knn_threads[-1] != threads[-1]
     # Again with the shopper's model lists cached: only the session query runs, on this thread.
     assert foryou.recommend_for_subject(subject, 8) == overlapped
     assert threads[-1] == threading.current_thread().name

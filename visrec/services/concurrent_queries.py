@@ -1,10 +1,11 @@
-"""Two independent read-only parts of one request, run at once on two database connections.
+"""Independent read-only parts of one request, run at once on several database connections.
 
-A shopper's first "for you" request runs two nearest-neighbour queries that do not depend on
-each other (the trained model's list and the session list, 5-7 ms each on 100,000 products
-here); run one after the other they are most of the request. :func:`run_both` runs the
-second in a small per-process thread pool, on that thread's own database connection, while
-the calling thread runs the first, so PostgreSQL works on both at once.
+A shopper's first "for you" request runs parts that do not depend on each other (the trained
+model's nearest-neighbour query and the session list's, 5-7 ms each on 100,000 products
+here, and item-kNN's list); run one after the other they are most of the request.
+:func:`run_all` runs all but the first in a small per-process thread pool, each on its
+thread's own database connection, while the calling thread runs the first, so PostgreSQL
+works on them at once.
 
 It only overlaps when that is safe and cheap, and otherwise runs both in the calling thread:
 
@@ -35,7 +36,6 @@ from django.db import close_old_connections, connection, connections
 
 from ..conf import visrec_settings
 
-A = TypeVar("A")
 B = TypeVar("B")
 
 _lock = threading.Lock()
@@ -43,37 +43,55 @@ _pool: tuple[int, ThreadPoolExecutor, threading.Semaphore] | None = None  # (pid
 
 
 def can_overlap() -> bool:
-    """Whether :func:`run_both` may run its second part on another connection now."""
+    """Whether :func:`run_all` may run parts on other connections now."""
     return (visrec_settings.QUERY_THREADS > 0 and connection.settings_dict.get("CONN_MAX_AGE") != 0
             and not connection.in_atomic_block and visrec_settings.CANDIDATE_SQL_SECONDS != 0)
 
 
-def run_both(first: Callable[[], A], second: Callable[[], B], *, overlap: bool = True) -> tuple[A, B]:
-    """``(first(), second())``, the two overlapping where :func:`can_overlap` (see the module).
+def run_all(*parts: Callable[[], object], overlap: bool = True) -> list:
+    """``[part() for part in parts]``, overlapping where :func:`can_overlap` (see the module):
+    the first part runs in the calling thread, each other one on a free pool thread; those
+    that find none run in the calling thread after the first.
 
-    Both must only read the database. An exception of either is raised here, after both
-    ended (the first's if both failed).
-    ``overlap=False``: one after the other (the caller knows one of them has no query to run).
+    Every part must only read the database. An exception is raised here once every part
+    started on the pool has ended: of the parts that failed, the earliest in ``parts``
+    (a part of the calling thread that fails stops the calling thread's later ones).
+    ``overlap=False``: one after the other (the caller knows the others have no query to run).
     """
-    if not (overlap and can_overlap()):
-        return first(), second()
+    if len(parts) < 2 or not (overlap and can_overlap()):
+        return [part() for part in parts]
     _, pool, free = _the_pool()
-    if not free.acquire(blocking=False):
-        return first(), second()
+    futures = {}
     try:
-        try:
-            # The caller's context variables (a tenant, a request id) go with the work.
-            future = pool.submit(contextvars.copy_context().run, _on_pool_thread, second)
-        except RuntimeError:  # interpreter shutting down
-            return first(), second()
-        try:
-            a = first()
-        except BaseException:
-            wait([future])  # the second ends before the first's error is raised (and its own is dropped)
-            raise
-        return a, future.result()
+        for index in range(1, len(parts)):
+            if not free.acquire(blocking=False):
+                break
+            try:
+                # The caller's context variables (a tenant, a request id) go with the work.
+                futures[index] = pool.submit(contextvars.copy_context().run, _on_pool_thread, parts[index])
+            except RuntimeError:  # interpreter shutting down
+                free.release()
+                break
+        results: list = [None] * len(parts)
+        errors: dict[int, BaseException] = {}
+        for index in (i for i in range(len(parts)) if i not in futures):
+            try:
+                results[index] = parts[index]()
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the pool's parts ended
+                errors[index] = exc
+                break
+        wait(futures.values())
+        for index, future in futures.items():
+            if future.exception() is not None:
+                errors[index] = future.exception()
+            else:
+                results[index] = future.result()
+        if errors:
+            raise errors[min(errors)]
+        return results
     finally:
-        free.release()
+        for _ in futures:
+            free.release()
 
 
 def shutdown() -> None:

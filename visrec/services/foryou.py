@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +42,7 @@ from ..models import (
 )
 from ..recommenders.session import session_vector, session_weights
 from . import vector_index
-from .concurrent_queries import run_both
+from .concurrent_queries import run_all
 from .generation import generation_and_entry
 from .recommender_evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
 from .recommender_training import Bundle, load_bundle
@@ -182,41 +183,56 @@ def _parts_hit(cached, variant: tuple) -> bool:
     return cached is not None and cached[0] == variant
 
 
-def model_parts_query(cached, variant: tuple) -> bool:
-    """Whether :func:`model_parts` will query the database for this cache entry: on a miss, or
-    on a hit without item-kNN's list (kept only for shoppers the saved model knows)."""
-    return not _parts_hit(cached, variant) or cached[2] is None
-
-
 def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list[int], version: ModelVersion | None,
-                history: ShopperHistory, weights: dict[str, float], cached=None) -> tuple[list, list]:
-    """The trained model's list and item-kNN's for a shopper, cached per shopper.
+                history: ShopperHistory, weights: dict[str, float], cached=None,
+                alongside: Callable[[], list] | None = None) -> tuple[list, list, list]:
+    """The trained model's list and item-kNN's for a shopper, cached per shopper, and the
+    result of ``alongside`` (the caller's own read-only part: the session list) or [].
 
-    Both are fixed by the served version for a shopper it was trained on, until they buy
-    something (their exclusions change) or the catalogue changes; so they are kept for
+    Both lists are fixed by the served version for a shopper it was trained on, until they
+    buy something (their exclusions change) or the catalogue changes; so they are kept for
     ``FOR_YOU_CACHE_SECONDS`` under one key per shopper, with what they were computed for
     (version, depth, filters, exclusions): anything else is a miss, and catalogue changes
     (stock, prices, deleted products) show within that time. Item-kNN's list for a shopper
     the saved model does not know comes from their recent events, so it is not kept
     (recomputed on every request). :func:`forget_shoppers` drops a shopper's entry.
 
+    On a miss the trained list's query, ``alongside`` and, for a shopper the saved model
+    knows, item-kNN's list (it needs nothing of the trained list) run at once where that is
+    safe (:func:`~visrec.services.concurrent_queries.run_all`); item-kNN's list is kept only
+    if the trained list is not empty, as when they run one after the other.
+
     ``cached``: the entry read by the caller (``recommend_for_subject`` reads it with the
     embeddings generation, in one round trip).
     """
+    extra = [alongside] if alongside is not None else []
     if version is None:
-        return [], []
+        return [], [], extra[0]() if extra else []
     variant = parts_variant(version, depth, filters, exclude, weights)
-    hit = _parts_hit(cached, variant)
-    trained = cached[1] if hit else trained_list(subject, depth, filters, exclude, version)
-    neighbours = cached[2] if hit else None
-    neighbours_asked = bool(trained) and weights["itemknn"] > 0
-    if neighbours is None:
-        neighbours = neighbours_list(subject, depth, filters, exclude, version, history) if neighbours_asked else []
+    wants_neighbours = weights["itemknn"] > 0
+
+    def neighbours() -> list:
+        return neighbours_list(subject, depth, filters, exclude, version, history)
+
+    if _parts_hit(cached, variant):
+        trained, kept = cached[1], cached[2]
+        if kept is not None or not (trained and wants_neighbours):
+            return trained, kept or [], extra[0]() if extra else []
+        found, *other = run_all(neighbours, *extra)  # from recent events: never kept
+        return trained, found, other[0] if other else []
+    known = wants_neighbours and bool(version.artefact) and subject in _bundle(version)[1]
+    results = run_all(lambda: trained_list(subject, depth, filters, exclude, version), *extra,
+                      *([neighbours] if known else []))
+    trained, other = results[0], (results[1] if extra else [])
+    if known:
+        found = results[-1] if trained else []
+    else:
+        found = neighbours() if trained and wants_neighbours else []
     seconds = visrec_settings.FOR_YOU_CACHE_SECONDS
-    if seconds and not hit:
-        from_model = not (neighbours_asked and version.artefact) or subject in _bundle(version)[1]
-        cache.set(_parts_key(subject), (variant, trained, neighbours if from_model else None), seconds)
-    return trained, neighbours
+    if seconds:
+        from_model = not (trained and wants_neighbours and version.artefact) or known
+        cache.set(_parts_key(subject), (variant, trained, found if from_model else None), seconds)
+    return trained, found, other
 
 
 def forget_shoppers(subjects: list[str]) -> None:
@@ -322,14 +338,11 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     exclude = history.purchased
     weights = blend_weights(version)
     query = session_query(subject, now, embedder, history)
-    # The trained model's query and the session list's at once, on two connections where safe;
-    # with the model's lists cached only the session's query runs.
-    model_queries = version is not None and model_parts_query(cached, parts_variant(version, depth, filters,
-                                                                                  exclude, weights))
-    (trained, neighbours), session = run_both(
-        lambda: model_parts(subject, depth, filters, exclude, version, history, weights, cached),
-        lambda: session_list(subject, depth, filters, exclude, now, query, embedder) if query is not None else [],
-        overlap=model_queries and query is not None)
+    # The model's queries and the session list's at once where safe (see model_parts).
+    trained, neighbours, session = model_parts(
+        subject, depth, filters, exclude, version, history, weights, cached,
+        alongside=(lambda: session_list(subject, depth, filters, exclude, now, query, embedder))
+        if query is not None else None)
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
              if ranked and weights[name] > 0}
     if len(parts) > 1:
