@@ -98,6 +98,19 @@ def test_no_overlap_without_persistent_connections(monkeypatch):
     assert not concurrent_queries.can_overlap()
 
 
+def recorded_threads(monkeypatch, name: str) -> list[str]:
+    """The names of the threads that call ``foryou.<name>`` from now on, in order."""
+    threads = []
+    real = getattr(foryou, name)
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(foryou, name, recording)
+    return threads
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_first_for_you_request_runs_the_session_list_beside_the_trained_list(shop, persistent, settings,  # noqa: F811
@@ -105,22 +118,8 @@ def test_a_first_for_you_request_runs_the_session_list_beside_the_trained_list(s
     settings.VISREC = {**settings.VISREC, "RECOMMENDER": "vbpr"}
     recommender_training.train_recommender()
     subject = subject_key("demo", 2)
-    threads = []
-    session_list = foryou.session_list
-
-    def recording(*args, **kwargs):
-        threads.append(threading.current_thread().name)
-        return session_list(*args, **kwargs)
-
-    monkeypatch.setattr(foryou, "session_list", recording)
-    knn_threads = []
-    neighbours_list = foryou.neighbours_list
-
-    def recording_knn(*args, **kwargs):
-        knn_threads.append(threading.current_thread().name)
-        return neighbours_list(*args, **kwargs)
-
-    monkeypatch.setattr(foryou, "neighbours_list", recording_knn)
+    threads = recorded_threads(monkeypatch, "session_list")
+    knn_threads = recorded_threads(monkeypatch, "neighbours_list")
     settings.VISREC = {**settings.VISREC, "QUERY_THREADS": 2}
     overlapped = foryou.recommend_for_subject(subject, 8)
     assert overlapped[1] == "blended" and threads[-1].startswith("visrec-query")
