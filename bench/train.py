@@ -43,7 +43,8 @@ PostgreSQL (dropped at the end unless ``--keep``):
    at 1 and at ``--connections`` connections, then a browsing run (``PAGES`` requests per
    shopper in a row: the first misses, the rest find the shopper's model lists cached), and
    where the lists came from (blended, model, ...). Then the reference for running a first
-   request's two queries at once: a second server with ``QUERY_THREADS`` 0, each of
+   request's parts at once (trained list, session list, item-kNN's list): a second server
+   with ``QUERY_THREADS`` 0, each of
    ``--ab-shoppers`` shoppers' first request sent to both servers in turn.
 4. **ingest** -- ``--ingest-threads`` Python clients POST batches of ``--ingest-batch``
    events to /api/visrec/events/ for ``--ingest-seconds``, each shopper staying inside the
@@ -871,8 +872,8 @@ def print_report(results: dict, args) -> None:
         if ab:
             a, b = ab["at once"], ab["one after the other"]
             print(f"\nA shopper's first request (cards cached), interleaved on two servers, {a['requests']} "
-                  f"shoppers (errors {a['errors']} / {b['errors']}), one request at a time from Python's http.client ({ab['load']}): trained and "
-                  f"session queries at once p50 {a['p50_ms']:.1f} / p90 {a['p90_ms']:.1f} ms, one after the "
+                  f"shoppers (errors {a['errors']} / {b['errors']}), one request at a time from Python's http.client ({ab['load']}): the model's "
+                  f"parts and the session list at once p50 {a['p50_ms']:.1f} / p90 {a['p90_ms']:.1f} ms, one after the "
                   f"other (reference, QUERY_THREADS 0) p50 {b['p50_ms']:.1f} / p90 {b['p90_ms']:.1f} ms: "
                   f"ratio {a['p50_ms'] / b['p50_ms']:.2f}.")
         b = fy["breakdown"]
@@ -915,7 +916,7 @@ def main() -> None:
     parser.add_argument("--scale-shoppers", type=int, default=100_000)
     parser.add_argument("--foryou-shoppers", type=int, default=2000)
     parser.add_argument("--ab-shoppers", type=int, default=400,
-                        help="shoppers whose first request is timed on both servers (two queries at once or not)")
+                        help="shoppers whose first request is timed on both servers (its parts at once or not)")
     parser.add_argument("--breakdown-shoppers", type=int, default=50,
                         help="shoppers timed in-process, per part of the for-you service")
     parser.add_argument("--http-duration", type=int, default=20)
