@@ -83,9 +83,9 @@ DEFAULTS: dict[str, Any] = {
     # (a tenant) needs 0, and note that cached "similar" lists (10 minutes) are shared by
     # every request. 0: compiled for every query.
     "CANDIDATE_SQL_SECONDS": 60,
-    # Threads per process that run the session list's query of a shopper's "for you"
-    # request while the request's thread runs the trained model's (two connections at
-    # once; each thread keeps one connection). Only with persistent connections
+    # Threads per process that run the session list's query and item-kNN's list of a
+    # shopper's first "for you" request while the request's thread runs the trained
+    # model's query (several connections at once; each thread keeps one connection). Only with persistent connections
     # (CONN_MAX_AGE not 0), outside transactions and with CANDIDATE_SQL_SECONDS not 0;
     # otherwise one after the other. 0: off.
     "QUERY_THREADS": 2,
