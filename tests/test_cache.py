@@ -1,7 +1,11 @@
 """visrec.cache.RedisCache: Django's Redis cache, one client per connection pool."""
 from __future__ import annotations
 
+import logging
+
+import pytest
 from django.conf import settings
+from redis.exceptions import ConnectionError, ResponseError
 
 from visrec.cache import RedisCache
 
@@ -35,35 +39,84 @@ def test_set_many_sets_each_key_with_its_expiry_or_none_or_deletes_with_0():
     assert cache.get_many(["a", "b"]) == {}
 
 
-def test_an_error_reply_is_raised_after_every_reply_is_read():
-    """The connection stays in step: the next round trip gets its own replies, not leftovers."""
-    import pytest
-    from redis.exceptions import ResponseError
+def client_id(client) -> int:
+    from visrec.cache import round_trip
 
+    return round_trip(client, [("CLIENT", "ID")])[0]
+
+
+def test_an_error_reply_is_raised_after_every_reply_is_read():
+    """The connection stays in step and in use: the next round trip on it gets its own replies."""
     from visrec.cache import round_trip
 
     cache = make_cache()
     client = cache._cache.get_client(write=True)
+    before = client_id(client)
     with pytest.raises(ResponseError):
         round_trip(client, [("SET", "rt-a", b"x"), ("INCR", "rt-a"), ("GET", "rt-a")])
+    assert client_id(client) == before  # not dropped: every reply had been read
     assert round_trip(client, [("GET", "rt-a"), ("DEL", "rt-a")]) == [b"x", 1]
+    replies = round_trip(client, [("INCR", "rt-b"), ("HSET", "rt-b")], raise_errors=False)
+    assert replies[0] == 1 and isinstance(replies[1], ResponseError)
     assert cache.get_many([]) == {} and cache._cache.set_many_then_get_many([({"rt-b": 1}, 5)], []) == {}
     assert cache._cache.get_many(["rt-b"]) == {"rt-b": 1}
 
 
-def test_a_dropped_connection_is_replaced_once():
-    """A pooled connection that Redis closed (a restart, an idle timeout) costs no error."""
+def test_a_failed_connection_is_replaced_once_then_the_error_raised(monkeypatch):
+    """A pooled connection that fails (Redis restarted, an idle connection dropped) is closed and
+    the commands go again on a new one; a second failure reaches the caller."""
     cache = make_cache()
     cache.set_many({"kept": 7}, 30)
     client = cache._cache.get_client(write=True)
-    connection = client.connection_pool.get_connection()
-    client_id = connection.send_command("CLIENT", "ID") or connection.read_response()
-    client.connection_pool.release(connection)
-    other = type(client)(connection_pool=type(client.connection_pool)(**client.connection_pool.connection_kwargs))
-    assert other.execute_command("CLIENT", "KILL", "ID", client_id) == 1
-    assert cache.get_many(["kept"]) == {"kept": 7}  # on a new connection
-    assert len(client.connection_pool._available_connections) == 1
-    connection = client.connection_pool.get_connection()
-    assert (connection.send_command("CLIENT", "ID") or connection.read_response()) != client_id
-    client.connection_pool.release(connection)
-    other.close()
+    before = client_id(client)
+    connection_class = client.connection_pool.connection_class
+    real_send = connection_class.send_packed_command
+    failures = [1]
+
+    def failing_send(self, *args, **kwargs):
+        if failures:
+            failures.pop()
+            raise ConnectionError("dropped")
+        return real_send(self, *args, **kwargs)
+
+    monkeypatch.setattr(connection_class, "send_packed_command", failing_send)
+    assert cache.get_many(["kept"]) == {"kept": 7}
+    assert client_id(client) != before  # on a new connection
+    failures[:] = [1, 1]
+    with pytest.raises(ConnectionError):
+        cache.get_many(["kept"])
+    assert cache.get_many(["kept"]) == {"kept": 7}
+
+
+def test_an_interrupted_round_trip_never_leaves_a_reply_unread(monkeypatch):
+    cache = make_cache()
+    cache.set_many({"kept": 7}, 30)
+    client = cache._cache.get_client(write=True)
+    before = client_id(client)
+    connection_class = client.connection_pool.connection_class
+    real_read = connection_class.read_response
+    interrupt = [1]
+
+    def interrupted_read(self, *args, **kwargs):
+        if interrupt:
+            interrupt.pop()
+            raise KeyboardInterrupt
+        return real_read(self, *args, **kwargs)
+
+    monkeypatch.setattr(connection_class, "read_response", interrupted_read)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_many(["kept"])
+    assert client_id(client) != before  # the connection with the unread reply was closed
+    assert cache.get_many(["kept"]) == {"kept": 7}
+
+
+def test_failed_writes_are_logged_and_the_read_still_answers(monkeypatch, caplog):
+    """A write that Redis refuses (out of memory, a read-only replica) loses the entry, not the read."""
+    cache = make_cache()
+    cache.set_many({"kept": 7}, 30)
+    backend = cache._cache
+    monkeypatch.setattr(backend, "_set_commands", lambda data, timeout: [("HSET", key) for key in data])
+    with caplog.at_level(logging.WARNING, logger="visrec.cache"):
+        assert backend.set_many_then_get_many([({cache.make_key("new"): 1}, 30)], [cache.make_key("kept")]) == {
+            cache.make_key("kept"): 7}
+    assert "1 of 1 cache writes failed" in caplog.text

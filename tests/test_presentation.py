@@ -4,7 +4,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.test.utils import CaptureQueriesContext
 
 from shop_demo.catalog.models import Product
@@ -151,21 +151,26 @@ def test_the_card_query_is_compiled_once_for_its_time(products, settings, monkey
     assert len(compiled) == 4
 
 
-def test_cards_follow_the_product_managers_queryset(products, settings, monkeypatch):
-    """The compiled query wraps the default manager's queryset: its filter holds, and its
-    select_related and ordering (whose joined columns would repeat the product's names) do not break it."""
+def use_manager(monkeypatch, settings, get_queryset):
+    """The product model's default manager replaced by one whose queryset is ``get_queryset(qs)``."""
     from django.db import models
 
-    class ShownOnly(models.Manager):
+    class Manager(models.Manager):
         def get_queryset(self):
-            return super().get_queryset().filter(stock__gt=0).select_related("category").order_by("-name")
+            return get_queryset(super().get_queryset())
 
-    manager = ShownOnly()
+    manager = Manager()
     manager.model = Product
     monkeypatch.setattr(Product._meta, "default_manager", manager)
     settings.VISREC = {**settings.VISREC, "CARD_CACHE_SECONDS": 0}  # also empties the compiled SQL
+
+
+def test_cards_follow_a_plain_managers_filter_in_the_compiled_query(products, settings, monkeypatch):
+    use_manager(monkeypatch, settings, lambda qs: qs.filter(stock__gt=0).only("id", "name", "slug", "price"))
     Product.objects.filter(pk=products[1].pk).update(stock=0)
-    cards = product_cards(ranked(products))
+    with CaptureQueriesContext(connection) as queries:
+        cards = product_cards(ranked(products))
+    assert len(queries.captured_queries) == 1 and "= ANY(" in queries.captured_queries[0]["sql"]
     assert [c["pk"] for c in cards] == [products[0].pk, products[2].pk]
     assert cards[1] == {"pk": products[2].pk, "name": "Mug 2", "url": products[2].get_absolute_url(),
                         "price": Decimal("12.50"), "image_url": cards[1]["image_url"], "alt": "mug 2 from the front",
@@ -173,15 +178,23 @@ def test_cards_follow_the_product_managers_queryset(products, settings, monkeypa
     assert cards[1]["image_url"].endswith(products[2].images.get(position=0).image.name)
 
 
+@pytest.mark.parametrize("narrow", [
+    lambda qs: qs.select_related("category"),  # a raw query would not fill the relation
+    lambda qs: qs.annotate(shown=models.Value(True)),  # the manager's own annotations
+    lambda qs: qs.distinct(),
+])
+def test_a_manager_that_is_not_plain_keeps_the_orms_one_query(products, settings, monkeypatch, narrow):
+    use_manager(monkeypatch, settings, lambda qs: narrow(qs.filter(stock__gt=0)))
+    Product.objects.filter(pk=products[1].pk).update(stock=0)
+    with CaptureQueriesContext(connection) as queries:
+        cards = product_cards(ranked(products))
+        assert [c["pk"] for c in cards] == [products[0].pk, products[2].pk]
+    assert len(queries.captured_queries) == 1 and "= ANY(" not in queries.captured_queries[0]["sql"]
+    assert cards[0]["alt"] == "mug 0 from the front"
+
+
 def test_no_cards_when_the_product_manager_returns_none(products, settings, monkeypatch):
-    from django.db import models
-
-    class Nothing(models.Manager):
-        def get_queryset(self):
-            return super().get_queryset().none()
-
-    manager = Nothing()
-    manager.model = Product
-    monkeypatch.setattr(Product._meta, "default_manager", manager)
-    settings.VISREC = {**settings.VISREC, "CARD_CACHE_SECONDS": 0}
-    assert product_cards(ranked(products)) == []
+    use_manager(monkeypatch, settings, lambda qs: qs.none())
+    with CaptureQueriesContext(connection) as queries:
+        assert product_cards(ranked(products)) == []
+    assert queries.captured_queries == []

@@ -66,18 +66,19 @@ def forget_cards(product_ids: Iterable[int]) -> None:
 def _load_cards(ids: list[int]) -> dict[int, dict]:
     """Cards of products read from the database in one query: ``{pk: card}``.
 
-    The query's SQL (the product manager's queryset with its first image's file name and
-    alt text) is compiled once per ``CANDIDATE_SQL_SECONDS`` (:data:`_CARD_SQL`) and the
-    ids go in as one array parameter: compiling it cost 1.1 of the 2.2 ms of CPU that ten
-    cards took here (timed ad hoc).
+    For a plain product manager (see :func:`_card_sql`) the query's SQL is compiled once
+    per ``CANDIDATE_SQL_SECONDS`` (:data:`_CARD_SQL`) and the ids go in as one array
+    parameter: compiling it cost 1.1 of the 2.2 ms of CPU that ten cards took here (timed
+    ad hoc). Otherwise the ORM compiles it on each call (``in_bulk``), with the manager's
+    ``select_related`` and annotations as they are.
     """
     Product = get_product_model()
-    try:
-        sql, params = _CARD_SQL.get("cards", _card_sql)
-    except EmptyResultSet:  # the product manager's queryset is .none(): no product has a card
-        return {}
-    pk = Product._meta.pk
-    products = Product._default_manager.raw(sql, [*params, [pk.get_db_prep_value(pid, connection) for pid in ids]])
+    sql, params = _CARD_SQL.get("cards", _card_sql)
+    if sql:
+        pk = Product._meta.pk
+        products = Product._default_manager.raw(sql, [*params, [pk.get_db_prep_value(p, connection) for p in ids]])
+    else:
+        products = _cards_queryset().in_bulk(ids).values()
     storage = get_image_model()._meta.get_field(visrec_settings.IMAGE_FIELD).storage
     price_field = visrec_settings.PRICE_FIELD
     cards = {}
@@ -94,21 +95,13 @@ def _load_cards(ids: list[int]) -> dict[int, dict]:
     return cards
 
 
-#: The card query's compiled SQL (see :func:`_load_cards`).
+#: The card query's compiled SQL, or ``""`` for the ORM's path (see :func:`_load_cards`).
 _CARD_SQL = SQLMemo(size=1)
 
 
-def _card_sql() -> tuple[str, list]:
+def _cards_queryset():
     """The product manager's products, each with its first image's file name (and alt text,
-    when the image model has that field) read by a subquery in the image model's order,
-    narrowed to the ids of one array parameter (appended by the caller).
-
-    The manager's queryset is wrapped rather than filtered, so whatever it does (a filter,
-    a join, annotations) stays as it is; ``select_related`` is dropped (its joined columns
-    would repeat the product's column names) and so is the ordering (the cards' order is
-    the caller's).
-    """
-    Product = get_product_model()
+    when the image model has that field) read by a subquery in the image model's order."""
     Image = get_image_model()
     product_attr = Image._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname
     first = Image._default_manager.filter(**{product_attr: OuterRef("pk")}).order_by(
@@ -116,9 +109,31 @@ def _card_sql() -> tuple[str, list]:
     annotations = {"_visrec_image": Subquery(first.values(visrec_settings.IMAGE_FIELD)[:1])}
     if _has_field(Image, ALT_TEXT_FIELD):
         annotations["_visrec_alt"] = Subquery(first.values(ALT_TEXT_FIELD)[:1])
-    queryset = Product._default_manager.annotate(**annotations).select_related(None).order_by()
-    sql, params = queryset.query.sql_with_params()
-    pk_column = connection.ops.quote_name(Product._meta.pk.column)
+    return get_product_model()._default_manager.annotate(**annotations).order_by()
+
+
+def _card_sql() -> tuple[str, list]:
+    """:func:`_cards_queryset` as SQL narrowed to the ids of one array parameter (appended by
+    the caller), or ``("", [])`` where only the ORM reads it right.
+
+    A plain manager's queryset (filters, ``only``/``defer``, ``prefetch_related``) is wrapped
+    as it is and PostgreSQL folds the wrapper away. The ORM's path is kept for one that
+    follows relations (``select_related``: a raw query cannot fill them, and ``__str__`` or
+    ``get_absolute_url`` would then query once per card), adds its own annotations (their
+    converters), or whose rows the id filter outside would change (a slice, ``distinct``, a
+    window, a ``GROUP BY``, a union), and for one that returns nothing (``.none()``).
+    """
+    query = get_product_model()._default_manager.all().query
+    plain = (query.select_related is False and not query.annotations and not query.extra
+             and not query.is_sliced and not query.distinct and query.group_by is None
+             and not query.combinator)
+    if not plain:
+        return "", []
+    try:
+        sql, params = _cards_queryset().query.sql_with_params()
+    except EmptyResultSet:
+        return "", []
+    pk_column = connection.ops.quote_name(get_product_model()._meta.pk.column)
     return f"SELECT * FROM ({sql}) AS visrec_cards WHERE visrec_cards.{pk_column} = ANY(%s)", list(params)
 
 
