@@ -643,7 +643,7 @@ def foryou(server, args, workdir: Path, ready_product: int) -> dict:
                      load=similar_bench.load_average())
         print(f"[foryou] {json.dumps(stats)}", flush=True)
         runs.append(stats)
-    # The reference: the same first requests on a server whose two queries run one after the
+    # The reference: the same first requests on a server whose parts run one after the
     # other. Interleaved per shopper (each shopper's first request on both servers, which one
     # first alternating; cards cached), since runs one after the other drift more than the change.
     ab = None

@@ -160,3 +160,13 @@ def test_a_query_string_valid_once_is_checked_again_after_a_settings_change(clie
     assert response.status_code == 400 and "price filters are off" in response.json()["min_price"][0]
     assert client.get(URL.format(p[10].pk), {"limit": 0}).status_code == 400  # invalid ones every time
     assert client.get(URL.format(p[10].pk), {"limit": 0}).status_code == 400
+
+
+def test_parameters_the_api_does_not_read_do_not_make_new_query_strings(client, catalogue):
+    from visrec.api import serializers
+
+    serializers._PARSED.clear()
+    for n in range(5):
+        assert client.get(URL.format(catalogue[0].pk), {"limit": 3, "utm_source": f"mail{n}", "_": n}).status_code == 200
+    assert client.get(URL.format(catalogue[0].pk), {"limit": 3, "in_stock": "false"}).status_code == 200
+    assert len(serializers._PARSED) == 2

@@ -78,7 +78,7 @@ DEFAULTS: dict[str, Any] = {
     # shopper forgets theirs. 0: off.
     "FOR_YOU_CACHE_SECONDS": 600,
     # Seconds each process reuses the compiled SQL of the candidate products (the shop's
-    # filters on the product model) before compiling it again. A product manager whose
+    # filters on the product model) and of the product-card query before compiling it again. A product manager whose
     # filter depends on the time shows within this time; one that depends on the request
     # (a tenant) needs 0, and note that cached "similar" lists (10 minutes) are shared by
     # every request. 0: compiled for every query.

@@ -7,7 +7,7 @@ here, and item-kNN's list); run one after the other they are most of the request
 thread's own database connection, while the calling thread runs the first, so PostgreSQL
 works on them at once.
 
-It only overlaps when that is safe and cheap, and otherwise runs both in the calling thread:
+It only overlaps when that is safe and cheap, and otherwise runs every part in the calling thread:
 
 * ``VISREC["QUERY_THREADS"]`` is above 0 (the pool's size; each thread keeps one connection);
 * the connection is persistent (``CONN_MAX_AGE`` not 0): a pool thread reuses its
