@@ -62,6 +62,23 @@ def test_an_error_reply_is_raised_after_every_reply_is_read():
     assert cache._cache.get_many(["rt-b"]) == {"rt-b": 1}
 
 
+def fail_next_calls(monkeypatch, client, method: str, error: BaseException) -> list:
+    """Makes the pool's connections raise ``error`` from ``method``, once for each item of the
+    returned list (append more to fail more calls)."""
+    connection_class = client.connection_pool.connection_class
+    real = getattr(connection_class, method)
+    failures = [1]
+
+    def failing(self, *args, **kwargs):
+        if failures:
+            failures.pop()
+            raise error
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(connection_class, method, failing)
+    return failures
+
+
 def test_a_failed_connection_is_replaced_once_then_the_error_raised(monkeypatch):
     """A pooled connection that fails (Redis restarted, an idle connection dropped) is closed and
     the commands go again on a new one; a second failure reaches the caller."""
@@ -69,17 +86,7 @@ def test_a_failed_connection_is_replaced_once_then_the_error_raised(monkeypatch)
     cache.set_many({"kept": 7}, 30)
     client = cache._cache.get_client(write=True)
     before = client_id(client)
-    connection_class = client.connection_pool.connection_class
-    real_send = connection_class.send_packed_command
-    failures = [1]
-
-    def failing_send(self, *args, **kwargs):
-        if failures:
-            failures.pop()
-            raise ConnectionError("dropped")
-        return real_send(self, *args, **kwargs)
-
-    monkeypatch.setattr(connection_class, "send_packed_command", failing_send)
+    failures = fail_next_calls(monkeypatch, client, "send_packed_command", ConnectionError("dropped"))
     assert cache.get_many(["kept"]) == {"kept": 7}
     assert client_id(client) != before  # on a new connection
     failures[:] = [1, 1]
@@ -93,17 +100,7 @@ def test_an_interrupted_round_trip_never_leaves_a_reply_unread(monkeypatch):
     cache.set_many({"kept": 7}, 30)
     client = cache._cache.get_client(write=True)
     before = client_id(client)
-    connection_class = client.connection_pool.connection_class
-    real_read = connection_class.read_response
-    interrupt = [1]
-
-    def interrupted_read(self, *args, **kwargs):
-        if interrupt:
-            interrupt.pop()
-            raise KeyboardInterrupt
-        return real_read(self, *args, **kwargs)
-
-    monkeypatch.setattr(connection_class, "read_response", interrupted_read)
+    fail_next_calls(monkeypatch, client, "read_response", KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         cache.get_many(["kept"])
     assert client_id(client) != before  # the connection with the unread reply was closed

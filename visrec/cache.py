@@ -56,16 +56,18 @@ class ReusingRedisCacheClient(RedisCacheClient):
             logger.warning("visrec: %d of %d cache writes failed: %s", len(failed), len(commands), failed[0])
         if not keys:
             return {}
-        values = replies[-1]
-        if isinstance(values, Exception):
-            raise values
-        return {key: self._serializer.loads(value) for key, value in zip(keys, values) if value is not None}
+        if isinstance(replies[-1], Exception):
+            raise replies[-1]
+        return self._found(keys, replies[-1])
 
     def get_many(self, keys):
         keys = list(keys)
         if not keys:
             return {}
-        values = round_trip(self.get_client(None), [("MGET", *keys)])[0]
+        return self._found(keys, round_trip(self.get_client(None), [("MGET", *keys)])[0])
+
+    def _found(self, keys: list, values: list) -> dict:
+        """``{key: value}`` of an ``MGET``'s reply, the keys it did not find left out."""
         return {key: self._serializer.loads(value) for key, value in zip(keys, values) if value is not None}
 
     def set_many(self, data, timeout):

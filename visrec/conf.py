@@ -85,9 +85,9 @@ DEFAULTS: dict[str, Any] = {
     "CANDIDATE_SQL_SECONDS": 60,
     # Threads per process that run the session list's query and item-kNN's list of a
     # shopper's first "for you" request while the request's thread runs the trained
-    # model's query (several connections at once; each thread keeps one connection). Only with persistent connections
-    # (CONN_MAX_AGE not 0), outside transactions and with CANDIDATE_SQL_SECONDS not 0;
-    # otherwise one after the other. 0: off.
+    # model's query (several connections at once; each thread keeps one connection).
+    # Only with persistent connections (CONN_MAX_AGE not 0), outside transactions and
+    # with CANDIDATE_SQL_SECONDS not 0; otherwise one after the other. 0: off.
     "QUERY_THREADS": 2,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.

@@ -173,16 +173,6 @@ def _parts_key(subject: str) -> str:
     return f"visrec:foryou:{subject}"
 
 
-def parts_variant(version: ModelVersion, depth: int, filters: SimilarFilters, exclude: list[int],
-                  weights: dict[str, float]) -> tuple:
-    """What a shopper's cached model lists were computed for (:func:`model_parts`)."""
-    return version.name, depth, filters.cache_key(), tuple(sorted(exclude)), weights["itemknn"] > 0
-
-
-def _parts_hit(cached, variant: tuple) -> bool:
-    return cached is not None and cached[0] == variant
-
-
 def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list[int], version: ModelVersion | None,
                 history: ShopperHistory, weights: dict[str, float], cached=None,
                 alongside: Callable[[], list] | None = None) -> tuple[list, list, list]:
@@ -205,19 +195,23 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
     ``cached``: the entry read by the caller (``recommend_for_subject`` reads it with the
     embeddings generation, in one round trip).
     """
-    extra = [alongside] if alongside is not None else []
+    extra = [alongside] if alongside is not None else []  # no pool thread for nothing to run
+
+    def beside() -> list:
+        return alongside() if alongside is not None else []
+
     if version is None:
-        return [], [], extra[0]() if extra else []
-    variant = parts_variant(version, depth, filters, exclude, weights)
+        return [], [], beside()
+    variant = (version.name, depth, filters.cache_key(), tuple(sorted(exclude)), weights["itemknn"] > 0)
     wants_neighbours = weights["itemknn"] > 0
 
     def neighbours() -> list:
         return neighbours_list(subject, depth, filters, exclude, version, history)
 
-    if _parts_hit(cached, variant):
+    if cached is not None and cached[0] == variant:
         trained, kept = cached[1], cached[2]
         if kept is not None or not (trained and wants_neighbours):
-            return trained, kept or [], extra[0]() if extra else []
+            return trained, kept or [], beside()
         found, *other = run_all(neighbours, *extra)  # from recent events: never kept
         return trained, found, other[0] if other else []
     known = wants_neighbours and bool(version.artefact) and subject in _bundle(version)[1]
