@@ -12,6 +12,9 @@ fi
 want="$(sha256sum requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$want" ]; then
   echo "==> installing requirements into $VENV (first time: several minutes)"
+  # No pip cache: where torch is not on local disk it is a CUDA build of several GB, and a
+  # cached copy beside the installed one can fill a small CI disk.
+  export PIP_NO_CACHE_DIR=1
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
   "$VENV/bin/pip" install -q -r requirements.txt
