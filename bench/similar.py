@@ -19,13 +19,14 @@ In one run, per catalogue size, each in its own throw-away database
 3. p50/p99 latency (and CPU time) of ``similar_products`` as the endpoint calls it beside the
    raw SQL it sends, captured from the service itself (:class:`RawQuery`), queries rotating
    which runs first;
-4. at the smallest size, the REST endpoint served by gunicorn on loopback under ``wrk``
+4. at the smallest size, the REST endpoint served by gunicorn and by granian (``--servers``),
+   one after the other, on loopback under ``wrk``
    (16 connections), with ids read from a file so that every request misses the Redis result
    cache, with and without the in-stock filter; then a cache-hot run; then the same traffic
    offered at the target's 300 requests/s (each wrk thread on a fixed schedule, so latency
    is measured at that load rather than at saturation; a schedule the server cannot keep
    shows as fewer requests/s); then runs with a database connection per request. CPU time
-   per request of gunicorn, PostgreSQL, Redis and wrk is read from /proc, to tell what 2
+   per request of the server, PostgreSQL, Redis and wrk is read from /proc, to tell what 2
    free cores would allow when other work shares the machine.
 
 Then, unless ``--hard-size 0``, recall on uniformly random vectors (the hard case, no latency).
@@ -37,8 +38,9 @@ was not, printing how long it took). ``--ef-search``, ``--hnsw-m`` and
 ``--hnsw-ef-construction`` override visrec's values inside this benchmark's processes only.
 Prints markdown tables with each target beside its measurement.
 
-Needs ``wrk`` (``apt-get install wrk``) and ``gunicorn`` for step 4; without them it says so
-and skips that step. Every gunicorn it starts is stopped before it exits.
+Needs ``wrk`` (``apt-get install wrk``) and the servers of ``--servers`` (``gunicorn``,
+``granian``, both in requirements.txt) for step 4; without them it says so and skips that
+step. Every server it starts is stopped before it exits.
 """
 from __future__ import annotations
 
@@ -717,24 +719,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Gunicorn:
-    """The demo shop under gunicorn on a free loopback port, started and stopped by this process."""
+def server_command(server: str, port: int, args) -> list[str]:
+    """The command line of a WSGI server for the demo shop: gunicorn (``--worker-class``,
+    ``--threads``) or granian (Rust HTTP, WSGI interface, ``--threads`` blocking threads per
+    worker); ``--workers`` processes either way."""
+    binary = shutil.which(server, path=str(Path(sys.executable).parent)) or server
+    if server == "granian":
+        return [binary, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(args.workers), "--blocking-threads", str(args.threads), "--no-ws",
+                "--log-level", "warning", "shop_demo.wsgi:application"]
+    return [binary, "shop_demo.wsgi:application", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
+            "--log-level", "warning", "--timeout", "120"]
 
-    def __init__(self, workdir: Path, args, *, conn_max_age: int, query_threads: int | None = None):
+
+class Server:
+    """The demo shop under a WSGI server (gunicorn or granian) on a free loopback port,
+    started and stopped by this process."""
+
+    def __init__(self, workdir: Path, args, *, conn_max_age: int, query_threads: int | None = None,
+                 server: str = "gunicorn"):
+        self.name = server
         self.port = free_port()
         (workdir / "bench_similar_settings.py").write_text(SETTINGS_MODULE)
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench_similar_settings",
                "PYTHONPATH": os.pathsep.join([str(workdir), str(ROOT)]), "BENCH_CONN_MAX_AGE": str(conn_max_age),
                "BENCH_EF_SEARCH": str(args.ef_search or ""), "VISREC_LOG_LEVEL": "WARNING",
                "BENCH_QUERY_THREADS": "" if query_threads is None else str(query_threads)}
-        gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-        self.log = open(workdir / f"gunicorn-{conn_max_age}-{self.port}.log", "w")
-        self.process = subprocess.Popen(
-            [gunicorn, "shop_demo.wsgi:application", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(args.workers), "--worker-class", args.worker_class, "--threads", str(args.threads),
-             "--log-level", "warning", "--timeout", "120"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.log = open(workdir / f"{server}-{conn_max_age}-{self.port}.log", "w")
+        self.process = subprocess.Popen(server_command(server, self.port, args), cwd=ROOT, env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
 
     def get(self, path: str, timeout: float = 30) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:
@@ -744,14 +758,14 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}; see {self.log.name}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log.name}")
             try:
                 if len(self.get(f"/api/visrec/products/{product_id}/similar/?limit={K}")["results"]) == K:
                     return
             except OSError:
                 pass
             time.sleep(0.5)
-        raise RuntimeError(f"gunicorn did not answer within {timeout:.0f}s; see {self.log.name}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s; see {self.log.name}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -764,8 +778,8 @@ class Gunicorn:
         self.log.close()
 
 
-def server_cpu(server: Gunicorn, db_name: str, redis: int | None) -> dict[str, dict[int, float]]:
-    """CPU seconds so far, per process: gunicorn (master and workers), the bench database's
+def server_cpu(server: Server, db_name: str, redis: int | None) -> dict[str, dict[int, float]]:
+    """CPU seconds so far, per process: the WSGI server (master and workers), the bench database's
     backends, Redis (shared with other users of the server) and wrk (finished children of this
     process). A backend that exits during a run is missed (rare with persistent connections)."""
     import resource
@@ -773,7 +787,7 @@ def server_cpu(server: Gunicorn, db_name: str, redis: int | None) -> dict[str, d
     master = server.process.pid
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
-        "gunicorn": {p: cpu_seconds(p) for p in [master, *children(master)]},
+        "server": {p: cpu_seconds(p) for p in [master, *children(master)]},
         "postgres": {p: cpu_seconds(p) for p in backend_pids(db_name)},
         "redis": {redis: cpu_seconds(redis)} if redis else {},
         "wrk": {0: usage.ru_utime + usage.ru_stime},
@@ -796,7 +810,7 @@ def run_wrk(port: int, script: Path, ids_file: Path, query: str, connections: in
 
 
 def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
-    """wrk runs against gunicorn, the result cache on.
+    """wrk runs against each server of ``--servers``, the result cache on.
 
     Cache-cold runs walk a shuffled file of distinct ids (each wrk thread its own stride; the
     cache is cleared before each run and in_stock is part of the cache key), so a request hits
@@ -807,7 +821,8 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     request). The hot run first requests each of its 200 ids once (the ceiling of the
     Django/DRF stack). First with persistent
     database connections (``--conn-max-age``), then the cold runs with a connection per request.
-    Each gunicorn is stopped (SIGTERM, then SIGKILL) before the next starts or on any error.
+    The runs with a connection per request go to the first server only. Each server is
+    stopped (SIGTERM, then SIGKILL) before the next starts or on any error.
     """
     from django.core.cache import cache
 
@@ -829,16 +844,17 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     db_name = connection.settings_dict["NAME"]
     redis = redis_pid()
     rate = TARGET_HTTP_RPS
-    plan = [  # (CONN_MAX_AGE, [(in_stock, connections, cache state, offered requests/s or 0), ...])
-        (args.conn_max_age, [(True, 1, "cold", 0), (True, c, "cold", 0), (False, c, "cold", 0), (True, c, "cards", 0),
-                             (True, c, "hot", 0), (True, c, "hot", rate), (True, c, "cards", rate),
-                             (True, c, "cold", rate), (False, c, "cold", rate)]),
-        (0, [(True, c, "cold", 0), (False, c, "cold", 0)]),
+    headline = [(True, 1, "cold", 0), (True, c, "cold", 0), (False, c, "cold", 0), (True, c, "cards", 0),
+                (True, c, "hot", 0), (True, c, "hot", rate), (True, c, "cards", rate),
+                (True, c, "cold", rate), (False, c, "cold", rate)]
+    plan = [  # (server, CONN_MAX_AGE, [(in_stock, connections, cache state, offered requests/s or 0), ...])
+        *((name, args.conn_max_age, headline) for name in args.servers),
+        (args.servers[0], 0, [(True, c, "cold", 0), (False, c, "cold", 0)]),
     ]
     results = []
     try:
-        for conn_max_age, runs in plan:
-            server = Gunicorn(workdir, args, conn_max_age=conn_max_age)
+        for server_name, conn_max_age, runs in plan:
+            server = Server(workdir, args, conn_max_age=conn_max_age, server=server_name)
             try:
                 server.wait_ready(int(shuffled[0]))
                 run_wrk(server.port, script, warm_file, queries[True], c, 3)  # warm-up, ids not reused
@@ -861,7 +877,8 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
                             for part in after}
                     stats["cpu_ms"] = {part: v / max(stats["requests"], 1) * 1000 for part, v in used.items()}
                     distinct = len(cold_ids) if state != "hot" else 0
-                    stats.update(in_stock=in_stock, connections=connections, cache=state, offered=offered,
+                    stats.update(server=server_name, in_stock=in_stock, connections=connections, cache=state,
+                                 offered=offered,
                                  conn_max_age=conn_max_age, repeats=max(0, stats["requests"] - distinct))
                     print("http", json.dumps(stats), load_average(), flush=True)
                     results.append(stats)
@@ -880,11 +897,12 @@ def warm_cards(ids: np.ndarray, chunk: int = 1000) -> None:
         presentation.product_cards([(int(pid), 0.0) for pid in ids[start:start + chunk]])
 
 
-def http_tools_missing() -> str | None:
+def http_tools_missing(servers: list[str]) -> str | None:
     if not shutil.which("wrk"):
         return "wrk is not installed (Debian: apt-get install -y wrk): skipping the HTTP benchmark"
-    if not shutil.which("gunicorn", path=str(Path(sys.executable).parent)) and not shutil.which("gunicorn"):
-        return "gunicorn is not installed (pip install gunicorn): skipping the HTTP benchmark"
+    for server in servers:
+        if not shutil.which(server, path=str(Path(sys.executable).parent)) and not shutil.which(server):
+            return f"{server} is not installed (pip install {server}): skipping the HTTP benchmark"
     return None
 
 
@@ -988,22 +1006,23 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
     for size, runs in http.items():
         print()
         print(f"### HTTP at {size:,} products ({args.vectors} vectors; gunicorn {args.workers} × {args.worker_class}"
-              f"{f' × {args.threads} threads' if args.worker_class == 'gthread' else ''}, wrk on the same cores, "
+              f"{f' × {args.threads} threads' if args.worker_class == 'gthread' else ''}, granian {args.workers} "
+              f"workers × {args.threads} blocking threads, wrk on the same cores, "
               f"{args.http_duration} s per run, Redis result cache on)")
         print()
-        print("| in_stock | connections | cache | CONN_MAX_AGE | offered req/s | requests | req/s | p50 ms | p90 ms "
-              "| p99 ms | errors | repeated ids | CPU ms per request: gunicorn / postgres / redis / wrk "
+        print("| server | in_stock | connections | cache | CONN_MAX_AGE | offered req/s | requests | req/s | p50 ms "
+              "| p90 ms | p99 ms | errors | repeated ids | CPU ms per request: server / postgres / redis / wrk "
               "| req/s that 2 free cores allow (CPU bound) | load (1 min) |")
-        print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for h in runs:
             cpu = h.get("cpu_ms", {})
-            parts = [cpu.get(k, 0.0) for k in ("gunicorn", "postgres", "redis", "wrk")]
+            parts = [cpu.get(k, 0.0) for k in ("server", "postgres", "redis", "wrk")]
             # With a connection per request the backends exit before they are read: no estimate.
             capacity = f"{2000 / sum(parts):.0f}" if sum(parts) > 0 and h["conn_max_age"] else "—"
             offered = f"{h['offered']:g}" if h.get("offered") else "as answered"
             if h.get("offered") and h["rps"] < 0.95 * h["offered"]:
                 offered += " (fell behind: time behind schedule is not in the latency)"
-            print(f"| {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
+            print(f"| {h.get('server', 'gunicorn')} | {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
                   f"| {h['conn_max_age']} | {offered} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} "
                   f"| {h['p90_ms']:.1f} "
                   f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} "
@@ -1113,9 +1132,12 @@ def main() -> None:
     parser.add_argument("--conn-max-age", type=int, default=60,
                         help="gunicorn's CONN_MAX_AGE in the headline runs (persistent connections, as in "
                              "production); one pair of runs also uses 0 (a connection per request)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers: one per core")
+    parser.add_argument("--servers", default="gunicorn,granian",
+                        help="WSGI servers the HTTP runs go to, each in turn (gunicorn, granian)")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes: one per core")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
-    parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads per gthread worker (gunicorn) / blocking threads per worker (granian)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--db", default="visrec_bench_similar")
     parser.add_argument("--keep", action="store_true", help="keep the throw-away databases")
@@ -1124,7 +1146,11 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.http_size is None:
         args.http_size = min(sizes)
-    http_note = http_tools_missing()
+    args.servers = [s for s in args.servers.split(",") if s]
+    unknown = set(args.servers) - {"gunicorn", "granian"}
+    if unknown or not args.servers:
+        parser.error(f"--servers: gunicorn and/or granian, not {','.join(sorted(unknown)) or 'nothing'}")
+    http_note = http_tools_missing(args.servers)
     if http_note:
         print(http_note, flush=True)
 

@@ -592,7 +592,7 @@ def run_wrk(port: int, script: Path, keys_file: Path, connections: int, seconds:
 
 
 def server_args(args) -> argparse.Namespace:
-    """The options of bench/similar.py's Gunicorn helper for this bench's server."""
+    """The options of bench/similar.py's Server helper for this bench's gunicorn."""
     return argparse.Namespace(workers=args.workers, worker_class="gthread", threads=args.threads, ef_search=None)
 
 
@@ -651,7 +651,7 @@ def foryou(server, args, workdir: Path, ready_product: int) -> dict:
         print("[foryou] no interleaved reference: with CONN_MAX_AGE 0 both servers run the queries one "
               "after the other", flush=True)
     else:
-        reference = similar_bench.Gunicorn(workdir, server_args(args), conn_max_age=args.conn_max_age,
+        reference = similar_bench.Server(workdir, server_args(args), conn_max_age=args.conn_max_age,
                                            query_threads=0)
         try:
             reference.wait_ready(ready_product)
@@ -961,7 +961,7 @@ def main() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT product_id FROM visrec_productembedding ORDER BY product_id")
                 product_ids = np.array([r[0] for r in cursor.fetchall()], dtype=np.int64)
-            server = similar_bench.Gunicorn(workdir, server_args(args), conn_max_age=args.conn_max_age)
+            server = similar_bench.Server(workdir, server_args(args), conn_max_age=args.conn_max_age)
             try:
                 server.wait_ready(int(product_ids[0]))
                 if "foryou" in parts:

@@ -35,6 +35,7 @@ def test_similar_bench_runs(tmp_path):
     if shutil.which("wrk"):
         runs = list(dicts_with(result, "rps"))
         assert runs and all(r["errors"] == 0 and r["requests"] > 0 for r in runs)
+        assert {r["server"] for r in runs} == {"gunicorn", "granian"}  # the same runs on each server
 
 
 def dicts_with(value, key: str):
