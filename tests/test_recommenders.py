@@ -521,6 +521,78 @@ def test_budget_epochs_bounds_a_fit_on_large_data():
     assert budget_epochs(40, 1_000_000, None) == 40
 
 
+def test_iterate_average_is_the_running_mean_and_writes_it_back():
+    from visrec.recommenders.bpr import IterateAverage
+
+    table = AdamTable(np.zeros((3, 2), np.float32))
+    average = IterateAverage({"t": table})
+    for value in (1.0, 2.0, 6.0):
+        table.value[:] = value
+        average.add()
+    assert table.value[0, 0] == 6.0  # nothing written before apply()
+    average.apply()
+    np.testing.assert_allclose(table.value, np.full((3, 2), 3.0))
+    single = AdamTable(np.ones((1, 1), np.float32))
+    once = IterateAverage({"t": single})
+    once.add()
+    single.value[:] = 5.0  # a step after the only iterate taken: apply() keeps the last values
+    once.apply()
+    assert single.value[0, 0] == 5.0
+
+
+def test_first_averaged_epoch_is_the_second_half_and_never_past_the_last():
+    from visrec.recommenders.bpr import first_averaged_epoch
+
+    assert first_averaged_epoch(40, 0.5) == 20
+    assert first_averaged_epoch(7, 0.5) == 3  # 7 epochs: the last 4
+    assert first_averaged_epoch(1, 0.5) == 0  # one epoch: its own parameters
+    assert first_averaged_epoch(40, None) == 40  # no averaging
+
+
+@pytest.mark.parametrize("cls", [BPRRecommender, VBPRRecommender])
+def test_fit_keeps_the_mean_of_the_second_half_of_its_epochs(cls, interactions, features, monkeypatch):
+    """The served vectors are those of the parameters averaged over epochs 3..5 of 6 (not
+    the last epoch's): each epoch's end is recorded from inside the training loop."""
+    from visrec.recommenders import bpr
+
+    snapshots: list[dict[str, np.ndarray]] = []
+    real_gradients = bpr.BPRParameters.gradients
+
+    def recording_progress(epoch, loss):
+        snapshots.append({name: table.value.copy() for name, table in tables.items()})
+
+    tables: dict = {}
+
+    def gradients(self, *args):
+        tables.update(self.tables())
+        return real_gradients(self, *args)
+
+    monkeypatch.setattr(bpr.BPRParameters, "gradients", gradients)
+    averaged = cls(factors=8, epochs=6, seed=3, **({"visual_factors": 4} if cls is VBPRRecommender else {}))
+    averaged.fit(interactions, features, progress=recording_progress)
+    assert len(snapshots) == 6
+    mean_items = np.mean([s["items"] for s in snapshots[3:]], axis=0)
+    last = cls(factors=8, epochs=6, seed=3, average_from=None,
+               **({"visual_factors": 4} if cls is VBPRRecommender else {})).fit(interactions, features)
+    warm = np.bincount(interactions.items, minlength=N_ITEMS) > 0
+    factors = averaged.item_vectors()[warm, :8]
+    np.testing.assert_allclose(factors, mean_items[warm, :8], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(last.item_vectors()[warm, :8], snapshots[-1]["items"][warm, :8], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(factors, last.item_vectors()[warm, :8], atol=1e-3)
+    assert averaged.get_params()["average_from"] == 0.5 and last.get_params()["average_from"] is None
+
+
+@pytest.mark.parametrize("cls", [BPRRecommender, VBPRRecommender])
+def test_a_fit_cut_short_by_max_samples_keeps_its_last_iterate(cls, interactions, features):
+    pairs = interactions.matrix().nnz
+    cut = cls(epochs=10, max_samples=4 * pairs, seed=1).fit(interactions, features)
+    last = cls(epochs=10, max_samples=4 * pairs, seed=1, average_from=None).fit(interactions, features)
+    full = cls(epochs=4, seed=1).fit(interactions, features)  # the same 4 epochs, all that was asked
+    assert len(cut.loss_history) == 4
+    np.testing.assert_array_equal(cut.item_vectors(), last.item_vectors())
+    assert not np.allclose(full.item_vectors(), last.item_vectors(), atol=1e-4)  # averaged: epochs 2 and 3
+
+
 @pytest.mark.parametrize("cls", [BPRRecommender, VBPRRecommender])
 def test_max_samples_caps_the_epochs_a_fit_runs(cls):
     interactions, features = make_interactions(), make_features()

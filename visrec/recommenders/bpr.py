@@ -23,6 +23,13 @@ Choices that matter here:
   ``torch.set_num_threads(1)``, which is process-global and not ours to change in a shared
   Celery worker. numpy's elementwise ops are single-threaded; only VBPR's two
   (B, F) x (F, D'+1)-sized products (forward, and the gradient of E) go to BLAS;
+* the parameters kept are the mean of the iterates at the end of each epoch of the second
+  half (``average_from``, :class:`IterateAverage`): with a constant learning rate the last
+  iterate carries the noise of its last batches. On the demo's shoppers (five seeds each,
+  the same split) the average moved VBPR's Recall@20 from 0.549-0.621 (mean 0.592) to
+  0.574-0.620 (0.597) and BPR's from 0.511-0.541 (0.519) to 0.510-0.540 (0.521); a
+  learning rate decayed linearly to zero instead lowered BPR (0.496). A fit cut short by
+  ``max_samples`` keeps its last iterate (see :func:`train_bpr`);
 * all randomness comes from ``seed`` (one numpy ``Generator``): no global RNG is touched,
   and a fit is bit-for-bit repeatable.
 
@@ -43,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Times a negative that is one of the user's positives is redrawn.
 _NEGATIVE_RETRIES = 4
+#: BPR and VBPR keep the mean of their parameters over the second half of the epochs.
+AVERAGE_FROM = 0.5
 
 
 class TripleSampler:
@@ -244,6 +253,46 @@ class BPRParameters:
         return 0.0
 
 
+class IterateAverage:
+    """Running mean of every trained array over the epochs it is shown (Polyak-Ruppert
+    averaging, as in stochastic weight averaging): :meth:`apply` writes the mean back.
+
+    With a constant learning rate the last iterate of stochastic training keeps bouncing
+    around the optimum by the noise of its last batches; the mean of the late iterates sits
+    nearer to it and depends much less on the seed. Means are float32, one copy of each
+    array's values (not of its Adam moments).
+    """
+
+    def __init__(self, tables: dict[str, AdamTable]) -> None:
+        self.tables = tables
+        self.means: dict[str, np.ndarray] = {}
+        self.count = 0
+
+    def add(self) -> None:
+        """Takes the arrays' current values into the mean."""
+        self.count += 1
+        for name, table in self.tables.items():
+            mean = self.means.get(name)
+            if mean is None:
+                self.means[name] = table.value.copy()
+            else:
+                mean += (table.value - mean) / np.float32(self.count)
+
+    def apply(self) -> None:
+        """Replaces every array's values by their mean (nothing if fewer than two were taken)."""
+        if self.count > 1:
+            for name, table in self.tables.items():
+                table.value[:] = self.means[name]
+
+
+def first_averaged_epoch(epochs: int, average_from: float | None) -> int:
+    """Index of the first epoch whose parameters enter the average: the last
+    ``1 - average_from`` of the epochs; ``epochs`` (none averaged) when ``average_from`` is None."""
+    if average_from is None:
+        return epochs
+    return min(epochs - 1, max(0, int(float(average_from) * epochs)))
+
+
 def train_bpr(
     parameters: BPRParameters,
     sampler: TripleSampler,
@@ -254,19 +303,28 @@ def train_bpr(
     samples_per_epoch: int | None,
     progress: ProgressCallback | None,
     max_samples: int | None = None,
+    average_from: float | None = None,
 ) -> list[float]:
     """Runs BPR epochs, every array of ``parameters`` stepped by its :class:`AdamTable`.
 
     Args:
         max_samples: triples drawn over the whole fit at most: on large data there are
             fewer epochs (at least one), so that a fit's cost stays bounded.
+        average_from: the parameters kept are the mean of those at the end of each epoch
+            from this share of the epochs on (0.5: the second half; :class:`IterateAverage`);
+            None keeps the last epoch's, as does a fit that ``max_samples`` cut short.
 
     Returns:
-        the mean loss of every epoch.
+        the mean loss of every epoch (of the iterates, not of the average).
     """
     tables = parameters.tables()
     size = int(samples_per_epoch or len(sampler))
-    epochs = budget_epochs(epochs, size, max_samples)
+    planned, epochs = int(epochs), budget_epochs(epochs, size, max_samples)
+    # A fit cut short by max_samples is still improving at its end, and the mean of its late
+    # iterates lags behind the last one (1,000,000 synthetic events, 7 of 40 epochs: VBPR's
+    # Recall@20 0.195 averaged against 0.199): it keeps its last iterate.
+    average = IterateAverage(tables)
+    first_averaged = first_averaged_epoch(epochs, average_from if epochs == planned else None)
     history: list[float] = []
     for epoch in range(epochs):
         users, positives, negatives = sampler.sample(size)
@@ -281,6 +339,9 @@ def train_bpr(
         logger.debug("visrec: %s epoch %d/%d loss %.4f", type(parameters).__name__, epoch + 1, epochs, history[-1])
         if progress:
             progress(epoch, history[-1])
+        if epoch >= first_averaged:
+            average.add()
+    average.apply()
     return history
 
 
@@ -334,6 +395,8 @@ class BPRRecommender(InnerProductRecommender):
         batch_size: triples per optimisation step.
         samples_per_epoch: triples per epoch instead of the number of pairs.
         max_samples: triples over the whole fit at most (fewer epochs on large data).
+        average_from: keep the mean of the parameters over the epochs from this share of
+            the fit on (see :func:`train_bpr`); None: the last epoch's.
         seed: seed of every random draw.
     """
 
@@ -350,9 +413,11 @@ class BPRRecommender(InnerProductRecommender):
         batch_size: int = 4096,
         samples_per_epoch: int | None = None,
         max_samples: int | None = None,
+        average_from: float | None = AVERAGE_FROM,
         seed: int = 0,
     ) -> None:
         self.factors, self.epochs, self.lr = int(factors), int(epochs), float(lr)
+        self.average_from = None if average_from is None else float(average_from)
         self.reg, self.reg_bias = float(reg), float(reg_bias)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)
@@ -373,6 +438,7 @@ class BPRRecommender(InnerProductRecommender):
         self.loss_history = train_bpr(
             net, TripleSampler(matrix, None, rng), epochs=self.epochs, batch_size=self.batch_size,
             lr=self.lr, samples_per_epoch=self.samples_per_epoch, progress=progress, max_samples=self.max_samples,
+            average_from=self.average_from,
         )
         gamma_u = net.user_factors.copy()
         gamma_i, beta = net.item_factors.copy(), net.item_bias.copy()[:, None]

@@ -46,6 +46,7 @@ import logging
 import numpy as np
 from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback, item_features_for
 from visrec.recommenders.bpr import (
+    AVERAGE_FROM,
     BPRParameters,
     Gradients,
     TripleSampler,
@@ -155,6 +156,8 @@ class VBPRRecommender(InnerProductRecommender):
         batch_size: triples per optimisation step.
         samples_per_epoch: triples per epoch instead of the number of pairs.
         max_samples: triples over the whole fit at most (fewer epochs on large data).
+        average_from: keep the mean of the parameters over the epochs from this share of
+            the fit on (see :func:`~visrec.recommenders.bpr.train_bpr`); None: the last epoch's.
         seed: seed of every random draw.
     """
 
@@ -174,9 +177,11 @@ class VBPRRecommender(InnerProductRecommender):
         batch_size: int = 4096,
         samples_per_epoch: int | None = None,
         max_samples: int | None = None,
+        average_from: float | None = AVERAGE_FROM,
         seed: int = 0,
     ) -> None:
         self.factors, self.visual_factors = int(factors), int(visual_factors)
+        self.average_from = None if average_from is None else float(average_from)
         self.epochs, self.lr = int(epochs), float(lr)
         self.reg, self.reg_bias, self.reg_visual = float(reg), float(reg_bias), float(reg_visual)
         self.feature_dims = None if feature_dims is None else int(feature_dims)
@@ -205,6 +210,7 @@ class VBPRRecommender(InnerProductRecommender):
         self.loss_history = train_bpr(
             net, sampler, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
             samples_per_epoch=self.samples_per_epoch, progress=progress, max_samples=self.max_samples,
+            average_from=self.average_from,
         )
         gamma_u, theta_u, gamma_i = net.user_factors.copy(), net.user_visual.copy(), net.item_factors.copy()
         beta = net.item_bias.astype(np.float64)
