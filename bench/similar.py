@@ -19,8 +19,8 @@ In one run, per catalogue size, each in its own throw-away database
 3. p50/p99 latency (and CPU time) of ``similar_products`` as the endpoint calls it beside the
    raw SQL it sends, captured from the service itself (:class:`RawQuery`), queries rotating
    which runs first;
-4. at the smallest size, the REST endpoint served by gunicorn and by granian (``--servers``),
-   one after the other, on loopback under ``wrk``
+4. at the smallest size, the REST endpoint served by gunicorn (or granian, or each in turn:
+   ``--servers``) on loopback under ``wrk``
    (16 connections), with ids read from a file so that every request misses the Redis result
    cache, with and without the in-stock filter; then a cache-hot run; then the same traffic
    offered at the target's 300 requests/s (each wrk thread on a fixed schedule, so latency
@@ -845,8 +845,8 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
     redis = redis_pid()
     rate = TARGET_HTTP_RPS
     headline = [(True, 1, "cold", 0), (True, c, "cold", 0), (False, c, "cold", 0), (True, c, "cards", 0),
-                (True, c, "hot", 0), (True, c, "hot", rate), (True, c, "cards", rate),
-                (True, c, "cold", rate), (False, c, "cold", rate)]
+                (True, c, "hot", 0), (True, c, "hot", rate), (False, c, "hot", rate), (True, c, "cards", rate),
+                (False, c, "cards", rate), (True, c, "cold", rate), (False, c, "cold", rate)]
     plan = [  # (server, CONN_MAX_AGE, [(in_stock, connections, cache state, offered requests/s or 0), ...])
         *((name, args.conn_max_age, headline) for name in args.servers),
         (args.servers[0], 0, [(True, c, "cold", 0), (False, c, "cold", 0)]),
@@ -1132,8 +1132,8 @@ def main() -> None:
     parser.add_argument("--conn-max-age", type=int, default=60,
                         help="gunicorn's CONN_MAX_AGE in the headline runs (persistent connections, as in "
                              "production); one pair of runs also uses 0 (a connection per request)")
-    parser.add_argument("--servers", default="gunicorn,granian",
-                        help="WSGI servers the HTTP runs go to, each in turn (gunicorn, granian)")
+    parser.add_argument("--servers", default="gunicorn",
+                        help="WSGI servers the HTTP runs go to, each in turn: gunicorn and/or granian")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes: one per core")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     parser.add_argument("--threads", type=int, default=4,

@@ -29,6 +29,7 @@ def run_bench(script: str, *args: str, tmp_path: Path) -> dict:
 def test_similar_bench_runs(tmp_path):
     result = run_bench("similar.py", "--sizes", "6000", "--hard-size", "0", "--queries", "5", "--warmup", "2",
                        "--recall-queries", "10", "--ef-sweep", "100", "--http-duration", "1",
+                       "--servers", "gunicorn,granian",
                        "--db", "visrec_bench_smoke", tmp_path=tmp_path)
     text = json.dumps(result)
     assert '"recall"' in text and '"service_p50"' in text
