@@ -719,11 +719,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+#: The WSGI servers the HTTP runs can use (``--servers``).
+SERVERS = ("gunicorn", "granian")
+
+
+def server_binary(server: str) -> str | None:
+    """The server's executable: beside this Python's, else on the PATH; None if neither."""
+    return shutil.which(server, path=str(Path(sys.executable).parent)) or shutil.which(server)
+
+
+def server_layout(args) -> str:
+    """The process and thread layout of each server of ``args.servers``, for the report."""
+    layouts = {"gunicorn": f"gunicorn {args.workers} × {args.worker_class}"
+                           f"{f' × {args.threads} threads' if args.worker_class == 'gthread' else ''}",
+               "granian": f"granian {args.workers} workers × {args.threads} blocking threads"}
+    return ", ".join(layouts[name] for name in args.servers)
+
+
 def server_command(server: str, port: int, args) -> list[str]:
     """The command line of a WSGI server for the demo shop: gunicorn (``--worker-class``,
     ``--threads``) or granian (Rust HTTP, WSGI interface, ``--threads`` blocking threads per
     worker); ``--workers`` processes either way."""
-    binary = shutil.which(server, path=str(Path(sys.executable).parent)) or server
+    binary = server_binary(server) or server
     if server == "granian":
         return [binary, "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
                 "--workers", str(args.workers), "--blocking-threads", str(args.threads), "--no-ws",
@@ -901,7 +918,7 @@ def http_tools_missing(servers: list[str]) -> str | None:
     if not shutil.which("wrk"):
         return "wrk is not installed (Debian: apt-get install -y wrk): skipping the HTTP benchmark"
     for server in servers:
-        if not shutil.which(server, path=str(Path(sys.executable).parent)) and not shutil.which(server):
+        if not server_binary(server):
             return f"{server} is not installed (pip install {server}): skipping the HTTP benchmark"
     return None
 
@@ -1005,9 +1022,7 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
             print(f"| {row['size']:,} | {row['vectors']} | {filter_label(row['in_stock'])} | {cells} |")
     for size, runs in http.items():
         print()
-        print(f"### HTTP at {size:,} products ({args.vectors} vectors; gunicorn {args.workers} × {args.worker_class}"
-              f"{f' × {args.threads} threads' if args.worker_class == 'gthread' else ''}, granian {args.workers} "
-              f"workers × {args.threads} blocking threads, wrk on the same cores, "
+        print(f"### HTTP at {size:,} products ({args.vectors} vectors; {server_layout(args)}, wrk on the same cores, "
               f"{args.http_duration} s per run, Redis result cache on)")
         print()
         print("| server | in_stock | connections | cache | CONN_MAX_AGE | offered req/s | requests | req/s | p50 ms "
@@ -1022,7 +1037,7 @@ def print_report(rows: list[dict], http: dict[int, list[dict]], args) -> None:
             offered = f"{h['offered']:g}" if h.get("offered") else "as answered"
             if h.get("offered") and h["rps"] < 0.95 * h["offered"]:
                 offered += " (fell behind: time behind schedule is not in the latency)"
-            print(f"| {h.get('server', 'gunicorn')} | {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
+            print(f"| {h['server']} | {str(h['in_stock']).lower()} | {h['connections']} | {h['cache']} "
                   f"| {h['conn_max_age']} | {offered} | {h['requests']} | {h['rps']:.0f} | {h['p50_ms']:.1f} "
                   f"| {h['p90_ms']:.1f} "
                   f"| {h['p99_ms']:.1f} | {h['errors']} | {h['repeats'] if h['cache'] == 'cold' else '—'} "
@@ -1147,9 +1162,9 @@ def main() -> None:
     if args.http_size is None:
         args.http_size = min(sizes)
     args.servers = [s for s in args.servers.split(",") if s]
-    unknown = set(args.servers) - {"gunicorn", "granian"}
+    unknown = set(args.servers) - set(SERVERS)
     if unknown or not args.servers:
-        parser.error(f"--servers: gunicorn and/or granian, not {','.join(sorted(unknown)) or 'nothing'}")
+        parser.error(f"--servers: {' and/or '.join(SERVERS)}, not {','.join(sorted(unknown)) or 'nothing'}")
     http_note = http_tools_missing(args.servers)
     if http_note:
         print(http_note, flush=True)

@@ -652,7 +652,7 @@ def foryou(server, args, workdir: Path, ready_product: int) -> dict:
               "after the other", flush=True)
     else:
         reference = similar_bench.Server(workdir, server_args(args), conn_max_age=args.conn_max_age,
-                                           query_threads=0)
+                                         query_threads=0)
         try:
             reference.wait_ready(ready_product)
             run_wrk(reference.port, script, keys_file, warm_up, 5)  # warm-up, as above

@@ -153,7 +153,6 @@ def test_the_card_query_is_compiled_once_for_its_time(products, settings, monkey
 
 def use_manager(monkeypatch, settings, get_queryset):
     """The product model's default manager replaced by one whose queryset is ``get_queryset(qs)``."""
-    from django.db import models
 
     class Manager(models.Manager):
         def get_queryset(self):
