@@ -434,7 +434,10 @@ class RawQuery:
         with connection.execute_wrapper(record):
             similar_products(product_id, K, SimilarFilters(in_stock=in_stock), use_cache=False)
         start = next(i for i, (sql, _) in enumerate(seen) if cls.MARK in sql)
-        return cls(seen[start:])
+        # A prepared query's first message also prepares it (visrec.services.prepared_statements);
+        # the service's later ones, and so the reference, only EXECUTE it.
+        return cls([("; ".join(part for part in sql.split("; ") if not part.startswith(("PREPARE ", "DEALLOCATE "))),
+                     params) for sql, params in seen[start:]])
 
     def _statements(self, ef_search: int | None) -> list[tuple[str, list]]:
         if ef_search is None:

@@ -33,6 +33,20 @@ def _clear_cache():
 
 
 @pytest.fixture(autouse=True)
+def _prepared_statements_deallocated_after():
+    """A test leaves no prepared statement on the connection the next test gets."""
+    yield
+    from django.db import connection
+
+    from visrec.services import prepared_statements
+
+    if prepared_statements.held(connection) and not connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+    prepared_statements.forget()
+
+
+@pytest.fixture(autouse=True)
 def _query_pool_closed_after():
     """A test that ran queries on visrec's query threads leaves no connection holding the test database."""
     yield

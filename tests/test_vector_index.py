@@ -48,9 +48,9 @@ def test_hnsw_index_answers_nearest_neighbour_query():
 
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
-        sql = vector_index.nearest_products_sql("t@2", 64)
+        sql = vector_index.nearest_products_sql("t@2", 64, k=5)
         literal = vector_index.vector_literal(query)
-        cursor.execute("EXPLAIN " + sql, [literal, literal, 5])
+        cursor.execute("EXPLAIN " + sql, [literal, literal])
         plan = "\n".join(r[0] for r in cursor.fetchall())
     assert f"Index Scan using {name}" in plan
 
@@ -81,9 +81,9 @@ def test_binary_vectors_and_the_by_product_query_use_the_index():
         ProductEmbedding(product=p, model_version="b@1", vector=v) for p, v in zip(products, vectors)
     )
     name = vector_index.ensure_hnsw_index(ProductEmbedding, "b@1", 32)
-    sql = vector_index.nearest_products_sql("b@1", 32, "e.product_id <> %s", by_product=True, with_vectors=True)
-    params = vector_index.nearest_products_params(products[4].pk, [products[4].pk], 3, by_product=True)
-    missing = vector_index.nearest_products_params(10**9, [10**9], 3, by_product=True)
+    sql = vector_index.nearest_products_sql("b@1", 32, "e.product_id <> %s", k=3, by_product=True, with_vectors=True)
+    params = vector_index.nearest_products_params(products[4].pk, [products[4].pk], by_product=True)
+    missing = vector_index.nearest_products_params(10**9, [10**9], by_product=True)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(sql, params)

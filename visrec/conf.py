@@ -89,6 +89,11 @@ DEFAULTS: dict[str, Any] = {
     # Only with persistent connections (CONN_MAX_AGE not 0), outside transactions and
     # with CANDIDATE_SQL_SECONDS not 0; otherwise one after the other. 0: off.
     "QUERY_THREADS": 2,
+    # Run the nearest-neighbour queries as prepared statements of each database connection
+    # (planned once per connection, not per query; outside transactions only). Safe behind
+    # a pooler (a connection that lost its statements gets them again), but with a pooler
+    # in transaction mode most queries would pay for that: set False there.
+    "PREPARED_QUERIES": True,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.
     "EXTRACTION_QUEUE": "visrec_extraction",

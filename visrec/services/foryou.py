@@ -107,12 +107,12 @@ def trained_list(subject: str, k: int, filters: SimilarFilters, exclude: list[in
         return []
     where, where_params = candidates_where(filters, exclude=exclude)
     sql = vector_index.nearest_by_inner_product_sql(RecommenderItemVector._meta.db_table, version.name,
-                                                    version.dimensions, where,
+                                                    version.dimensions, where, k=k,
                                                     query_table=ShopperVector._meta.db_table)
     setup, setup_params = vector_index.scan_settings(k, version)  # a recommender: fixed ef_search or 100
     with connection.cursor() as cursor:  # settings and query: one round trip
         _, rows = vector_index.run_with_settings(cursor, setup, setup_params, sql,
-                                                 [subject, subject, *where_params, subject, k])
+                                                 [subject, subject, *where_params, subject])
     rows = sorted(rows, key=lambda r: -r[1])  # relaxed order: make it exact
     return [(int(r[0]), float(r[1])) for r in rows]
 

@@ -227,12 +227,13 @@ def exact_neighbours(version: ModelVersion, product_ids: Sequence[int], k: int =
 def hnsw_neighbours(version: ModelVersion, product_id: int, ef_search: int, k: int = K) -> list[tuple[int, float]]:
     """The service's HNSW query for a product's neighbours, without filters, at ``ef_search``:
     ``[(product_id, cosine_distance), ...]`` (the product itself left out)."""
-    sql = vector_index.nearest_products_sql(version.name, version.dimensions, "e.product_id <> %s", by_product=True)
+    sql = vector_index.nearest_products_sql(version.name, version.dimensions, "e.product_id <> %s", k=k,
+                                            by_product=True)
     setup, setup_params = vector_index.scan_settings(k, ef_search=ef_search)
     with connection.cursor() as cursor:
         _, rows = vector_index.run_with_settings(
             cursor, setup, setup_params, sql,
-            vector_index.nearest_products_params(product_id, [product_id], k, by_product=True))
+            vector_index.nearest_products_params(product_id, [product_id], by_product=True))
     return [(row[0], float(row[1])) for row in rows]
 
 

@@ -26,6 +26,7 @@ except ImportError:  # psycopg2
 
 from ..conf import MAX_EF_SEARCH, visrec_settings
 from ..models import ImageEmbedding, ModelVersion, ProductEmbedding
+from . import prepared_statements
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
 #: HNSW on ``vector`` supports up to 2,000 dimensions; wider models use ``halfvec``.
@@ -106,15 +107,17 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
 
 
-def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *, by_product: bool = False,
+def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *, k: int, by_product: bool = False,
                          with_vectors: bool = False) -> str:
     """The raw SQL of a k-nearest-products query on the version's HNSW index.
 
-    Parameters, in order: the query vector (text literal), those of ``where``, the
-    query vector again, then ``k`` (:func:`nearest_products_params` puts them in order).
-    Returns rows ``(product_id, cosine_distance)``.
+    Parameters, in order: the query vector (text literal), those of ``where``, then the
+    query vector again (:func:`nearest_products_params` puts them in order). Returns rows
+    ``(product_id, cosine_distance)``.
 
     Args:
+        k: the ``LIMIT``, written into the text (as a parameter, a prepared statement's
+            generic plan would not know it, and PostgreSQL would keep planning per call).
         by_product: the query vector is a product's stored vector of this version, read by
             the query itself: pass the product's id in place of each literal. (PostgreSQL runs
             the subquery once, as an init plan, and still walks the index; without a stored
@@ -137,14 +140,14 @@ def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *
         f"SELECT e.product_id, (e.vector::{cast}) <=> {query} AS distance{columns} "
         f"FROM {table} e "
         f"WHERE e.model_version = '{model_version}'{gate}{extra} "
-        f"ORDER BY (e.vector::{cast}) <=> {query} LIMIT %s"
+        f"ORDER BY (e.vector::{cast}) <=> {query} LIMIT {int(k)}"
     )
 
 
-def nearest_products_params(query, where_params: Sequence = (), k: int = 10, *, by_product: bool = False) -> list:
+def nearest_products_params(query, where_params: Sequence = (), *, by_product: bool = False) -> list:
     """The parameters of :func:`nearest_products_sql`, in order; ``query`` is the vector literal,
     or the product id with ``by_product``."""
-    return [query, *([query] if by_product else []), *where_params, query, k]
+    return [query, *([query] if by_product else []), *where_params, query]
 
 
 def id_array(ids: Iterable[int]) -> str:
@@ -187,13 +190,13 @@ def nearest_products(model_version: str, vector, k: int = 10, *, ef_search: int 
         ``[(product_id, cosine_distance), ...]``, nearest first.
     """
     vector = np.asarray(vector, dtype=np.float32)
-    sql = nearest_products_sql(model_version, vector.shape[0])
+    sql = nearest_products_sql(model_version, vector.shape[0], k=k)
     literal = vector_literal(vector)
     version = None if ef_search else ModelVersion.objects.filter(name=model_version).first()
     setup, setup_params = scan_settings(k, version, ef_search=ef_search)
     with connection.cursor() as cursor:
         # set_config(..., true) lasts one transaction: settings and query go together.
-        _, rows = run_with_settings(cursor, setup, setup_params, sql, [literal, literal, k])
+        _, rows = run_with_settings(cursor, setup, setup_params, sql, [literal, literal])
     rows = sorted(rows, key=lambda row: row[1])  # relaxed order: make it exact
     return [(row[0], float(row[1])) for row in rows]
 
@@ -254,9 +257,15 @@ def run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: 
 
     With psycopg 3's client-side binding cursors (Django's default) both go in one message,
     one round trip: PostgreSQL runs the statements of a message as one implicit transaction,
-    which scopes the settings to the query. Otherwise, an explicit transaction.
+    which scopes the settings to the query; there ``sql`` runs as a prepared statement of
+    the connection where it can (:mod:`~visrec.services.prepared_statements`). Otherwise,
+    an explicit transaction.
     """
     if _ClientCursor is not None and isinstance(getattr(cursor, "cursor", None), _ClientCursor):
+        if prepared_statements.usable(cursor.db):
+            done = prepared_statements.run_after(cursor, setup, setup_params, sql, params)
+            if done is not None:
+                return done
         cursor.execute(f"{setup}; {sql}", [*setup_params, *params])
         flag = cursor.fetchone()[-1]
         cursor.nextset()
@@ -268,14 +277,15 @@ def run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: 
         return flag, cursor.fetchall()
 
 
-def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int, where: str = "", *,
+def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int, where: str = "", *, k: int,
                                  query_table: str | None = None) -> str:
     """Raw SQL of a top-k inner-product query on a version's HNSW ``ip`` index.
 
-    Parameters, in order: the query vector, those of ``where``, the query vector again,
-    then ``k``. Returns rows ``(product_id, inner_product)``, highest first.
+    Parameters, in order: the query vector, those of ``where``, then the query vector
+    again. Returns rows ``(product_id, inner_product)``, highest first.
 
     Args:
+        k: the ``LIMIT``, written into the text (see :func:`nearest_products_sql`).
         query_table: the query vector is a shopper's stored vector of this version in this
             table (``subject_key``, ``model_version``, ``vector``), read by the query itself:
             pass the subject key in place of each vector (an init plan; a shopper without a
@@ -294,5 +304,5 @@ def nearest_by_inner_product_sql(table: str, model_version: str, dimensions: int
     return (
         f"SELECT e.product_id, -((e.vector::{cast}) <#> {query}) AS score FROM {table} e "
         f"WHERE e.model_version = '{model_version}'{gate}{extra} "
-        f"ORDER BY (e.vector::{cast}) <#> {query} LIMIT %s"
+        f"ORDER BY (e.vector::{cast}) <#> {query} LIMIT {int(k)}"
     )

@@ -1,0 +1,119 @@
+"""Nearest-neighbour queries as prepared statements of the connection (outside transactions)."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from visrec.services import prepared_statements
+from visrec.services.similar import SimilarFilters, similar_products
+
+from .test_similar import catalogue, ids  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def server_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'visrec_%%' ORDER BY prepare_time")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def searches(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "hnsw.ef_search" in q["sql"]]
+
+
+def test_placeholders_are_numbered_and_percent_signs_kept():
+    assert prepared_statements.positional("a = %s AND b LIKE 'x%%' AND c <> %s") == "a = $1 AND b LIKE 'x%%' AND c <> $2"
+
+
+def test_a_query_is_prepared_once_per_connection_and_answers_as_unprepared(catalogue, settings):
+    p = catalogue
+    with CaptureQueriesContext(connection) as first:
+        prepared = similar_products(p[2].pk, k=4, use_cache=False)
+    with CaptureQueriesContext(connection) as second:
+        again = similar_products(p[6].pk, k=4, use_cache=False)
+    (sent_first,), (sent_second,) = searches(first), searches(second)
+    assert "PREPARE visrec_" in sent_first and "EXECUTE visrec_" in sent_first
+    assert "PREPARE" not in sent_second and "EXECUTE visrec_" in sent_second and "<=>" not in sent_second
+    name = prepared_statements.held(connection)[-1]
+    assert name in server_statements() and f"EXECUTE {name}(" in sent_second
+
+    settings.VISREC = {**settings.VISREC, "PREPARED_QUERIES": False}
+    with CaptureQueriesContext(connection) as plain:
+        assert similar_products(p[2].pk, k=4, use_cache=False) == prepared
+        assert similar_products(p[6].pk, k=4, use_cache=False) == again
+    assert all("<=>" in sql and "EXECUTE" not in sql for sql in searches(plain))
+    assert ids(prepared) == [p[1].pk, p[0].pk, p[4].pk, p[5].pk]
+
+
+def test_filter_values_and_k_make_their_own_statements_products_do_not(catalogue):
+    """The shop's filter values are written into the text (PostgreSQL plans with them); the
+    query product is a parameter, so one statement serves every product."""
+    p = catalogue
+    assert ids(similar_products(p[10].pk, k=3, filters=SimilarFilters(category="same"), use_cache=False)) == \
+        [p[8].pk, p[12].pk, p[6].pk]
+    assert ids(similar_products(p[8].pk, k=3, filters=SimilarFilters(category="same"), use_cache=False)) == \
+        [p[6].pk, p[10].pk, p[4].pk]
+    assert len(prepared_statements.held(connection)) == 1  # another product, the same category
+    assert ids(similar_products(p[9].pk, k=3, filters=SimilarFilters(category="same"), use_cache=False)) == \
+        [p[7].pk, p[11].pk, p[5].pk]
+    similar_products(p[10].pk, k=2, use_cache=False)
+    assert len(prepared_statements.held(connection)) == len(set(server_statements())) == 3
+
+
+def test_a_connection_that_lost_its_statements_gets_them_again(catalogue):
+    """A pooler's other server connection, or DISCARD ALL: EXECUTE fails, PREPARE is sent again."""
+    p = catalogue
+    expected = similar_products(p[2].pk, k=4, use_cache=False)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert server_statements() == []
+    assert similar_products(p[2].pk, k=4, use_cache=False) == expected
+    assert server_statements() == prepared_statements.held(connection) != []
+
+
+def test_a_statement_the_process_forgot_is_executed_without_preparing_twice(catalogue):
+    p = catalogue
+    expected = similar_products(p[2].pk, k=4, use_cache=False)
+    held = prepared_statements.held(connection)
+    prepared_statements.forget(connection)
+    assert prepared_statements.held(connection) == []
+    assert similar_products(p[2].pk, k=4, use_cache=False) == expected  # PREPARE: 42P05, then EXECUTE alone
+    assert prepared_statements.held(connection) == held and server_statements() == held
+
+
+def test_a_text_postgresql_cannot_prepare_runs_unprepared(catalogue):
+    """A hook's parameter of no inferable type ($n IS NOT NULL): refused once, then never tried again."""
+    p = catalogue
+
+    def hook(queryset):
+        return queryset.extra(where=["%s IS NOT NULL"], params=["any"])
+
+    expected = similar_products(p[2].pk, k=4, use_cache=False)
+    assert similar_products(p[2].pk, k=4, queryset_hook=hook) == expected
+    with CaptureQueriesContext(connection) as queries:
+        assert similar_products(p[2].pk, k=4, queryset_hook=hook) == expected
+    (sent,) = searches(queries)
+    assert "PREPARE" not in sent and "EXECUTE" not in sent and "<=>" in sent
+    prepared_statements.forget()
+
+
+def test_inside_a_transaction_queries_run_unprepared(catalogue):
+    p = catalogue
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        similar_products(p[2].pk, k=4, use_cache=False)
+    (sent,) = searches(queries)
+    assert "PREPARE" not in sent and "EXECUTE" not in sent
+    assert server_statements() == []
+
+
+def test_a_connection_keeps_at_most_max_statements(catalogue, monkeypatch):
+    monkeypatch.setattr(prepared_statements, "MAX_STATEMENTS", 2)
+    p = catalogue
+    for k in (2, 3, 4):  # k is written into the text: three statements
+        assert len(similar_products(p[2].pk, k=k, use_cache=False)) == k
+    held = prepared_statements.held(connection)
+    assert len(held) == 2 and server_statements() == held
+    assert len(similar_products(p[2].pk, k=2, use_cache=False)) == 2  # the evicted one, prepared again
+    assert len(prepared_statements.held(connection)) == 2

@@ -1,0 +1,145 @@
+"""Nearest-neighbour queries as prepared statements, planned once per database connection.
+
+PostgreSQL spends 0.3-0.4 ms planning a filtered HNSW query, a quarter to a third of the
+CPU it spends on one at 100,000 products (``bench/prepared.py``). A statement prepared
+on the connection is planned once; PostgreSQL's own ``plan_cache_mode`` (``auto``) then
+runs it on a generic plan unless planning per call looks cheaper. visrec uses SQL-level
+``PREPARE``/``EXECUTE``, so the scan settings and the query still go in one message of
+the simple query protocol (one round trip, :func:`visrec.services.vector_index.run_with_settings`).
+
+How it stays correct:
+
+* a statement's name is a digest of its text (``visrec_<hex>``), so no name ever stands
+  for two texts, whichever process or pooled server connection prepared it;
+* this process remembers the names each connection holds (at most ``MAX_STATEMENTS``;
+  past that the oldest is deallocated) and sends a statement's ``PREPARE`` in the same
+  message as its first ``EXECUTE``;
+* a connection that lost them (a pooler in transaction mode handing the next transaction
+  another server connection, a ``DISCARD ALL``) answers ``EXECUTE`` with SQLSTATE 26000:
+  the message goes again with its ``PREPARE``; one that holds a name this process did not
+  know of (42P05) gets it again without;
+* a text PostgreSQL cannot prepare (a parameter whose type it cannot infer, say in a
+  host's queryset hook) runs unprepared in this process from then on;
+* inside a transaction (``ATOMIC_REQUESTS``, ``transaction.atomic``) queries run
+  unprepared, since a refused statement there would abort the caller's transaction;
+  likewise with ``VISREC["PREPARED_QUERIES"]`` off.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import weakref
+
+from django.db import DatabaseError
+
+from ..conf import visrec_settings
+
+logger = logging.getLogger(__name__)
+
+#: Prepared statements kept per connection; past this the oldest is deallocated.
+MAX_STATEMENTS = 64
+
+_PLACEHOLDER = re.compile(r"%s|%%")
+#: SQLSTATEs: no such prepared statement; it exists already.
+MISSING, DUPLICATE = "26000", "42P05"
+
+_lock = threading.Lock()
+#: Per psycopg connection: the names it holds, oldest first (a dict as an ordered set).
+_held: weakref.WeakKeyDictionary[object, dict[str, None]] = weakref.WeakKeyDictionary()
+#: Names of texts PostgreSQL refused to prepare (this process).
+_refused: set[str] = set()
+
+
+def usable(connection) -> bool:
+    """Whether queries on this Django connection may run prepared now (the setting on, in
+    autocommit mode outside any transaction)."""
+    return bool(visrec_settings.PREPARED_QUERIES) and connection.autocommit and not connection.in_atomic_block
+
+
+def statement_name(sql: str) -> str:
+    return "visrec_" + hashlib.sha1(sql.encode()).hexdigest()[:24]
+
+
+def positional(sql: str) -> str:
+    """Django's SQL with ``%s`` placeholders numbered ``$1, $2, ...`` for ``PREPARE`` (a
+    literal ``%%`` stays as it is: the whole message is still formatted by the client)."""
+    count = 0
+
+    def number(match: re.Match) -> str:
+        nonlocal count
+        if match.group() == "%%":
+            return "%%"
+        count += 1
+        return f"${count}"
+
+    return _PLACEHOLDER.sub(number, sql)
+
+
+def run_after(cursor, head: str, head_params: list, sql: str, params: list) -> tuple[object, list] | None:
+    """Runs ``head`` (statements of one row, such as ``set_config`` calls) then ``sql``
+    prepared, in one message; returns the last column of ``head``'s row and ``sql``'s rows,
+    or None when ``sql`` cannot run prepared (the caller runs it as it is).
+
+    ``cursor``: a Django cursor over psycopg's client-side binding cursor.
+    """
+    name = statement_name(sql)
+    if name in _refused:
+        return None
+    raw = cursor.db.connection
+    with _lock:
+        held = _held.setdefault(raw, {})
+    execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+    prepare = name not in held
+    for _attempt in range(3):
+        evict = [old for old in list(held)[:max(0, len(held) - MAX_STATEMENTS + 1)]] if prepare else []
+        parts = [head, *(f"DEALLOCATE {old}" for old in evict),
+                 *([f"PREPARE {name} AS {positional(sql)}"] if prepare else []), execute]
+        try:
+            cursor.execute("; ".join(parts), [*head_params, *params])
+        except DatabaseError as exc:
+            state = getattr(exc.__cause__, "sqlstate", None)
+            if state == MISSING and evict:  # an evicted one was gone already
+                for old in evict:
+                    held.pop(old, None)
+                continue
+            if state == MISSING and not prepare:
+                held.pop(name, None)
+                prepare = True
+                continue
+            if state == DUPLICATE and prepare:
+                held[name] = None
+                prepare = False
+                continue
+            if prepare and state and state.startswith("42"):
+                # PostgreSQL would not prepare the text (or it is wrong as a query anyway: the
+                # caller's unprepared run raises the error then).
+                logger.info("visrec: running a query unprepared: %s", exc)
+                _refused.add(name)
+                return None
+            raise
+        for old in evict:
+            held.pop(old, None)
+        held[name] = None
+        flag = cursor.fetchone()[-1]
+        while cursor.nextset():
+            pass
+        return flag, cursor.fetchall()
+    return None
+
+
+def forget(connection=None) -> None:
+    """Forgets which statements connections hold (all, or one Django connection's); the
+    next use prepares them again (tests, and after a ``DEALLOCATE``/``DISCARD`` of one's own)."""
+    with _lock:
+        if connection is None:
+            _held.clear()
+            _refused.clear()
+        elif connection.connection is not None:
+            _held.pop(connection.connection, None)
+
+
+def held(connection) -> list[str]:
+    """The names this process believes a Django connection holds, oldest first."""
+    return list(_held.get(connection.connection, {})) if connection.connection is not None else []
