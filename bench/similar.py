@@ -19,8 +19,8 @@ In one run, per catalogue size, each in its own throw-away database
 3. p50/p99 latency (and CPU time) of ``similar_products`` as the endpoint calls it beside the
    raw SQL it sends, captured from the service itself (:class:`RawQuery`), queries rotating
    which runs first;
-4. at the smallest size, the REST endpoint served by gunicorn (or granian, or each in turn:
-   ``--servers``) on loopback under ``wrk``
+4. at the smallest size, the REST endpoint served by granian, then by gunicorn (``--servers``
+   picks one or both) on loopback under ``wrk``
    (16 connections), with ids read from a file so that every request misses the Redis result
    cache, with and without the in-stock filter; then a cache-hot run; then the same traffic
    offered at the target's 300 requests/s (each wrk thread on a fixed schedule, so latency
@@ -410,8 +410,10 @@ class RawQuery:
     :meth:`capture` records every statement (SQL and parameters, as given to the cursor) of
     one uncached service call; the raw reference is the part from the scan settings onward
     (``set_config``... and the nearest-neighbour query), replayed in a transaction like the
-    service's, through Django's cursor. What the service does besides (its version lookup,
-    building the queryset, the result cache, Python) is its overhead.
+    service's, through Django's cursor. With ``PREPARED_QUERIES`` (the default) that query
+    is the ``EXECUTE`` of the statement the service prepared on this connection, as the
+    service sends it from its second call on. What the service does besides (its version
+    lookup, building the queryset, the result cache, Python) is its overhead.
     """
 
     MARK = "set_config('hnsw.ef_search'"
@@ -1150,8 +1152,8 @@ def main() -> None:
     parser.add_argument("--conn-max-age", type=int, default=60,
                         help="gunicorn's CONN_MAX_AGE in the headline runs (persistent connections, as in "
                              "production); one pair of runs also uses 0 (a connection per request)")
-    parser.add_argument("--servers", default="gunicorn",
-                        help="WSGI servers the HTTP runs go to, each in turn: gunicorn and/or granian")
+    parser.add_argument("--servers", default="granian,gunicorn",
+                        help="WSGI servers the HTTP runs go to, each in turn: granian and/or gunicorn")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes: one per core")
     parser.add_argument("--worker-class", default="gthread", choices=["gthread", "sync"])
     parser.add_argument("--threads", type=int, default=4,
