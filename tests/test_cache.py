@@ -117,3 +117,35 @@ def test_failed_writes_are_logged_and_the_read_still_answers(monkeypatch, caplog
         assert backend.set_many_then_get_many([({cache.make_key("new"): 1}, 30)], [cache.make_key("kept")]) == {
             cache.make_key("kept"): 7}
     assert "1 of 1 cache writes failed" in caplog.text
+
+
+def test_each_thread_keeps_its_own_connection_and_gives_it_back_when_it_ends(monkeypatch):
+    import gc
+    import threading
+
+    from visrec import cache as cache_module
+
+    cache = make_cache()
+    client = cache._cache.get_client(write=True)
+    pool = client.connection_pool
+    mine = cache_module.thread_connection(pool)
+    assert cache_module.thread_connection(pool) is mine and client_id(client) == client_id(client)
+    assert mine in pool._in_use_connections  # kept out of the pool while this thread lives
+
+    theirs = {}
+
+    def other_thread():
+        theirs["connection"] = cache_module.thread_connection(pool)
+        theirs["id"] = client_id(client)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert theirs["connection"] is not mine and theirs["id"] != client_id(client)
+    assert theirs["connection"] not in pool._in_use_connections  # given back when its thread ended
+
+    # A forked child (another pid) never writes on its parent's socket.
+    monkeypatch.setattr(cache_module.os, "getpid", lambda: -1)
+    assert cache_module.thread_connection(pool) is not mine
+    assert cache.get_many(["nothing"]) == {}

@@ -189,8 +189,8 @@ def _nearest(version: ModelVersion, k: int, candidates: tuple[str, list], *, vec
         query = vector_index.vector_literal(vector)
     sql = vector_index.nearest_products_sql(version.name, version.dimensions, where, k=k, by_product=by_product,
                                             with_vectors=with_vectors)
-    iterative = vector_index.supports_iterative_scan()
     setup, setup_params = vector_index.scan_settings(k, version)
+    iterative = vector_index.ITERATIVE_SETTING in setup
     ef = int(setup_params[0])
     with connection.cursor() as cursor:
         checked = not by_product

@@ -12,6 +12,7 @@ version, which :func:`nearest_products` does.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
@@ -107,13 +108,14 @@ def vector_literal(vector: Sequence[float] | np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
 
 
+@functools.lru_cache(maxsize=256)
 def nearest_products_sql(model_version: str, dimensions: int, where: str = "", *, k: int, by_product: bool = False,
                          with_vectors: bool = False) -> str:
     """The raw SQL of a k-nearest-products query on the version's HNSW index.
 
     Parameters, in order: the query vector (text literal), those of ``where``, then the
     query vector again (:func:`nearest_products_params` puts them in order). Returns rows
-    ``(product_id, cosine_distance)``.
+    ``(product_id, cosine_distance)``. Memoized: a function of its arguments only.
 
     Args:
         k: the ``LIMIT``, written into the text (as a parameter, a prepared statement's
@@ -234,6 +236,10 @@ def ef_search_for(version=None) -> int:
     return int(calibrated) if calibrated else DEFAULT_EF_SEARCH
 
 
+#: The pgvector setting of iterative index scans (in :func:`scan_settings`'s statement when the server has them).
+ITERATIVE_SETTING = "hnsw.iterative_scan"
+
+
 def scan_settings(k: int, version=None, *, ef_search: int | None = None) -> tuple[str, list]:
     """A ``SELECT set_config(...)`` statement and its parameters for one filtered HNSW query.
 
@@ -246,7 +252,7 @@ def scan_settings(k: int, version=None, *, ef_search: int | None = None) -> tupl
     ef = min(max(int(ef_search or ef_search_for(version)), 2 * k), MAX_EF_SEARCH)
     setup = "SELECT set_config('hnsw.ef_search', %s, true)"
     if supports_iterative_scan():
-        setup += (", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+        setup += (f", set_config('{ITERATIVE_SETTING}', 'relaxed_order', true)"
                   ", set_config('hnsw.max_scan_tuples', '100000', true)")
     return setup, [str(ef)]
 
