@@ -1,6 +1,7 @@
 """"Similar" queries prepared once per connection against the same queries planned on every call.
 
     PYTHONPATH=.benchlib .venv/bin/python bench/prepared.py [--size 100000] [--hnsw-m 24] [--queries 300] [--rounds 6]
+                                                            [--drop] [--json FILE]
 
 On the catalogue of ``bench/similar.py`` (its database ``visrec_bench_similar_<size>_catalogue``:
 reused when an identical one was kept with ``--keep``, else built as that bench builds it),
@@ -15,6 +16,7 @@ unprepared of each, every figure the median over the rounds. Prints a markdown t
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -56,6 +58,20 @@ def measure(product_ids: list[int], in_stock: bool, prepared: bool) -> dict:
             "p50_ms": float(np.percentile(walls, 50)) * 1000}
 
 
+def measure_all(args, data: dict, rng, rows: list) -> None:
+    """Alternating rounds per filter; appends ``(in_stock, {prepared: medians})`` to ``rows``."""
+    for in_stock in (True, False):
+        results: dict[bool, list[dict]] = {True: [], False: []}
+        for round_ in range(args.rounds):
+            picks = [int(p) for p in rng.choice(data["ids"], size=args.queries, replace=False)]
+            for prepared in ((True, False) if round_ % 2 == 0 else (False, True)):
+                results[prepared].append(measure(picks, in_stock, prepared))
+        median = {mode: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                  for mode, runs in results.items()}
+        rows.append((in_stock, median))
+        print(f"in_stock={in_stock}: {median}", flush=True)
+
+
 def _visrec() -> dict:
     from django.conf import settings
 
@@ -72,6 +88,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300, help="queries per round and mode")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--db", default="visrec_bench_similar")
+    parser.add_argument("--drop", action="store_true", help="drop the catalogue's database at the end")
+    parser.add_argument("--json", type=Path, default=None, help="also write the medians here")
     args = parser.parse_args()
     # What bench/similar.py's catalogue builder reads of its own arguments.
     args.reuse, args.ef_search = True, None
@@ -90,16 +108,15 @@ def main() -> None:
           f"{catalogue_bench.load_average()}", flush=True)
     rng = np.random.default_rng(args.seed)
     rows = []
-    for in_stock in (True, False):
-        results: dict[bool, list[dict]] = {True: [], False: []}
-        for round_ in range(args.rounds):
-            picks = [int(p) for p in rng.choice(data["ids"], size=args.queries, replace=False)]
-            for prepared in ((True, False) if round_ % 2 == 0 else (False, True)):
-                results[prepared].append(measure(picks, in_stock, prepared))
-        median = {mode: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-                  for mode, runs in results.items()}
-        rows.append((in_stock, median))
-        print(f"in_stock={in_stock}: {median}", flush=True)
+    try:
+        measure_all(args, data, rng, rows)
+    finally:
+        if args.drop:
+            catalogue_bench.drop_database(f"{args.db}_{args.size}_catalogue")
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "rows": [
+            {"in_stock": in_stock, "prepared": median[True], "unprepared": median[False]} for in_stock, median in rows]},
+            indent=1))
     print(f"\n{args.size:,} products, k={K}, {args.rounds} rounds × {args.queries} queries per mode "
           f"(medians over rounds); {catalogue_bench.load_average()}\n")
     print("| filter | PostgreSQL CPU ms/query: unprepared → prepared (ratio) "

@@ -70,3 +70,10 @@ def test_cache_client_bench_runs():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| get")]
     assert len(rows) == 4 and sum("`visrec.cache.RedisCache`" in row for row in rows) == 2
+
+
+def test_prepared_bench_runs(tmp_path):
+    result = run_bench("prepared.py", "--size", "3000", "--queries", "5", "--rounds", "2", "--drop",
+                       "--db", "visrec_bench_prepared_smoke", tmp_path=tmp_path)
+    assert [row["in_stock"] for row in result["rows"]] == [True, False]
+    assert all(row[mode]["p50_ms"] > 0 for row in result["rows"] for mode in ("prepared", "unprepared"))
