@@ -69,7 +69,8 @@ def test_cache_client_bench_runs():
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| get")]
-    assert len(rows) == 4 and sum("`visrec.cache.RedisCache`" in row for row in rows) == 2
+    assert len(rows) == 6 and sum("`visrec.cache.RedisCache`" in row for row in rows) == 4
+    assert sum("a pooled connection per call" in row for row in rows) == 2
 
 
 def test_prepared_bench_runs(tmp_path):

@@ -114,9 +114,9 @@ _threads = threading.local()
 def thread_connection(pool):
     """This thread's connection of ``pool``: taken from the pool on first use and kept.
 
-    Taking a connection from redis-py 8's pool and giving it back costs about 0.05 ms of CPU
-    per round trip (a lock, a health check, observability counters, an event: timed ad hoc),
-    a quarter of an ``MGET``'s. A server's threads are few and long-lived, so each keeps one
+    Taking a connection from redis-py 8's pool and giving it back cost 0.01-0.05 ms of CPU
+    per round trip (a lock, a health check, observability counters, an event;
+    ``bench/cache_client.py``), up to a quarter of an ``MGET``'s. A server's threads are few and long-lived, so each keeps one
     (per process: a forked child takes its own).
     """
     held = getattr(_threads, "pinned", None)

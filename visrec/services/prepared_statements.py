@@ -93,7 +93,7 @@ def run_after(cursor, head: str, head_params: list, sql: str, params: list) -> t
     execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
     prepare = name not in held
     for _attempt in range(3):
-        evict = [old for old in list(held)[:max(0, len(held) - MAX_STATEMENTS + 1)]] if prepare else []
+        evict = list(held)[:max(0, len(held) - MAX_STATEMENTS + 1)] if prepare else []
         parts = [head, *(f"DEALLOCATE {old}" for old in evict),
                  *([f"PREPARE {name} AS {positional(sql)}"] if prepare else []), execute]
         try:
