@@ -10,8 +10,8 @@ from redis.exceptions import ConnectionError, ResponseError
 from visrec.cache import RedisCache
 
 
-def make_cache() -> RedisCache:
-    return RedisCache(settings.CACHES["default"]["LOCATION"], {"KEY_PREFIX": "visrec-cache-test"})
+def make_cache(**options) -> RedisCache:
+    return RedisCache(settings.CACHES["default"]["LOCATION"], {"KEY_PREFIX": "visrec-cache-test", "OPTIONS": options})
 
 
 def test_one_client_per_pool_and_the_cache_still_works():
@@ -149,3 +149,27 @@ def test_each_thread_keeps_its_own_connection_and_gives_it_back_when_it_ends(mon
     monkeypatch.setattr(cache_module.os, "getpid", lambda: -1)
     assert cache_module.thread_connection(pool) is not mine
     assert cache.get_many(["nothing"]) == {}
+
+
+@pytest.mark.parametrize("options", [{"max_connections": 1},
+                                     {"max_connections": 1, "pool_class": "redis.BlockingConnectionPool",
+                                      "timeout": 1}],
+                         ids=["max_connections=1", "blocking pool"])
+def test_a_small_or_blocking_pool_lends_a_connection_per_round_trip(options):
+    """A kept connection would leave Django's own calls on the same pool without one."""
+    from visrec import cache as cache_module
+
+    cache = make_cache(**options)
+    pool = cache._cache.get_client(write=True).connection_pool
+    assert not cache_module.pins(pool)
+    assert cache.get("x") is None  # Django's path
+    cache.set_many({"x": 1}, 30)  # visrec's round trips
+    assert cache.get_many(["x", "y"]) == {"x": 1}
+    assert cache.get("x") == 1 and cache.incr("x") == 2  # Django's path still has its connection
+    cache.delete("x")
+
+
+def test_the_default_pool_lends_each_thread_one():
+    from visrec import cache as cache_module
+
+    assert cache_module.pins(make_cache()._cache.get_client(write=True).connection_pool)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from visrec.services import prepared_statements
@@ -84,19 +85,55 @@ def test_a_statement_the_process_forgot_is_executed_without_preparing_twice(cata
 
 
 def test_a_text_postgresql_cannot_prepare_runs_unprepared(catalogue):
-    """A hook's parameter of no inferable type ($n IS NOT NULL): refused once, then never tried again."""
+    """A parameter of no inferable type ($1 IS NOT NULL): refused once, then never tried again."""
+    sql = "SELECT %s IS NOT NULL"
+    with connection.cursor() as cursor:
+        assert prepared_statements.run_after(cursor, "SELECT 1", [], sql, ["any"]) is None
+        with CaptureQueriesContext(connection) as queries:
+            assert prepared_statements.run_after(cursor, "SELECT 1", [], sql, ["any"]) is None
+    assert queries.captured_queries == []  # not sent again
+    assert server_statements() == prepared_statements.held(connection) == []
+    prepared_statements.forget()
+
+
+def test_a_hooks_values_keep_their_type_when_prepared(catalogue, settings):
+    """Left as parameters, PREPARE would type them from their context: in ``stock + $1``
+    0.4 becomes an integer, 0, and the hook keeps other products (it once returned none)."""
     p = catalogue
 
-    def hook(queryset):
-        return queryset.extra(where=["%s IS NOT NULL"], params=["any"])
+    def hook(queryset):  # stock 5 + 0.4 > 5 keeps the products in stock
+        return queryset.alias(x=F("stock") + 0.4).filter(x__gt=5)
 
-    expected = similar_products(p[2].pk, k=4, use_cache=False)
-    assert similar_products(p[2].pk, k=4, queryset_hook=hook) == expected
     with CaptureQueriesContext(connection) as queries:
-        assert similar_products(p[2].pk, k=4, queryset_hook=hook) == expected
+        prepared = similar_products(p[2].pk, k=4, queryset_hook=hook)
     (sent,) = searches(queries)
-    assert "PREPARE" not in sent and "EXECUTE" not in sent and "<=>" in sent
-    prepared_statements.forget()
+    assert "EXECUTE visrec_" in sent
+    settings.VISREC = {**settings.VISREC, "PREPARED_QUERIES": False}
+    plain = similar_products(p[2].pk, k=4, queryset_hook=hook)
+    assert prepared == plain and len(plain) == 4
+
+
+def test_a_message_failing_after_its_prepare_leaves_the_list_as_the_server_has_it(catalogue, monkeypatch):
+    """PREPARE and DEALLOCATE stay done when the EXECUTE after them fails (a timeout, here a
+    division by zero): the process reads the server's list again instead of drifting from it."""
+    monkeypatch.setattr(prepared_statements, "MAX_STATEMENTS", 2)
+    p = catalogue
+
+    def failing(queryset):  # every product of the catalogue has stock 5 or 0
+        return queryset.extra(where=["100 / (stock - 5) > 0"])
+
+    for k in (2, 3):
+        similar_products(p[2].pk, k=k, use_cache=False)
+    oldest = prepared_statements.held(connection)[0]
+    with pytest.raises(DatabaseError):
+        similar_products(p[2].pk, k=4, queryset_hook=failing)  # DEALLOCATE, PREPARE done; EXECUTE fails
+    held = prepared_statements.held(connection)
+    assert held == server_statements() and len(held) == 2 and oldest not in held
+    with pytest.raises(DatabaseError):
+        similar_products(p[2].pk, k=4, queryset_hook=failing)  # EXECUTE alone: nothing to read again
+    for k in (5, 6, 2):
+        assert len(similar_products(p[2].pk, k=k, use_cache=False)) == k
+    assert prepared_statements.held(connection) == server_statements() and len(server_statements()) == 2
 
 
 def test_inside_a_transaction_queries_run_unprepared(catalogue):
@@ -117,3 +154,16 @@ def test_a_connection_keeps_at_most_max_statements(catalogue, monkeypatch):
     assert len(held) == 2 and server_statements() == held
     assert len(similar_products(p[2].pk, k=2, use_cache=False)) == 2  # the evicted one, prepared again
     assert len(prepared_statements.held(connection)) == 2
+
+
+def test_the_least_recently_used_statement_is_deallocated(catalogue, monkeypatch):
+    """One-off texts (price bands, say) push out each other, not the statement in steady use."""
+    monkeypatch.setattr(prepared_statements, "MAX_STATEMENTS", 2)
+    p = catalogue
+    similar_products(p[2].pk, k=2, use_cache=False)
+    steady = prepared_statements.held(connection)[-1]
+    similar_products(p[2].pk, k=3, use_cache=False)
+    similar_products(p[6].pk, k=2, use_cache=False)  # the steady one used again
+    similar_products(p[2].pk, k=4, use_cache=False)  # evicts k=3's, prepared after it
+    held = prepared_statements.held(connection)
+    assert len(held) == 2 and held[0] == steady and set(held) == set(server_statements())

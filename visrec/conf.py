@@ -90,9 +90,10 @@ DEFAULTS: dict[str, Any] = {
     # with CANDIDATE_SQL_SECONDS not 0; otherwise one after the other. 0: off.
     "QUERY_THREADS": 2,
     # Run the nearest-neighbour queries as prepared statements of each database connection
-    # (planned once per connection, not per query; outside transactions only). Safe behind
-    # a pooler (a connection that lost its statements gets them again), but with a pooler
-    # in transaction mode most queries would pay for that: set False there.
+    # (planned once per connection, not per query; outside transactions only). Correct
+    # behind a pooler (a connection that lost its statements gets them again), but set
+    # False with one in transaction mode: most queries would prepare again, and what a
+    # server connection holds would not be bounded (deallocations land on other ones).
     "PREPARED_QUERIES": True,
     # --- Celery ---------------------------------------------------------------------
     # Queue names: extraction is meant for GPU workers when a shop has them.

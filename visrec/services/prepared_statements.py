@@ -12,14 +12,19 @@ How it stays correct:
 * a statement's name is a digest of its text (``visrec_<hex>``), so no name ever stands
   for two texts, whichever process or pooled server connection prepared it;
 * this process remembers the names each connection holds (at most ``MAX_STATEMENTS``;
-  past that the oldest is deallocated) and sends a statement's ``PREPARE`` in the same
+  past that the least recently used is deallocated, so that a stream of one-off texts, such
+  as price bands, does not push out the statements every request uses) and sends a statement's ``PREPARE`` in the same
   message as its first ``EXECUTE``;
-* a connection that lost them (a pooler in transaction mode handing the next transaction
-  another server connection, a ``DISCARD ALL``) answers ``EXECUTE`` with SQLSTATE 26000:
-  the message goes again with its ``PREPARE``; one that holds a name this process did not
-  know of (42P05) gets it again without;
-* a text PostgreSQL cannot prepare (a parameter whose type it cannot infer, say in a
-  host's queryset hook) runs unprepared in this process from then on;
+* a message that fails after it prepared or deallocated (a timeout in its ``EXECUTE``), or
+  that names a statement the connection lost (a pooler in transaction mode handing the next
+  transaction another server connection, a ``DISCARD ALL``: SQLSTATE 26000) or holds
+  unbeknown to this process (42P05), leaves the list as PostgreSQL has it: those statements
+  stay done whatever follows them in the message, so the list is read again from
+  ``pg_prepared_statements`` and the message sent again to match it;
+* values are never left to ``PREPARE`` to type: the callers write the shop's filter and
+  hook values into the text as the driver's literals (``"stock" + $1`` would make 0.4 an
+  integer), and visrec's own parameters are cast or compared with a column of their type; a
+  text PostgreSQL still cannot prepare runs unprepared in this process from then on;
 * inside a transaction (``ATOMIC_REQUESTS``, ``transaction.atomic``) queries run
   unprepared, since a refused statement there would abort the caller's transaction;
   likewise with ``VISREC["PREPARED_QUERIES"]`` off.
@@ -38,7 +43,7 @@ from ..conf import visrec_settings
 
 logger = logging.getLogger(__name__)
 
-#: Prepared statements kept per connection; past this the oldest is deallocated.
+#: Prepared statements kept per connection; past this the least recently used is deallocated.
 MAX_STATEMENTS = 64
 
 _PLACEHOLDER = re.compile(r"%s|%%")
@@ -46,7 +51,7 @@ _PLACEHOLDER = re.compile(r"%s|%%")
 MISSING, DUPLICATE = "26000", "42P05"
 
 _lock = threading.Lock()
-#: Per psycopg connection: the names it holds, oldest first (a dict as an ordered set).
+#: Per psycopg connection: the names it holds, least recently used first (a dict as an ordered set).
 _held: weakref.WeakKeyDictionary[object, dict[str, None]] = weakref.WeakKeyDictionary()
 #: Names of texts PostgreSQL refused to prepare (this process).
 _refused: set[str] = set()
@@ -91,8 +96,8 @@ def run_after(cursor, head: str, head_params: list, sql: str, params: list) -> t
     with _lock:
         held = _held.setdefault(raw, {})
     execute = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
-    prepare = name not in held
     for _attempt in range(3):
+        prepare = name not in held
         evict = list(held)[:max(0, len(held) - MAX_STATEMENTS + 1)] if prepare else []
         parts = [head, *(f"DEALLOCATE {old}" for old in evict),
                  *([f"PREPARE {name} AS {positional(sql)}"] if prepare else []), execute]
@@ -100,19 +105,14 @@ def run_after(cursor, head: str, head_params: list, sql: str, params: list) -> t
             cursor.execute("; ".join(parts), [*head_params, *params])
         except DatabaseError as exc:
             state = getattr(exc.__cause__, "sqlstate", None)
-            if state == MISSING and evict:  # an evicted one was gone already
-                for old in evict:
-                    held.pop(old, None)
+            if prepare or state == MISSING:
+                # PREPARE and DEALLOCATE stay done when a later statement of the message fails
+                # (a timeout in EXECUTE, say), and a name may be missing or held unbeknown to
+                # this process: read what the connection holds instead of guessing.
+                _read_held(cursor, held)
+            if state in (MISSING, DUPLICATE):
                 continue
-            if state == MISSING and not prepare:
-                held.pop(name, None)
-                prepare = True
-                continue
-            if state == DUPLICATE and prepare:
-                held[name] = None
-                prepare = False
-                continue
-            if prepare and state and state.startswith("42"):
+            if prepare and state and state.startswith("42") and name not in held:
                 # PostgreSQL would not prepare the text (or it is wrong as a query anyway: the
                 # caller's unprepared run raises the error then).
                 logger.info("visrec: running a query unprepared: %s", exc)
@@ -121,12 +121,25 @@ def run_after(cursor, head: str, head_params: list, sql: str, params: list) -> t
             raise
         for old in evict:
             held.pop(old, None)
+        held.pop(name, None)  # the most recently used last: eviction takes the least recently used
         held[name] = None
         flag = cursor.fetchone()[-1]
         while cursor.nextset():
             pass
         return flag, cursor.fetchall()
     return None
+
+
+def _read_held(cursor, held: dict[str, None]) -> None:
+    """Sets ``held`` to the visrec statements the connection holds, oldest prepared first (after a
+    failed message; in autocommit its implicit transaction has ended). A connection that
+    cannot answer holds nothing this process may count on."""
+    held.clear()
+    try:
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'visrec\\_%%' ORDER BY prepare_time", [])
+        held.update(dict.fromkeys(row[0] for row in cursor.fetchall()))
+    except DatabaseError:
+        pass
 
 
 def forget(connection=None) -> None:
@@ -141,5 +154,5 @@ def forget(connection=None) -> None:
 
 
 def held(connection) -> list[str]:
-    """The names this process believes a Django connection holds, oldest first."""
+    """The names this process believes a Django connection holds, least recently used first."""
     return list(_held.get(connection.connection, {})) if connection.connection is not None else []

@@ -124,12 +124,14 @@ def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable |
     prepared statement of a query around it then stands for these values, and PostgreSQL
     plans it knowing them (with ``stock > $1`` it would guess the share in stock, and keep
     planning per call, :mod:`~visrec.services.prepared_statements`). A hook's queryset is
-    always compiled on the call, its values left as parameters. No ORDER BY: inside
+    compiled on every call, its values written in too: left as parameters of a prepared
+    statement, PostgreSQL would type them from their context (``"stock" + $1`` makes 0.4 an
+    integer) where the driver's literals keep their own type. No ORDER BY: inside
     ``IN (...)``, a host's default ordering would make PostgreSQL sort the whole candidate
     set and skip the HNSW index.
     """
     if hook is not None:
-        return _compiled(candidate_queryset(filters, query_category, hook))
+        return _inlined(*_compiled(candidate_queryset(filters, query_category, hook)))
     key = (filters.in_stock, filters.category, query_category, filters.min_price, filters.max_price)
     return _CANDIDATE_SQL.get(key, lambda: _inlined(*_compiled(candidate_queryset(filters, query_category, None))))
 
