@@ -13,8 +13,8 @@ How it stays correct:
   for two texts, whichever process or pooled server connection prepared it;
 * this process remembers the names each connection holds (at most ``MAX_STATEMENTS``;
   past that the least recently used is deallocated, so that a stream of one-off texts, such
-  as price bands, does not push out the statements every request uses) and sends a statement's ``PREPARE`` in the same
-  message as its first ``EXECUTE``;
+  as price bands, does not push out the statements every request uses) and sends a
+  statement's ``PREPARE`` in the same message as its first ``EXECUTE``;
 * a message that fails after it prepared or deallocated (a timeout in its ``EXECUTE``), or
   that names a statement the connection lost (a pooler in transaction mode handing the next
   transaction another server connection, a ``DISCARD ALL``: SQLSTATE 26000) or holds
@@ -37,7 +37,7 @@ import re
 import threading
 import weakref
 
-from django.db import DatabaseError
+from django.db import DatabaseError, Error
 
 from ..conf import visrec_settings
 
@@ -131,14 +131,16 @@ def run_after(cursor, head: str, head_params: list, sql: str, params: list) -> t
 
 
 def _read_held(cursor, held: dict[str, None]) -> None:
-    """Sets ``held`` to the visrec statements the connection holds, oldest prepared first (after a
-    failed message; in autocommit its implicit transaction has ended). A connection that
-    cannot answer holds nothing this process may count on."""
+    """Sets ``held`` to the visrec statements the connection holds, oldest prepared first
+    (after a failed message; in autocommit its implicit transaction has ended). A connection
+    that cannot answer (closed, broken) holds nothing this process may count on, and the
+    caller's own error is the one raised."""
     held.clear()
     try:
-        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'visrec\\_%%' ORDER BY prepare_time", [])
+        cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'visrec\\_%%' "
+                       "ORDER BY prepare_time", [])
         held.update(dict.fromkeys(row[0] for row in cursor.fetchall()))
-    except DatabaseError:
+    except Error:
         pass
 
 

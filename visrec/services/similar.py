@@ -130,10 +130,13 @@ def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable |
     ``IN (...)``, a host's default ordering would make PostgreSQL sort the whole candidate
     set and skip the HNSW index.
     """
-    if hook is not None:
+    def build() -> tuple[str, list]:
         return _inlined(*_compiled(candidate_queryset(filters, query_category, hook)))
+
+    if hook is not None:
+        return build()
     key = (filters.in_stock, filters.category, query_category, filters.min_price, filters.max_price)
-    return _CANDIDATE_SQL.get(key, lambda: _inlined(*_compiled(candidate_queryset(filters, query_category, None))))
+    return _CANDIDATE_SQL.get(key, build)
 
 
 def _compiled(queryset) -> tuple[str, list]:
