@@ -117,7 +117,7 @@ def run_one(args) -> dict:
     backbone = load_backbone(args.one)
     batch = np.random.default_rng(0).normal(size=(args.batch_size, 3, backbone.input_size, backbone.input_size)).astype(np.float32)
     backbone.embed(batch)  # warm-up
-    from visrec.services import extraction
+    from visrec.services.catalogue import extraction
 
     extraction.embed_images(ids[: args.batch_size], force=True)  # warm-up (loads, creates the version row)
 

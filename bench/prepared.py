@@ -36,7 +36,7 @@ def measure(product_ids: list[int], in_stock: bool, prepared: bool) -> dict:
     from django.db import connection
     from django.test import override_settings
 
-    from visrec.services.similar import SimilarFilters, similar_products
+    from visrec.services.serving.similar import SimilarFilters, similar_products
 
     filters = SimilarFilters(in_stock=in_stock)
     with override_settings(VISREC={**_visrec(), "PREPARED_QUERIES": prepared}):

@@ -144,7 +144,7 @@ def reset_catalogue(dims: int) -> None:
 
     from shop_demo.catalog.models import Category, Product, ProductImage
     from visrec.models import ImageEmbedding, InteractionEvent, ModelVersion, ProductEmbedding
-    from visrec.services import vector_index
+    from visrec.services.db import vector_index
 
     for model in (ProductEmbedding, ImageEmbedding):
         vector_index.drop_hnsw_index(model, version_name(dims))
@@ -271,7 +271,7 @@ def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
     """Switches the bench version on through visrec; returns (HNSW build seconds, index MB).
 
     ``activate_embedder`` builds the index, then calibrates it (the self-check of
-    ``visrec.services.index_calibration``, whose own time is in ``metrics["hnsw"]["seconds"]``
+    ``visrec.services.db.index_calibration``, whose own time is in ``metrics["hnsw"]["seconds"]``
     and is not counted in the build). ``meta`` (what was loaded) is stored with the build's
     figures in the version's metrics, so that ``--reuse`` can recognise the data and report
     the build it did not redo.
@@ -279,8 +279,8 @@ def build_and_activate(dims: int, args, meta: dict) -> tuple[float, float]:
     from django.db import connection
 
     from visrec.models import ModelKind, ModelVersion, ProductEmbedding
-    from visrec.services import vector_index
-    from visrec.services.embedders import activate_embedder
+    from visrec.services.catalogue.embedders import activate_embedder
+    from visrec.services.db import vector_index
 
     name = version_name(dims)
     version = ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name=name, dimensions=dims,
@@ -317,7 +317,7 @@ def load_meta(n: int, kind: str, args) -> dict:
 def reusable_build(meta: dict) -> dict | None:
     """The stored build of an identical catalogue in the current database, if any."""
     from visrec.models import ModelVersion
-    from visrec.services.embedders import active_embedder_version
+    from visrec.services.catalogue.embedders import active_embedder_version
 
     version = active_embedder_version()
     stored = (version.metrics or {}).get("bench") if version else None
@@ -371,7 +371,7 @@ def prepare(n: int, kind: str, args) -> dict:
 
 def calibration() -> dict | None:
     """The served version's HNSW calibration (``metrics["hnsw"]``), or None."""
-    from visrec.services.embedders import active_embedder_version
+    from visrec.services.catalogue.embedders import active_embedder_version
 
     version = active_embedder_version()
     hnsw = ((version.metrics or {}).get("hnsw") if version else None) or {}
@@ -390,8 +390,8 @@ def calibration_note() -> str:
 
 def ensure_calibrated(label: str) -> None:
     """Calibrates the served (reused) version if its index was not calibrated as it is now."""
-    from visrec.services import index_calibration
-    from visrec.services.embedders import active_embedder_version
+    from visrec.services.catalogue.embedders import active_embedder_version
+    from visrec.services.db import index_calibration
 
     version = active_embedder_version()
     if index_calibration.is_calibrated(version):
@@ -425,7 +425,7 @@ class RawQuery:
     def capture(cls, product_id: int, in_stock: bool) -> RawQuery:
         from django.db import connection
 
-        from visrec.services.similar import SimilarFilters, similar_products
+        from visrec.services.serving.similar import SimilarFilters, similar_products
 
         seen: list[tuple[str, list]] = []
 
@@ -436,7 +436,7 @@ class RawQuery:
         with connection.execute_wrapper(record):
             similar_products(product_id, K, SimilarFilters(in_stock=in_stock), use_cache=False)
         start = next(i for i, (sql, _) in enumerate(seen) if cls.MARK in sql)
-        # A prepared query's first message also prepares it (visrec.services.prepared_statements);
+        # A prepared query's first message also prepares it (visrec.services.db.prepared_statements);
         # the service's later ones, and so the reference, only EXECUTE it.
         return cls([("; ".join(part for part in sql.split("; ") if not part.startswith(("PREPARE ", "DEALLOCATE "))),
                      params) for sql, params in seen[start:]])
@@ -482,8 +482,8 @@ class RawQuery:
 def service_ef_search(k: int) -> int:
     """The ``hnsw.ef_search`` that ``similar._nearest`` sets first for ``k`` results on the served
     version (its calibrated value unless ``--ef-search`` fixes one)."""
-    from visrec.services import vector_index
-    from visrec.services.embedders import active_embedder_version
+    from visrec.services.catalogue.embedders import active_embedder_version
+    from visrec.services.db import vector_index
 
     return int(vector_index.scan_settings(k, active_embedder_version())[1][0])
 
@@ -504,7 +504,7 @@ def measure_recall(vectors, ids, in_stock, rows, in_stock_filter: bool, budget_s
                    ef_values: list[int] = ()) -> dict:
     """recall@10 of the service over ``rows`` (fewer once ``budget_s`` is spent), and of its
     captured SQL replayed per ``hnsw.ef_search`` in ``ef_values`` (with its p50 latency)."""
-    from visrec.services.similar import SimilarFilters, similar_products
+    from visrec.services.serving.similar import SimilarFilters, similar_products
 
     allowed = in_stock if in_stock_filter else None
     filters = SimilarFilters(in_stock=in_stock_filter)
@@ -557,7 +557,7 @@ def measure_latency(ids, rows, warmup_rows, in_stock_filter: bool, budget_s: flo
     from django.core.cache import cache
     from django.db import connection
 
-    from visrec.services.similar import SimilarFilters, similar_products
+    from visrec.services.serving.similar import SimilarFilters, similar_products
 
     filters = SimilarFilters(in_stock=in_stock_filter)
     cache.clear()
@@ -913,7 +913,7 @@ def measure_http(ids: np.ndarray, args, seed: int) -> list[dict]:
 
 def warm_cards(ids: np.ndarray, chunk: int = 1000) -> None:
     """Every product's card in the result cache (what a shop's traffic leaves there)."""
-    from visrec.services import presentation
+    from visrec.services.serving import presentation
 
     for start in range(0, len(ids), chunk):
         presentation.product_cards([(int(pid), 0.0) for pid in ids[start:start + chunk]])

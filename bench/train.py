@@ -94,7 +94,7 @@ CHILD_PREFIX = "CHILDJSON "
 
 def synthetic_dataset(n_events: int, n_items: int, n_users: int, seed: int, *, dims: int = DIMS,
                       days: float = 56.0, end: float | None = None):
-    """A shop log with planted tastes, as a :class:`visrec.services.interactions.Dataset`.
+    """A shop log with planted tastes, as a :class:`visrec.services.foryou.interactions.Dataset`.
 
     Products fall into ``n_items // 100`` (at least 4) visual styles; a product's image vector
     is its style's random centre plus noise (unit norm). Each shopper likes two styles (70/30);
@@ -104,8 +104,9 @@ def synthetic_dataset(n_events: int, n_items: int, n_users: int, seed: int, *, d
     the start, the others launch at a uniform time inside the ``days`` window and are touched
     only after launch, so the last days hold purchases of products nobody touched before (cold).
     """
+    from visrec.services.foryou.interactions import Dataset
+
     from visrec.pseudonyms import subject_key
-    from visrec.services.interactions import Dataset
 
     rng = np.random.default_rng(seed)
     end = time.time() - 3600.0 if end is None else end
@@ -154,7 +155,7 @@ def save_dataset(dataset, path: Path) -> None:
 
 
 def read_dataset(path: Path):
-    from visrec.services.interactions import Dataset
+    from visrec.services.foryou.interactions import Dataset
 
     with np.load(path, allow_pickle=False) as data:
         return Dataset(subjects=data["subjects"], products=data["products"], users=data["users"],
@@ -194,8 +195,9 @@ def child_main(argv: list[str]) -> None:
     mode = argv[0]
     out: dict = {}
     if mode == "export":
-        from visrec.services.embedders import active_embedder_version
-        from visrec.services.interactions import load_dataset
+        from visrec.services.foryou.interactions import load_dataset
+
+        from visrec.services.catalogue.embedders import active_embedder_version
 
         version = active_embedder_version()
         if version is None:
@@ -205,14 +207,14 @@ def child_main(argv: list[str]) -> None:
         out = {"embedder": version.name, "events": int(len(dataset.users)), "items": int(len(dataset.products)),
                "shoppers": int(len(dataset.subjects))}
     elif mode == "fit":
-        from visrec.services.recommender_evaluation import fit_model
+        from visrec.services.foryou.evaluation import fit_model
 
         dataset = read_dataset(Path(argv[1]))
         t0 = time.perf_counter()
         model = fit_model("vbpr", dataset, None, progress=_epoch_printer("fit"))
         out = {"seconds": time.perf_counter() - t0, "params": model.get_params()}
     elif mode == "train":
-        from visrec.services.recommender_training import train_recommender
+        from visrec.services.foryou.training import train_recommender
 
         t0 = time.perf_counter()
         version = train_recommender("vbpr", progress=_epoch_printer("train"))
@@ -351,8 +353,9 @@ class quiet:
 
 
 def accuracy(dataset, label: str, args) -> dict:
+    from visrec.services.foryou.evaluation import fit_model, model_top, temporal_split
+
     from visrec.evaluation.recommendations import all_metrics
-    from visrec.services.recommender_evaluation import fit_model, model_top, temporal_split
 
     split = temporal_split(dataset)
     info = {"data": label, "events": int(len(dataset.users)), "train_events": int(split.train.sum()),
@@ -395,9 +398,9 @@ def reset_bench_tables() -> None:
     """Empties the bench database: catalogue, events, sessions, every model version's vectors."""
     from django.contrib.sessions.models import Session
     from django.db import connection
+    from visrec.services.foryou.training import drop_vectors
 
     from visrec.models import ModelKind, ModelVersion, ShopperVector
-    from visrec.services.recommender_training import drop_vectors
 
     for name in ModelVersion.objects.filter(kind=ModelKind.RECOMMENDER).values_list("name", flat=True):
         drop_vectors(name)
@@ -533,10 +536,10 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
     from importlib import import_module
 
     from django.conf import settings
+    from visrec.services.privacy.tracking import SESSION_KEY
 
     from visrec.models import InteractionEvent, ShopperVector
     from visrec.pseudonyms import subject_key
-    from visrec.services.tracking import SESSION_KEY
 
     SessionStore = import_module(settings.SESSION_ENGINE).SessionStore  # the shop's session engine
     keys, pseudonyms = [], []
@@ -555,11 +558,11 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
         import dataclasses
 
         from django.core.files.base import ContentFile
+        from visrec.services.foryou.training import load_bundle
 
         from visrec.models import ModelKind
-        from visrec.services import foryou as foryou_service
-        from visrec.services.recommender_training import load_bundle
-        from visrec.services.versions import active_version
+        from visrec.services.foryou import recommend as foryou_service
+        from visrec.services.serving.versions import active_version
 
         version = active_version(ModelKind.RECOMMENDER)
         bundle = load_bundle(version)
@@ -597,10 +600,11 @@ def server_args(args) -> argparse.Namespace:
 
 
 def foryou(server, args, workdir: Path, ready_product: int) -> dict:
+    from visrec.services.foryou.recommend import forget_shoppers
+    from visrec.services.foryou.training import load_bundle
+
     from visrec.models import ModelKind, ShopperVector
-    from visrec.services.foryou import forget_shoppers
-    from visrec.services.recommender_training import load_bundle
-    from visrec.services.versions import active_version
+    from visrec.services.serving.versions import active_version
 
     version = active_version(ModelKind.RECOMMENDER)
     if version is None:
@@ -668,7 +672,7 @@ def foryou(server, args, workdir: Path, ready_product: int) -> dict:
 def interleaved_first_requests(ports: dict[str, int], pairs: list[tuple[str, str]]) -> dict:
     """p50/p90 ms of each shopper's first GET /for-you on each server (one keep-alive
     connection per server, one request at a time; which server goes first alternates)."""
-    from visrec.services.foryou import forget_shoppers
+    from visrec.services.foryou.recommend import forget_shoppers
 
     connections = {name: http.client.HTTPConnection("127.0.0.1", port) for name, port in ports.items()}
     times: dict[str, list[float]] = {name: [] for name in ports}
@@ -699,9 +703,16 @@ def service_breakdown(subjects: list[str]) -> dict:
     """p50 ms, in this process, of ``recommend_for_subject`` (a shopper's first request, then
     again with their model lists cached) and of its parts for the same shoppers: the trained
     model's pgvector query, the session query, and the product cards."""
-    from visrec.services import presentation
-    from visrec.services.foryou import DEPTH, forget_shoppers, recommend_for_subject, session_list, trained_list
-    from visrec.services.similar import SimilarFilters
+    from visrec.services.foryou.recommend import (
+        DEPTH,
+        forget_shoppers,
+        recommend_for_subject,
+        session_list,
+        trained_list,
+    )
+
+    from visrec.services.serving import presentation
+    from visrec.services.serving.similar import SimilarFilters
 
     filters = SimilarFilters()
     lists: dict[str, list] = {}
@@ -730,10 +741,11 @@ def service_breakdown(subjects: list[str]) -> dict:
 
 def ingest(server, args, product_ids: np.ndarray) -> dict:
     """Threads POSTing event batches for ``--ingest-seconds``; counts sent, accepted and stored."""
+    from visrec.services.privacy.shopper_data import dropped_events
+
     from visrec.conf import visrec_settings
     from visrec.models import InteractionEvent
     from visrec.pseudonyms import subject_key
-    from visrec.services.privacy import dropped_events
 
     per_subject = min(visrec_settings.MAX_EVENTS_PER_DAY, 400) // args.ingest_batch * args.ingest_batch
     if per_subject <= 0:
@@ -952,7 +964,7 @@ def main() -> None:
             results["scale"] = scale_fit(args, workdir)[1]
         if parts & {"foryou", "ingest"}:
             from visrec.models import ModelKind
-            from visrec.services.versions import active_version
+            from visrec.services.serving.versions import active_version
 
             if active_version(ModelKind.RECOMMENDER) is None:
                 raise SystemExit("foryou/ingest need the scale part's database (run with scale, or --keep it)")

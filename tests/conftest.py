@@ -25,7 +25,7 @@ def _media_root(settings, tmp_path):
 def _clear_cache():
     from django.core.cache import cache
 
-    from visrec.services import cache_writes
+    from visrec.services.db import cache_writes
 
     cache_writes.flush()  # a write deferred by the previous test goes out before the clear
     cache.clear()
@@ -38,7 +38,7 @@ def _prepared_statements_deallocated_after():
     yield
     from django.db import connection
 
-    from visrec.services import prepared_statements
+    from visrec.services.db import prepared_statements
 
     if prepared_statements.held(connection) and not connection.in_atomic_block:
         with connection.cursor() as cursor:
@@ -50,7 +50,7 @@ def _prepared_statements_deallocated_after():
 def _query_pool_closed_after():
     """A test that ran queries on visrec's query threads leaves no connection holding the test database."""
     yield
-    from visrec.services import concurrent_queries
+    from visrec.services.db import concurrent_queries
 
     concurrent_queries.shutdown()
 
@@ -70,7 +70,6 @@ def start_worker(*, settings_module: str = "shop_demo.settings_test", extra_env:
     from django.db import connection
 
     from shop_demo.celery import app
-
     from visrec.conf import visrec_settings
 
     queues = ",".join(sorted({

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from visrec.models import ImageEmbedding, ModelKind, ModelVersion
-from visrec.services.embedders import active_embedder_version
+from visrec.services.catalogue.embedders import active_embedder_version
 
 from .factories import ProductImageFactory
 from .test_similar import catalogue, make_version, plant  # noqa: F401 - fixtures

@@ -59,7 +59,7 @@ def test_switched_version_is_served_at_once(client, catalogue, django_capture_on
 
 
 def test_deleted_product_is_404_even_when_its_list_was_cached(client, catalogue, django_capture_on_commit_callbacks):
-    from visrec.services.generation import bump_embeddings_generation
+    from visrec.services.serving.generation import bump_embeddings_generation
 
     p = catalogue
     for _, callback, _ in connection.run_on_commit:  # the fixture's version switch, as if committed

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.core.cache import cache
 
 from visrec.cache import RedisCache
-from visrec.services import cache_writes
-from visrec.services.generation import GENERATION_KEY, bump_embeddings_generation, generation_and_entry
-from visrec.services.similar import similar_list
+from visrec.services.db import cache_writes
+from visrec.services.serving.generation import GENERATION_KEY, bump_embeddings_generation, generation_and_entry
+from visrec.services.serving.similar import similar_list
 
 from .test_similar import catalogue  # noqa: F401 - fixture
 
@@ -53,7 +53,7 @@ def test_the_write_goes_out_after_the_response(catalogue, client):  # noqa: F811
 
 def test_the_cards_read_of_the_same_request_sends_the_write(catalogue, monkeypatch):  # noqa: F811
     """A missed list's write rides on the product cards' read: no round trip of its own."""
-    from visrec.services.presentation import product_cards
+    from visrec.services.serving.presentation import product_cards
 
     p = catalogue
     calls = []
@@ -93,7 +93,7 @@ def test_a_cache_that_is_down_loses_the_writes_not_the_caller(monkeypatch, caplo
 
     cache_writes.defer("visrec:test:entry", 1, 30)
     monkeypatch.setattr(cache, "set_many", down)
-    with caplog.at_level(logging.WARNING, logger="visrec.services.cache_writes"):
+    with caplog.at_level(logging.WARNING, logger="visrec.services.db.cache_writes"):
         cache_writes.flush()
     assert "1 deferred cache writes lost" in caplog.text
     assert cache_writes.pending_count() == 0

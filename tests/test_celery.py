@@ -34,7 +34,7 @@ def test_catalogue_indexed_by_the_worker_is_served(celery_worker_process, worker
     import time
 
     settings.VISREC = {**settings.VISREC, "AUTO_INDEX": False}  # only the bulk task embeds here
-    from visrec.services.embedders import active_embedder_version
+    from visrec.services.catalogue.embedders import active_embedder_version
     from visrec.tasks import index_catalogue
 
     from .conftest import make_image_bytes

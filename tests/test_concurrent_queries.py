@@ -8,7 +8,9 @@ import pytest
 from django.db import connection, transaction
 
 from visrec.pseudonyms import subject_key
-from visrec.services import concurrent_queries, foryou, recommender_training
+from visrec.services.db import concurrent_queries
+from visrec.services.foryou import recommend as foryou
+from visrec.services.foryou import training as recommender_training
 
 from .test_foryou import shop  # noqa: F401 - fixture
 

@@ -6,11 +6,11 @@ import datetime as dt
 import numpy as np
 import pytest
 from django.utils import timezone
+from visrec.services.foryou.recommend import trending_list
 
 from visrec.models import InteractionEvent, PrivacyRelease
-from visrec.services import dp_releases
-from visrec.services.foryou import trending_list
-from visrec.services.similar import SimilarFilters
+from visrec.services.privacy import dp_releases
+from visrec.services.serving.similar import SimilarFilters
 
 from .factories import ProductFactory
 

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
 from visrec.models import InteractionEvent, PrivacyRelease
-from visrec.services import dp_statistics
+from visrec.services.privacy import dp_statistics
 
 from .factories import CategoryFactory, ProductFactory
 

@@ -18,7 +18,8 @@ from visrec.models import ModelVersion, ShopperVector
 from visrec.recommenders import MODELS, DPItemBPRRecommender, Interactions, Recommender, load_model
 from visrec.recommenders.dp_itembpr import bounded_history
 from visrec.recommenders.dp_sgd import ShopperBatchModel, default_delta, sample_pairs, torch_threads
-from visrec.services import dp_training, recommender_training
+from visrec.services.foryou import training as recommender_training
+from visrec.services.privacy import dp_training
 
 from .test_foryou import shop  # noqa: F401 - the fixture
 from .test_recommenders import (  # noqa: F401 - fixtures and the shared contract

@@ -8,8 +8,8 @@ from django.core.management import call_command
 
 from visrec import signal_handlers
 from visrec.models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
-from visrec.services import extraction
-from visrec.services.embedders import active_embedder_version, target_embedder_version
+from visrec.services.catalogue import extraction
+from visrec.services.catalogue.embedders import active_embedder_version, target_embedder_version
 
 from .conftest import make_image_bytes
 from .factories import ProductFactory, ProductImageFactory

@@ -15,9 +15,9 @@ from visrec.colour import DEFAULT_BINS, batch_descriptors
 from visrec.embedder import fuse
 from visrec.imaging import preprocess
 from visrec.models import ImageEmbedding, ModelVersion, ProductEmbedding
-from visrec.services import extraction, finetuning
-from visrec.services.embedders import active_embedder_version, load_embedder
-from visrec.services.extraction import preprocess_config
+from visrec.services.catalogue import extraction, finetuning
+from visrec.services.catalogue.embedders import active_embedder_version, load_embedder
+from visrec.services.catalogue.extraction import preprocess_config
 from visrec.training.projection import ProjectionHead, TrainingConfig, category_affinity
 
 from .factories import CategoryFactory, ProductFactory, ProductImageFactory

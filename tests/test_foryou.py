@@ -12,11 +12,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from visrec.evaluation.recommendations import new_product_slots, reserve_slots
 from visrec.models import InteractionEvent, ModelKind, ModelVersion, ShopperVector
 from visrec.pseudonyms import subject_key
-from visrec.services import foryou, recommender_evaluation, recommender_training
-from visrec.services.versions import active_version
+from visrec.recommenders.blend import new_product_slots, reserve_slots
+from visrec.services.foryou import evaluation as recommender_evaluation
+from visrec.services.foryou import recommend as foryou
+from visrec.services.foryou import training as recommender_training
+from visrec.services.serving.versions import active_version
 
 from .factories import CategoryFactory, ProductFactory
 from .test_similar import make_version, plant
@@ -341,7 +343,7 @@ def test_a_shoppers_model_lists_are_cached_until_they_buy_and_forgotten_on_erasu
         shop, monkeypatch, django_capture_on_commit_callbacks):
     from django.core.cache import cache
 
-    from visrec.services import privacy
+    from visrec.services.privacy import shopper_data as privacy
 
     monkeypatch.setattr(recommender_training, "select_blend", lambda *a, **k: {
         "weights": {"model": 0.4, "itemknn": 0.3, "session": 0.3}, "validation_recall@20": 0.5,
@@ -432,7 +434,7 @@ def test_session_lists_of_the_evaluation_rank_in_bounded_chunks(monkeypatch):
 
 
 def test_split_ends_at_the_last_purchase_so_a_stray_later_view_changes_nothing():
-    from visrec.services.interactions import Dataset
+    from visrec.services.foryou.interactions import Dataset
 
     day = recommender_evaluation.DAY
     # Two shoppers: views, then each buys on day 20; a stray view arrives on day 40.

@@ -9,11 +9,16 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from visrec.models import ModelKind, ModelVersion, ProductEmbedding
-from visrec.services import index_calibration, vector_index
-from visrec.services.embedders import activate_embedder, ensure_indexes
-from visrec.services.index_calibration import (RunningTopK, calibrate_ef_search, choose_ef_search, query_recalls,
-                                              recall_lower_bound)
-from visrec.services.similar import similar_products
+from visrec.services.catalogue.embedders import activate_embedder, ensure_indexes
+from visrec.services.db import index_calibration, vector_index
+from visrec.services.db.index_calibration import (
+    RunningTopK,
+    calibrate_ef_search,
+    choose_ef_search,
+    query_recalls,
+    recall_lower_bound,
+)
+from visrec.services.serving.similar import similar_products
 
 from .factories import CategoryFactory, ProductFactory
 
@@ -145,7 +150,7 @@ def test_calibration_picks_the_smallest_ef_reaching_the_target(settings, caplog)
     assert stored["hnsw"]["ef_search"] == strict["ef_search"] and stored["backbone"] == "planted"
     assert index_calibration.is_calibrated(version)
     # Nobody reaches a target above 1: the best ef is kept, with a warning to rebuild.
-    with caplog.at_level("WARNING", logger="visrec.services.index_calibration"):
+    with caplog.at_level("WARNING", logger="visrec.services.db.index_calibration"):
         hopeless = calibrate_ef_search(version, sample=20, target=1.01)
     assert not hopeless["reached"] and "HNSW_EF_CONSTRUCTION" in caplog.text
 

@@ -12,11 +12,12 @@ from collections import Counter
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
+from visrec.services.privacy.tracking import EventIn, record_events
 
 from visrec.models import CategoryReport, InteractionEvent
 from visrec.pseudonyms import subject_key
-from visrec.services import local_dp, privacy
-from visrec.services.tracking import EventIn, record_events
+from visrec.services.privacy import local_dp
+from visrec.services.privacy import shopper_data as privacy
 
 from .factories import CategoryFactory, ProductFactory
 

@@ -6,8 +6,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
-from visrec.services import prepared_statements
-from visrec.services.similar import SimilarFilters, similar_products
+from visrec.services.db import prepared_statements
+from visrec.services.serving.similar import SimilarFilters, similar_products
 
 from .test_similar import catalogue, ids  # noqa: F401 - fixture
 

@@ -8,7 +8,7 @@ from django.db import connection, models, transaction
 from django.test.utils import CaptureQueriesContext
 
 from shop_demo.catalog.models import Product
-from visrec.services.presentation import forget_cards, product_cards
+from visrec.services.serving.presentation import forget_cards, product_cards
 
 from .factories import ProductFactory, ProductImageFactory
 
@@ -133,7 +133,8 @@ def test_no_card_cache_when_switched_off(products, settings):
 
 
 def test_the_card_query_is_compiled_once_for_its_time(products, settings, monkeypatch):
-    from visrec.services import compiled_sql, presentation
+    from visrec.services.db import compiled_sql
+    from visrec.services.serving import presentation
 
     compiled = []
     real = presentation._card_sql

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from visrec.models import InteractionEvent, ShopperVector
 from visrec.pseudonyms import subject_key
-from visrec.services import privacy
+from visrec.services.privacy import shopper_data as privacy
 
 from .factories import ProductFactory
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from visrec.models import InteractionEvent, ShopperVector
 from visrec.pseudonyms import subject_key, subject_keys
-from visrec.services import privacy
+from visrec.services.privacy import shopper_data as privacy
 
 from .factories import ProductFactory
 

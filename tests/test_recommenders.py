@@ -14,8 +14,6 @@ import zipfile
 import numpy as np
 import pytest
 
-from visrec.recommenders.bpr import AdamTable, BPRParameters
-from visrec.recommenders.vbpr import VBPRParameters, principal_basis
 from visrec.recommenders import (
     MODELS,
     BPRRecommender,
@@ -27,6 +25,8 @@ from visrec.recommenders import (
     load_model,
     top_n,
 )
+from visrec.recommenders.bpr import AdamTable, BPRParameters
+from visrec.recommenders.vbpr import VBPRParameters, principal_basis
 
 N_CATEGORIES, N_COLOURS = 5, 4
 N_KINDS = N_CATEGORIES * N_COLOURS
@@ -605,7 +605,7 @@ def test_max_samples_caps_the_epochs_a_fit_runs(cls):
 def test_fit_model_applies_the_settings_triple_budget(settings):
     from types import SimpleNamespace
 
-    from visrec.services.recommender_evaluation import fit_model
+    from visrec.services.foryou.evaluation import fit_model
 
     interactions, features = make_interactions(), make_features()
     dataset = SimpleNamespace(interactions=lambda mask=None: interactions, features=features)

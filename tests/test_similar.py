@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from visrec.models import ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
-from visrec.services import compiled_sql, extraction, similar, vector_index
-from visrec.services.embedders import activate_embedder
-from visrec.services.similar import NotEmbedded, SimilarFilters, similar_products
+from visrec.services.catalogue import extraction
+from visrec.services.catalogue.embedders import activate_embedder
+from visrec.services.db import compiled_sql, vector_index
+from visrec.services.serving import similar
+from visrec.services.serving.similar import NotEmbedded, SimilarFilters, similar_products
 
 from .factories import CategoryFactory, ProductFactory, ProductImageFactory
 
@@ -85,7 +87,7 @@ def test_selective_filter_still_returns_k_results():
         for i in range(3000)
     )
     plant(products, rng.normal(size=(3000, DIMS)))
-    from visrec.services.embedders import ensure_indexes
+    from visrec.services.catalogue.embedders import ensure_indexes
 
     ensure_indexes(ModelVersion.objects.get(name="planted@1"))
     result = similar_products(products[1].pk, k=20, filters=SimilarFilters(category="other"),
@@ -170,7 +172,7 @@ def test_candidate_sql_is_compiled_once_for_its_time(catalogue, settings, monkey
 
 
 def test_an_empty_candidate_set_filters_everything_out(catalogue, settings):
-    from visrec.services import foryou
+    from visrec.services.foryou import recommend as foryou
 
     settings.VISREC = {**settings.VISREC, "IN_STOCK_FILTER": {"pk__in": []}}
     assert similar_products(catalogue[2].pk, k=3, use_cache=False) == []

@@ -8,11 +8,11 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.test import RequestFactory
 from django.utils import timezone
+from visrec.services.privacy.tracking import MAX_BATCH, SESSION_KEY, TrackingError
 
 import visrec
 from visrec.models import InteractionEvent
 from visrec.pseudonyms import subject_key
-from visrec.services.tracking import MAX_BATCH, SESSION_KEY, TrackingError
 
 from .factories import ProductFactory
 

@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 
 from visrec.models import ModelKind, ModelVersion, ProductEmbedding
-from visrec.services import vector_index
+from visrec.services.db import vector_index
 
 from .factories import ProductFactory
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from visrec.models import ModelKind, ModelVersion
-from visrec.services import versions
-from visrec.services.generation import bump_embeddings_generation, embeddings_generation
-from visrec.services.versions import served_version
+from visrec.services.serving import versions
+from visrec.services.serving.generation import bump_embeddings_generation, embeddings_generation
+from visrec.services.serving.versions import served_version
 
 pytestmark = pytest.mark.django_db
 

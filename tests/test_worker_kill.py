@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from visrec.models import EmbeddingStatus, ImageEmbedding, ProductEmbedding
-from visrec.services.embedders import target_embedder_version
+from visrec.services.catalogue.embedders import target_embedder_version
 from visrec.tasks import embed_images
 
 from .conftest import purge_test_queues, start_worker, stop_worker

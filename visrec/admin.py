@@ -17,8 +17,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .models import EmbeddingStatus, ImageEmbedding, InteractionEvent, ModelKind, ModelVersion, PrivacyRelease
-from .services import presentation, similar
-from .services.embedders import activate_embedder, active_embedder_version
+from .services.catalogue.embedders import activate_embedder, active_embedder_version
+from .services.serving import presentation, similar
 
 
 class VisuallySimilarAdminMixin:
@@ -113,7 +113,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         note = f"switched in the admin by {request.user}"
         if version.kind == ModelKind.RECOMMENDER:
             from .models import RecommenderItemVector
-            from .services.versions import activate_version
+            from .services.serving.versions import activate_version
 
             if not RecommenderItemVector.objects.filter(model_version=version.name).exists():
                 self.message_user(request, _("%s was never published (kept out by its guardrail or failed).")
@@ -122,7 +122,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             activate_version(version, note=note)
             self.message_user(request, _("%s is now served.") % version.name)
             return
-        from .services.extraction import coverage
+        from .services.catalogue.extraction import coverage
 
         state = coverage(version)
         if state["done"] + state["failed"] < state["images"]:
@@ -154,7 +154,7 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
     """The privacy budget ledger, and the shop statistics released through it.
 
     ``statistics/`` shows per-product view/cart/purchase counts and per-category shares
-    from the window's differentially private release (:mod:`visrec.services.dp_statistics`);
+    from the window's differentially private release (:mod:`visrec.services.privacy.dp_statistics`);
     ``statistics/csv/`` exports that same release. Neither reads the events directly.
     """
 
@@ -176,7 +176,7 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
     def _statistics(self, request):
         from django.core.exceptions import PermissionDenied
 
-        from .services.dp_statistics import current_statistics
+        from .services.privacy.dp_statistics import current_statistics
 
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -187,7 +187,7 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
         from django.template.response import TemplateResponse
 
         from .conf import visrec_settings
-        from .services.dp_releases import BudgetExceeded, period_start, remaining
+        from .services.privacy.dp_releases import BudgetExceeded, period_start, remaining
 
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "title": _("Shop statistics (differentially private)"), "stats": None,
@@ -211,8 +211,8 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
         from django.http import HttpResponse
         from django.shortcuts import redirect
 
-        from .services.dp_releases import BudgetExceeded
-        from .services.dp_statistics import write_statistics_csv
+        from .services.privacy.dp_releases import BudgetExceeded
+        from .services.privacy.dp_statistics import write_statistics_csv
 
         try:
             stats = self._statistics(request)
@@ -226,13 +226,13 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("noise (95%)"))
     def plus_minus_95(self, obj) -> str:
-        from .services.dp_releases import noise_margin
+        from .services.privacy.dp_releases import noise_margin
 
         return f"± {noise_margin(obj.noise_scale):.0f}"
 
     def changelist_view(self, request, extra_context=None):
         from .conf import visrec_settings
-        from .services.dp_releases import period_start, remaining
+        from .services.privacy.dp_releases import period_start, remaining
 
         self.message_user(request, _(
             "Privacy budget: epsilon %(left).2f of %(total).2f left in the period starting %(start)s. "

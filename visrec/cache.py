@@ -11,7 +11,7 @@ thread-safe. Use it in place of Django's::
     CACHES = {"default": {"BACKEND": "visrec.cache.RedisCache", "LOCATION": "redis://..."}}
 
 It also sends writes and a read in one pipelined round trip
-(:meth:`RedisCache.set_many_then_get_many`), which :mod:`visrec.services.cache_writes` uses
+(:meth:`RedisCache.set_many_then_get_many`), which :mod:`visrec.services.db.cache_writes` uses
 so that a "similar" list's write does not wait on the request's path; ``get_many``,
 ``set_many`` and that round trip write the commands on a pooled connection directly
 (:func:`round_trip`) rather than through redis-py's pipeline machinery, on a connection each
@@ -199,7 +199,7 @@ class RedisCache(DjangoRedisCache):
 
     def set_many_then_get_many(self, writes: dict, keys, version=None) -> dict:
         """``set_many(entries, timeout)`` for each ``timeout: entries`` of ``writes``, then
-        ``get_many(keys)``, in one round trip (used by :mod:`visrec.services.cache_writes`)."""
+        ``get_many(keys)``, in one round trip (used by :mod:`visrec.services.db.cache_writes`)."""
         made_writes = [({self.make_and_validate_key(key, version=version): value for key, value in entries.items()},
                         self.get_backend_timeout(timeout)) for timeout, entries in writes.items()]
         made = {self.make_and_validate_key(key, version=version): key for key in keys}

@@ -40,7 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "EXTRACTION_BATCH_SIZE": 32,
     # HNSW candidate list per query (pgvector's hnsw.ef_search): higher = better recall, slower.
     # None: each embedder version's own, chosen by the self-check run when it is switched on
-    # (visrec.services.index_calibration; 100 for a version never calibrated); an integer
+    # (visrec.services.db.index_calibration; 100 for a version never calibrated); an integer
     # fixes it for every version. Either way at least 2 k and at most 1000 per query.
     "HNSW_EF_SEARCH": None,
     # recall@10 against exact search that the self-check picks the smallest ef_search for.
@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a product's card (name, link, price, first image) stays in Django's cache.
     # Saving or deleting a product or image forgets its card; changes made without signals
     # (QuerySet.update, raw SQL) show after at most this long, or call
-    # visrec.services.presentation.forget_cards(ids). 0: cards are read from the database
+    # visrec.services.serving.presentation.forget_cards(ids). 0: cards are read from the database
     # on every request.
     "CARD_CACHE_SECONDS": 300,
     # Seconds a shopper's trained-model lists ("for you": the model's list and item-kNN's)

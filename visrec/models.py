@@ -3,7 +3,7 @@
 Vectors are stored in dimension-free ``vector`` columns so that any backbone (512 to
 2048 dimensions) fits the same schema. Each served model version gets its own HNSW
 index, a partial expression index ``((vector::vector(N)) vector_cosine_ops) WHERE
-model_version = '...'`` built by :mod:`visrec.services.vector_index` before the
+model_version = '...'`` built by :mod:`visrec.services.db.vector_index` before the
 version is switched on; this is how pgvector indexes columns of mixed dimensions,
 and it lets a new version be fully indexed before readers see it.
 """

@@ -3,7 +3,7 @@
 Also: a deleted product invalidates cached "similar" lists (it may be one's query or
 result); a saved or deleted product or image forgets the product's cached card; and a
 saved or deleted model version drops this process's memo of served versions. Deferred cache
-writes (:mod:`~visrec.services.cache_writes`) go out after each response and Celery task.
+writes (:mod:`~visrec.services.db.cache_writes`) go out after each response and Celery task.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from .conf import get_image_model, get_product_model, visrec_settings
-from .services import cache_writes
+from .services.db import cache_writes
 
 
 def post_save_image(sender, instance, created: bool = False, raw: bool = False, **kwargs) -> None:
@@ -46,7 +46,7 @@ def post_delete_product(sender, instance, **kwargs) -> None:
     any rollback, and the savepoints open then) rather than searching every pending callback
     per deletion (quadratic when a deletion cascades to many images, each queueing a refresh).
     """
-    from .services.generation import bump_embeddings_generation
+    from .services.serving.generation import bump_embeddings_generation
 
     connection = transaction.get_connection()
     queued = getattr(connection, "_visrec_bump_queued", None)
@@ -81,7 +81,7 @@ class ForgetCards:
         self.done = False
 
     def __call__(self) -> None:
-        from .services.presentation import forget_cards
+        from .services.serving.presentation import forget_cards
 
         self.done = True
         forget_cards(self.product_ids)
@@ -111,7 +111,7 @@ def user_logged_in_handler(sender, request, user, **kwargs) -> None:
     """A shopper who logs in mid-session keeps the session's history."""
     if request is None:
         return
-    from .services.tracking import adopt_session_history
+    from .services.privacy.tracking import adopt_session_history
 
     adopt_session_history(request, user)
 
@@ -120,7 +120,7 @@ def register_signal_handlers() -> None:
     """Connects the handlers to the host's image and product models and visrec's versions
     (called from ``VisrecConfig.ready``)."""
     from .models import ModelVersion
-    from .services.versions import forget_served_versions
+    from .services.serving.versions import forget_served_versions
 
     image_model = get_image_model()
     post_save.connect(post_save_image, sender=image_model, dispatch_uid="visrec_post_save_image")

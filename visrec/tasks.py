@@ -9,7 +9,8 @@ from dataclasses import asdict
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import extraction, health
+from .services import health
+from .services.catalogue import extraction
 
 #: Errors worth retrying: the database or storage was briefly unreachable.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -42,7 +43,7 @@ def embed_images(image_ids: list[int], force: bool = False) -> dict:
 @shared_task(name="visrec.refresh_product_vectors", autoretry_for=TRANSIENT_ERRORS, max_retries=5)
 def refresh_product_vectors(product_ids: list[int]) -> int:
     """Recomputes product vectors after images were deleted."""
-    from .services.embedders import target_embedder_version, written_versions
+    from .services.catalogue.embedders import target_embedder_version, written_versions
 
     return extraction.update_product_vectors(product_ids, written_versions(target_embedder_version()))
 
@@ -59,7 +60,7 @@ def index_catalogue(mode: str = "missing", chunk_size: int = 256) -> int:
 @shared_task(name="visrec.train_embedder", acks_late=False)
 def train_embedder() -> dict:
     """Nightly: fine-tunes the embedder; switches only if not worse (see services.finetuning)."""
-    from .services import finetuning
+    from .services.catalogue import finetuning
 
     try:
         outcome = finetuning.train_embedder()
@@ -71,7 +72,7 @@ def train_embedder() -> dict:
 @shared_task(name="visrec.train_recommender", acks_late=False)
 def train_recommender() -> dict:
     """Nightly: trains "for you" on recent events; switches only if Recall@20 is not worse."""
-    from .services import recommender_training
+    from .services.foryou import training as recommender_training
 
     try:
         version = recommender_training.train_recommender()
@@ -83,6 +84,6 @@ def train_recommender() -> dict:
 @shared_task(name="visrec.purge_expired_events", autoretry_for=TRANSIENT_ERRORS, max_retries=3)
 def purge_expired_events() -> int:
     """Nightly: deletes raw events older than RETENTION_DAYS, in batches."""
-    from .services.privacy import purge_expired_events as purge
+    from .services.privacy.shopper_data import purge_expired_events as purge
 
     return purge()

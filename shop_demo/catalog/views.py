@@ -8,9 +8,9 @@ from django.shortcuts import get_object_or_404, render
 
 import visrec
 from visrec.imaging import ImageRejected
-from visrec.services import presentation
-from visrec.services.photo_search import search_by_image
-from visrec.services.similar import NotEmbedded
+from visrec.services.serving import presentation
+from visrec.services.serving.photo_search import search_by_image
+from visrec.services.serving.similar import NotEmbedded
 
 from .models import Category, Product, ProductImage
 

@@ -7,7 +7,7 @@ from django.core.signals import setting_changed
 from rest_framework import serializers
 
 from ..conf import visrec_settings
-from ..services.similar import MAX_K, SimilarFilters
+from ..services.serving.similar import MAX_K, SimilarFilters
 
 
 class FilterParamsSerializer(serializers.Serializer):
@@ -142,7 +142,7 @@ class EventBatchSerializer(serializers.Serializer):
     events = EventSerializer(many=True, allow_empty=False)
 
     def validate_events(self, value):
-        from ..services.tracking import MAX_BATCH
+        from ..services.privacy.tracking import MAX_BATCH
 
         if len(value) > MAX_BATCH:
             raise serializers.ValidationError(f"{len(value)} events in one batch; the limit is {MAX_BATCH}.")

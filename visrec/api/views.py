@@ -1,4 +1,4 @@
-"""REST views: thin over :mod:`visrec.services.similar` and :mod:`visrec.services.photo_search`."""
+"""REST views: thin over :mod:`visrec.services.serving.similar` and :mod:`visrec.services.serving.photo_search`."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
@@ -11,17 +11,17 @@ from rest_framework.views import APIView
 from ..conf import get_product_model
 from ..imaging import ImageRejected
 from ..models import ModelKind
-from ..services import presentation
-from ..services.photo_search import search_by_image
-from ..services.similar import NotEmbedded, fallback_products, similar_list
-from ..services.tracking import EventIn, TrackingError, record_events, subject_for_request
-from ..services.versions import served_version
+from ..services.privacy.tracking import EventIn, TrackingError, record_events, subject_for_request
+from ..services.serving import presentation
+from ..services.serving.photo_search import search_by_image
+from ..services.serving.similar import NotEmbedded, fallback_products, similar_list
+from ..services.serving.versions import served_version
 from .serializers import (
     ErrorSerializer,
     EventBatchResponseSerializer,
     EventBatchSerializer,
-    ForYouResponseSerializer,
     FilterParamsSerializer,
+    ForYouResponseSerializer,
     SearchRequestSerializer,
     SearchResponseSerializer,
     SimilarResponseSerializer,
@@ -118,7 +118,7 @@ class EventBatchView(APIView):
         batch.is_valid(raise_exception=True)
         events = [EventIn(event_type=e["type"], product=e["product"], occurred_at=e["timestamp"],
                           source=e["source"], position=e["position"]) for e in batch.validated_data["events"]]
-        from ..services.privacy import has_consent
+        from ..services.privacy.shopper_data import has_consent
 
         if not has_consent(request):
             return Response({"accepted": 0}, status=status.HTTP_202_ACCEPTED)
@@ -141,7 +141,7 @@ class ForYouView(APIView):
                     "model blended with their session, else their session alone, else trending.",
     )
     def get(self, request):
-        from ..services.foryou import recommend_for_subject
+        from ..services.foryou.recommend import recommend_for_subject
 
         limit, filters = filter_params(request.query_params)
         ranked, source = recommend_for_subject(subject_for_request(request), limit, filters)

@@ -33,7 +33,7 @@ items from their visual neighbours (ridge or kNN) nor an optimistic cold bias (+
 standard deviations) moved more than one of them into a top 20. Ranking by expected
 relevance does that, rightly: a new product has no evidence of being more than average.
 Getting new products seen is exploration, which the served list does
-(``RECOMMENDER_NEW_PRODUCT_SHARE`` in :mod:`visrec.services.foryou`).
+(``RECOMMENDER_NEW_PRODUCT_SHARE`` in :mod:`visrec.services.foryou.recommend`).
 
 New shoppers (fold-in): ``theta_u`` is the weighted mean of ``E f_i`` and ``gamma_u`` the
 weighted mean of ``gamma_i`` over the history, each rescaled to the median norm of trained
@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
 from visrec.recommenders.base import InnerProductRecommender, Interactions, ProgressCallback, item_features_for
 from visrec.recommenders.bpr import (
     AVERAGE_FROM,

@@ -9,7 +9,7 @@ import logging
 
 from django import template
 
-from ..services import presentation, similar
+from ..services.serving import presentation, similar
 
 logger = logging.getLogger(__name__)
 register = template.Library()
@@ -30,8 +30,8 @@ def visually_similar(context, product, limit: int = 8, title: str = "Looks like 
 @register.inclusion_tag("visrec/widgets/recommended_for_you.html", takes_context=True)
 def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", **filters) -> dict:
     """A row of products for the requesting shopper (trained model + session, or trending)."""
-    from ..services import foryou
-    from ..services.tracking import subject_for_request
+    from ..services.foryou import recommend as foryou
+    from ..services.privacy.tracking import subject_for_request
 
     request = context.get("request")
     cards, source = [], ""

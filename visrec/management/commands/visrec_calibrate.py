@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from visrec.models import ModelKind, ModelVersion
-from visrec.services.embedders import active_embedder_version
-from visrec.services.index_calibration import SAMPLE, calibrate_ef_search
+from visrec.services.catalogue.embedders import active_embedder_version
+from visrec.services.db.index_calibration import SAMPLE, calibrate_ef_search
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from visrec.evaluation.embeddings import markdown_table, results_table
-from visrec.services.embedding_evaluation import evaluate_embeddings
+from visrec.services.catalogue.embedding_evaluation import evaluate_embeddings
 
 
 class Command(BaseCommand):

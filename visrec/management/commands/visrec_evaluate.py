@@ -15,10 +15,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from visrec.evaluation.embeddings import results_table
-from visrec.services.dp_training import epsilon_sweep, parse_epsilons
-from visrec.services.embedders import active_embedder_version
-from visrec.services.interactions import load_dataset
-from visrec.services.recommender_evaluation import evaluate, seed_spread
+from visrec.services.catalogue.embedders import active_embedder_version
+from visrec.services.foryou.evaluation import evaluate, seed_spread
+from visrec.services.foryou.interactions import load_dataset
+from visrec.services.privacy.dp_training import epsilon_sweep, parse_epsilons
 
 COLUMNS = ["model", "recall@10", "recall@20", "ndcg@20", "hit_rate@20", "coverage@20", "novelty@20", "cold_recall@20"]
 DP_COLUMNS = ["epsilon", "epsilon_spent", "delta", "noise_multiplier", "recall@10", "recall@20", "recall@20_sd",

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from visrec.backbones.base import WeightsUnavailable
-from visrec.services import extraction
+from visrec.services.catalogue import extraction
 
 
 class Command(BaseCommand):

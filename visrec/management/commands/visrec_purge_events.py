@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from visrec.services.privacy import purge_expired_events
+from visrec.services.privacy.shopper_data import purge_expired_events
 
 
 class Command(BaseCommand):

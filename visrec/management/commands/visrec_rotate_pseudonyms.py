@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from visrec.pseudonyms import pseudonym_secrets
-from visrec.services.privacy import rekey_user_pseudonyms
+from visrec.services.privacy.shopper_data import rekey_user_pseudonyms
 
 
 class Command(BaseCommand):

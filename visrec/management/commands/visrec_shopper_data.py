@@ -7,7 +7,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from visrec.services.privacy import erase_subject, export_subject, user_subjects
+from visrec.services.privacy.shopper_data import erase_subject, export_subject, user_subjects
 
 
 class Command(BaseCommand):

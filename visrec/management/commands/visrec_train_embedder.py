@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from visrec.services import finetuning
+from visrec.services.catalogue import finetuning
 from visrec.training.projection import TrainingConfig
 
 

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from visrec.recommenders import MODELS
-from visrec.services import recommender_training
+from visrec.services.foryou import training as recommender_training
 
 
 class Command(BaseCommand):

@@ -4,9 +4,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from visrec.models import ModelKind, ModelVersion, RecommenderItemVector
-from visrec.services.embedders import activate_embedder
-from visrec.services.extraction import coverage
-from visrec.services.versions import activate_version
+from visrec.services.catalogue.embedders import activate_embedder
+from visrec.services.catalogue.extraction import coverage
+from visrec.services.serving.versions import activate_version
 
 
 class Command(BaseCommand):

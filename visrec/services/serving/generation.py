@@ -11,7 +11,7 @@ import secrets
 
 from django.core.cache import cache
 
-from .cache_writes import read_many
+from ..db.cache_writes import read_many
 
 GENERATION_KEY = "visrec:embeddings-generation"
 

@@ -25,8 +25,8 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from ..conf import visrec_settings
-from ..models import InteractionEvent, PrivacyRelease
+from ...conf import visrec_settings
+from ...models import InteractionEvent, PrivacyRelease
 
 #: Key of the PostgreSQL advisory lock that serialises spending from the budget.
 LEDGER_LOCK = 0x76697372  # "visr"
@@ -201,7 +201,7 @@ def release_counts(kind: str, *, epsilon: float, window_days: int = 7, event_typ
 
 def catalogue_product_ids() -> list[int]:
     """Every product of the host's catalogue (the fixed keys of per-product releases)."""
-    from ..conf import get_product_model
+    from ...conf import get_product_model
 
     return list(get_product_model()._default_manager.order_by("pk").values_list("pk", flat=True))
 

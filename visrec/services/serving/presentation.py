@@ -14,9 +14,9 @@ from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import connection
 from django.db.models import OuterRef, Subquery
 
-from ..conf import get_image_model, get_product_model, visrec_settings
-from .cache_writes import read_many
-from .compiled_sql import SQLMemo
+from ...conf import get_image_model, get_product_model, visrec_settings
+from ..db.cache_writes import read_many
+from ..db.compiled_sql import SQLMemo
 
 #: The image model's field read for the card's alt text when it has one (else the product's name).
 ALT_TEXT_FIELD = "alt_text"
@@ -29,7 +29,7 @@ def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
     """Display data for ranked products, in the given order.
 
     Cached cards come from one cache round trip (which also sends this process's queued
-    "similar" list writes, :mod:`~visrec.services.cache_writes`); the others from one query (the products,
+    "similar" list writes, :mod:`~visrec.services.db.cache_writes`); the others from one query (the products,
     each with its first image's file name and alt text read by a subquery in the image
     model's order), then cached.
 

@@ -30,9 +30,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from ..conf import visrec_settings
-from ..evaluation.recommendations import new_product_slots, reserve_slots, rrf_blend
-from ..models import (
+from ...conf import visrec_settings
+from ...models import (
     InteractionEvent,
     ModelKind,
     ModelVersion,
@@ -40,14 +39,15 @@ from ..models import (
     RecommenderItemVector,
     ShopperVector,
 )
-from ..recommenders.session import session_vector, session_weights
-from . import vector_index
-from .concurrent_queries import run_all
-from .generation import generation_and_entry
-from .recommender_evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
-from .recommender_training import Bundle, load_bundle
-from .similar import SimilarFilters, candidate_sql, candidates_where, search_by_vector
-from .versions import served_version
+from ...recommenders.blend import new_product_slots, reserve_slots, rrf_blend
+from ...recommenders.session import session_vector, session_weights
+from ..db import vector_index
+from ..db.concurrent_queries import run_all
+from ..serving.generation import generation_and_entry
+from ..serving.similar import SimilarFilters, candidate_sql, candidates_where, search_by_vector
+from ..serving.versions import served_version
+from .evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
+from .training import Bundle, load_bundle
 
 #: Products each part of the blend ranks (the session list's also feed the new-product places).
 DEPTH = SESSION_DEPTH
@@ -189,7 +189,7 @@ def model_parts(subject: str, depth: int, filters: SimilarFilters, exclude: list
 
     On a miss the trained list's query, ``alongside`` and, for a shopper the saved model
     knows, item-kNN's list (it needs nothing of the trained list) run at once where that is
-    safe (:func:`~visrec.services.concurrent_queries.run_all`); item-kNN's list is kept only
+    safe (:func:`~visrec.services.db.concurrent_queries.run_all`); item-kNN's list is kept only
     if the trained list is not empty, as when they run one after the other.
 
     ``cached``: the entry read by the caller (``recommend_for_subject`` reads it with the
@@ -283,7 +283,7 @@ def new_products(session: list[tuple[int, float]], version: ModelVersion | None 
 def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) -> list[tuple[int, float]]:
     """The entries of ``ranked`` whose products pass the shop's filters and are not excluded (one query).
 
-    The ids go as one array parameter (``= ANY``, :func:`~visrec.services.vector_index.id_array`),
+    The ids go as one array parameter (``= ANY``, :func:`~visrec.services.db.vector_index.id_array`),
     so the statement's text is the same whatever the ids, and the driver parses it once per
     process.
     """
@@ -302,12 +302,12 @@ def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) 
 def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now: dt.datetime | None = None
                   ) -> list[tuple[int, float]]:
     """Trending products for everyone: the day's differentially private release (see
-    :mod:`visrec.services.dp_releases`), restricted to the shop's filters.
+    :mod:`visrec.services.privacy.dp_releases`), restricted to the shop's filters.
 
     The filters are asked of the release's head only (``4 k`` products, widening while
     fewer than ``k`` pass), never of the whole catalogue.
     """
-    from .dp_releases import dp_trending
+    from ..privacy.dp_releases import dp_trending
 
     ranked = dp_trending()
     found: list[tuple[int, float]] = []

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from ..conf import get_product_model, visrec_settings
-from ..models import CategoryReport, EventType, InteractionEvent
-from ..pseudonyms import subject_key
+from ...conf import get_product_model, visrec_settings
+from ...models import CategoryReport, EventType, InteractionEvent
+from ...pseudonyms import subject_key
 
 SESSION_KEY = "visrec_subject"
 #: Timestamps may be this far in the future (clock skew between browser and server).
@@ -124,11 +124,11 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
     """Validates and stores events of one subject in one insert; returns how many were stored.
 
     Nothing is stored without the shopper's consent (``CONSENT_CHECK``), and events beyond
-    the per-day contribution bounds are dropped (see :mod:`visrec.services.privacy`).
+    the per-day contribution bounds are dropped (see :mod:`visrec.services.privacy.shopper_data`).
     Under ``LOCAL_DP`` they also yield randomised category reports
-    (:mod:`visrec.services.local_dp`).
+    (:mod:`visrec.services.privacy.local_dp`).
     """
-    from .privacy import bound_contributions, has_consent
+    from .shopper_data import bound_contributions, has_consent
 
     rows = validate_events(events)
     if not has_consent(request):
@@ -153,7 +153,7 @@ def track(request, event_type: str, product=None, *, source: str = "", position:
     """
     event = EventIn(event_type=event_type, product=product, occurred_at=occurred_at, source=source,
                     position=position)
-    from .privacy import has_consent
+    from .shopper_data import has_consent
 
     if not has_consent(request):
         validate_events([event])

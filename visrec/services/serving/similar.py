@@ -11,14 +11,14 @@ the query. So that a selective filter still returns k products when k exist, the
 uses pgvector 0.8's iterative index scans (``hnsw.iterative_scan = relaxed_order``),
 then re-sorts exactly; on older pgvector it widens ``ef_search`` and retries. The query's
 ``ef_search`` is the served version's own, calibrated for the target recall when it was
-switched on (:func:`~visrec.services.vector_index.ef_search_for`). Optional:
+switched on (:func:`~visrec.services.db.vector_index.ef_search_for`). Optional:
 exclusion of near-duplicates and diversity by maximal marginal relevance.
 
 Results are cached with the embeddings generation number they were computed under and
 the served version's name; extraction, version switches and deleted products bump that
 number, so a new vector, a switched version or a deleted product makes every entry
 stale (a miss). A miss's write does not wait on the request: it goes out with the
-process's next cache read or after the response (:mod:`~visrec.services.cache_writes`).
+process's next cache read or after the response (:mod:`~visrec.services.db.cache_writes`).
 """
 from __future__ import annotations
 
@@ -32,11 +32,11 @@ import numpy as np
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
-from ..conf import get_product_model, visrec_settings
-from ..models import ModelKind, ModelVersion, ProductEmbedding
-from . import vector_index
-from .cache_writes import defer as defer_cache_write
-from .compiled_sql import SQLMemo
+from ...conf import get_product_model, visrec_settings
+from ...models import ModelKind, ModelVersion, ProductEmbedding
+from ..db import vector_index
+from ..db.cache_writes import defer as defer_cache_write
+from ..db.compiled_sql import SQLMemo
 from .generation import generation_and_entry
 from .versions import served_version
 
@@ -118,12 +118,12 @@ def candidate_sql(filters: SimilarFilters, query_category=None, hook: Callable |
     """``SELECT pk`` of :func:`candidate_queryset`'s products, as SQL and parameters.
 
     Without a hook the SQL is reused for ``CANDIDATE_SQL_SECONDS`` in each process for each
-    filter value (:class:`~visrec.services.compiled_sql.SQLMemo`; "for you" needs three);
+    filter value (:class:`~visrec.services.db.compiled_sql.SQLMemo`; "for you" needs three);
     one that depends on the request needs 0 (compiled on every call). Its values are
     written into the text (no parameters), as the driver would send them anyway: a
     prepared statement of a query around it then stands for these values, and PostgreSQL
     plans it knowing them (with ``stock > $1`` it would guess the share in stock, and keep
-    planning per call, :mod:`~visrec.services.prepared_statements`). A hook's queryset is
+    planning per call, :mod:`~visrec.services.db.prepared_statements`). A hook's queryset is
     compiled on every call, its values written in too: left as parameters of a prepared
     statement, PostgreSQL would type them from their context (``"stock" + $1`` makes 0.4 an
     integer) where the driver's literals keep their own type. No ORDER BY: inside
@@ -177,7 +177,7 @@ def _nearest(version: ModelVersion, k: int, candidates: tuple[str, list], *, vec
     (:func:`candidates_where`). The query vector is ``vector``, or else the stored vector of
     ``product_id`` (read by the query itself, and that product left out); ``with_vectors``
     also returns the neighbours' vectors (for near-duplicate exclusion and MMR). One round
-    trip (see :func:`~visrec.services.vector_index.run_with_settings`): a statement sets the
+    trip (see :func:`~visrec.services.db.vector_index.run_with_settings`): a statement sets the
     scan settings of the transaction, then the query runs. Only when a product's query
     returns nothing does a second one ask whether the product has a vector at all.
 
@@ -278,7 +278,7 @@ def similar_list(
     A cached list costs one cache round trip and no query: entries are stored with the
     embeddings generation they were computed under (every new vector and version switch
     bumps it, so a stale entry is a miss) and the version's name; on a miss the served
-    version comes from this process's memo (:func:`~visrec.services.versions.served_version`).
+    version comes from this process's memo (:func:`~visrec.services.serving.versions.served_version`).
 
     Args:
         product_id: the host product's primary key.

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..conf import visrec_settings
-from ..models import InteractionEvent, ProductEmbedding
-from ..recommenders.base import Interactions
+from ...conf import visrec_settings
+from ...models import InteractionEvent, ProductEmbedding
+from ...recommenders.base import Interactions
 
 
 @dataclass

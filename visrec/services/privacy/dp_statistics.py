@@ -9,7 +9,7 @@ One release (ledger kind ``admin-statistics``) holds, for the last
 * per category of the catalogue, the number of distinct shoppers interested in it (each
   counting for at most L categories), from which the shares are computed — unless local
   DP is on, when the shares come from the randomised category reports instead
-  (:mod:`visrec.services.local_dp`, no central budget needed) and the release leaves
+  (:mod:`visrec.services.privacy.local_dp`, no central budget needed) and the release leaves
   the categories out.
 
 Adding or removing one shopper changes these histograms by at most 3L (+ L for the
@@ -28,12 +28,11 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from ..conf import get_product_model, visrec_settings
-from ..models import EventType, InteractionEvent, PrivacyRelease
+from ...conf import get_product_model, visrec_settings
+from ...models import EventType, InteractionEvent, PrivacyRelease
+from ..catalogue.categories import catalogue_categories, category_field, category_labels
 from . import local_dp
-from .categories import catalogue_categories, category_field, category_labels
-from .dp_releases import (BudgetExceeded, catalogue_product_ids, exact_distinct_counts, noise_margin,
-                          release_vectors)
+from .dp_releases import BudgetExceeded, catalogue_product_ids, exact_distinct_counts, noise_margin, release_vectors
 
 KIND = "admin-statistics"
 #: Released event types and their names in the CSV.

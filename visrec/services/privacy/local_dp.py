@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from django.core.cache import cache
 from django.db.models import Count
 
-from ..conf import visrec_settings
-from ..models import CategoryReport, InteractionEvent, RandomizedResponseDomain
-from .categories import catalogue_categories, product_category_keys
+from ...conf import visrec_settings
+from ...models import CategoryReport, InteractionEvent, RandomizedResponseDomain
+from ..catalogue.categories import catalogue_categories, product_category_keys
 
 #: z of a two-sided 95% normal interval.
 Z95 = 1.959964
@@ -100,7 +100,7 @@ def _utc_day(moment: dt.datetime) -> dt.date:
 def record_category_reports(subject: str, events: Sequence[InteractionEvent]) -> int:
     """Stores randomised category reports of the first ``events`` of each UTC day, within the daily cap.
 
-    Called by :func:`visrec.services.tracking.record_events` under ``LOCAL_DP`` with the
+    Called by :func:`visrec.services.privacy.tracking.record_events` under ``LOCAL_DP`` with the
     events it stored; the true category never reaches the database.
     """
     events = [e for e in events if e.product_id is not None]

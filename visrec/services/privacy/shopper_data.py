@@ -25,10 +25,10 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from ..conf import visrec_settings
-from ..models import CategoryReport, InteractionEvent, ShopperVector
-from ..pseudonyms import subject_key, subject_keys
-from .foryou import forget_shoppers
+from ...conf import visrec_settings
+from ...models import CategoryReport, InteractionEvent, ShopperVector
+from ...pseudonyms import subject_key, subject_keys
+from ..foryou.recommend import forget_shoppers
 
 #: Everything visrec stores keyed by a subject's pseudonym.
 SUBJECT_MODELS = (InteractionEvent, ShopperVector, CategoryReport)

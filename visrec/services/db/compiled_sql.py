@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 
 from django.core.signals import setting_changed
 
-from ..conf import visrec_settings
+from ...conf import visrec_settings
 
 _MEMOS: weakref.WeakSet[SQLMemo] = weakref.WeakSet()
 

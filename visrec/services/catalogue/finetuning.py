@@ -33,14 +33,14 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image, ImageOps
 
-from ..colour import DEFAULT_BINS, batch_descriptors
-from ..conf import get_image_model, get_product_model, visrec_settings
-from ..embedder import served_vectors
-from ..evaluation.embeddings import precision_at_k
-from ..imaging import ImageRejected, decode_image, preprocess_image
-from ..models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
-from ..training.projection import TrainingConfig, category_prototypes, train_head
-from . import vector_index
+from ...colour import DEFAULT_BINS, batch_descriptors
+from ...conf import get_image_model, get_product_model, visrec_settings
+from ...embedder import served_vectors
+from ...evaluation.embeddings import precision_at_k
+from ...imaging import ImageRejected, decode_image, preprocess_image
+from ...models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
+from ...training.projection import TrainingConfig, category_prototypes, train_head
+from ..db import vector_index
 from .embedders import activate_embedder, active_embedder_version, load_embedder
 from .extraction import preprocess_config, read_image_file, update_product_vectors
 

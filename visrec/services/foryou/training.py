@@ -31,14 +31,15 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from ..conf import visrec_settings
-from ..evaluation.recommendations import recall_at_k
-from ..models import ModelKind, ModelVersion, RecommenderItemVector, ShopperVector
-from ..recommenders import Recommender, load_model, top_n
-from . import dp_training, vector_index
-from .embedders import active_embedder_version
-from .interactions import Dataset, load_dataset
-from .recommender_evaluation import (
+from ...conf import visrec_settings
+from ...evaluation.recommendations import recall_at_k
+from ...models import ModelKind, ModelVersion, RecommenderItemVector, ShopperVector
+from ...recommenders import Recommender, load_model, top_n
+from ..catalogue.embedders import active_embedder_version
+from ..db import vector_index
+from ..privacy import dp_training
+from ..serving.versions import activate_version, active_version
+from .evaluation import (
     BLEND_K,
     SESSION_DEPTH,
     Split,
@@ -52,7 +53,7 @@ from .recommender_evaluation import (
     unchosen_blend,
     with_new_products,
 )
-from .versions import activate_version, active_version
+from .interactions import Dataset, load_dataset
 
 logger = logging.getLogger(__name__)
 GUARD_K = 20

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..conf import get_product_model, visrec_settings
-from ..imaging import PreprocessConfig, decode_image, preprocess_image
-from .embedders import active_embedder_version, load_embedder
-from .extraction import preprocess_config
+from ...conf import get_product_model, visrec_settings
+from ...imaging import PreprocessConfig, decode_image, preprocess_image
+from ..catalogue.embedders import active_embedder_version, load_embedder
+from ..catalogue.extraction import preprocess_config
 from .similar import NotEmbedded, SimilarFilters, search_by_vector
 
 

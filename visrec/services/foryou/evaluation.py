@@ -21,17 +21,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..conf import visrec_settings
-from ..evaluation.recommendations import (
-    all_metrics,
-    ndcg_at_k,
-    new_product_slots,
-    recall_at_k,
-    reserve_slots,
-    rrf_blend,
-)
-from ..recommenders import BATCH_CELLS, MODELS, Recommender, top_n
-from ..recommenders.session import session_vectors_batch, session_weights
+from ...conf import visrec_settings
+from ...evaluation.recommendations import all_metrics, ndcg_at_k, recall_at_k
+from ...recommenders import BATCH_CELLS, MODELS, Recommender, top_n
+from ...recommenders.blend import new_product_slots, reserve_slots, rrf_blend
+from ...recommenders.session import session_vectors_batch, session_weights
 from .interactions import Dataset
 
 DAY = 86400.0
@@ -201,7 +195,7 @@ def _session_ranked(split: Split, n: int) -> np.ndarray:
 
 def with_new_products(blended: np.ndarray, new: np.ndarray, k: int, share: float | None = None) -> np.ndarray:
     """int64 (U, k) the blended lists cut to ``k`` with the new-product places of a list of ``k``
-    (``RECOMMENDER_NEW_PRODUCT_SHARE``, see :func:`~visrec.evaluation.recommendations.reserve_slots`)."""
+    (``RECOMMENDER_NEW_PRODUCT_SHARE``, see :func:`~visrec.recommenders.blend.reserve_slots`)."""
     share = visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE if share is None else share
     slots = new_product_slots(k, share)
     out = np.full((len(blended), k), -1, dtype=np.int64)

@@ -7,7 +7,7 @@ import time
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import ModelVersion
+from ...models import ModelVersion
 from .generation import bump_embeddings_generation, embeddings_generation
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def served_version(kind: str, generation: int | None = None) -> ModelVersion | N
     saving or deleting any version in this process forgets the memo at once.
 
     Args:
-        generation: the current :func:`~visrec.services.generation.embeddings_generation`
+        generation: the current :func:`~visrec.services.serving.generation.embeddings_generation`
             when the caller has already read it (saves a cache round trip).
     """
     if generation is None:

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from django.db import close_old_connections, connection, connections
 
-from ..conf import visrec_settings
+from ...conf import visrec_settings
 
 B = TypeVar("B")
 

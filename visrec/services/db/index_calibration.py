@@ -14,8 +14,8 @@ cannot promise a recall for every shop, so each version's index is measured once
 
 The smallest ``ef_search`` that reaches it is stored in the version's metrics under
 ``"hnsw"``; queries use it unless ``VISREC["HNSW_EF_SEARCH"]`` fixes one (see
-:func:`visrec.services.vector_index.ef_search_for`).
-:func:`~visrec.services.embedders.activate_embedder` runs the check before it switches a
+:func:`visrec.services.db.vector_index.ef_search_for`).
+:func:`~visrec.services.catalogue.embedders.activate_embedder` runs the check before it switches a
 version on; ``visrec_calibrate`` runs it again.
 
 :class:`RunningTopK`, :func:`query_recalls`, :func:`recall_lower_bound`,
@@ -31,8 +31,8 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..conf import visrec_settings
-from ..models import ModelVersion, ProductEmbedding
+from ...conf import visrec_settings
+from ...models import ModelVersion, ProductEmbedding
 from . import vector_index
 
 logger = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ def calibrate_ef_search(version: ModelVersion, *, sample: int = SAMPLE, target: 
     too poor for the data: rebuild with a larger ``HNSW_M`` / ``HNSW_EF_CONSTRUCTION``). The
     result is stored under ``metrics["hnsw"]`` through ``save()`` (so this process's memo of
     the served version is forgotten; other processes re-read it within
-    :data:`~visrec.services.versions.SERVED_MEMO_SECONDS`).
+    :data:`~visrec.services.serving.versions.SERVED_MEMO_SECONDS`).
 
     Args:
         version: an embedder version whose product vectors and HNSW index exist.

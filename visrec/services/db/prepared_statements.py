@@ -5,7 +5,7 @@ CPU it spends on one at 100,000 products (``bench/prepared.py``). A statement pr
 on the connection is planned once; PostgreSQL's own ``plan_cache_mode`` (``auto``) then
 runs it on a generic plan unless planning per call looks cheaper. visrec uses SQL-level
 ``PREPARE``/``EXECUTE``, so the scan settings and the query still go in one message of
-the simple query protocol (one round trip, :func:`visrec.services.vector_index.run_with_settings`).
+the simple query protocol (one round trip, :func:`visrec.services.db.vector_index.run_with_settings`).
 
 How it stays correct:
 
@@ -39,7 +39,7 @@ import weakref
 
 from django.db import DatabaseError, Error
 
-from ..conf import visrec_settings
+from ...conf import visrec_settings
 
 logger = logging.getLogger(__name__)
 

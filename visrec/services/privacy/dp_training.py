@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..conf import DEFAULTS, visrec_settings
-from ..evaluation.recommendations import all_metrics
-from ..recommenders import Recommender
-from ..recommenders.dp_itembpr import DPItemBPRRecommender
-from .interactions import Dataset
-from .recommender_evaluation import fit_model, model_top, temporal_split
+from ...conf import DEFAULTS, visrec_settings
+from ...evaluation.recommendations import all_metrics
+from ...recommenders import Recommender
+from ...recommenders.dp_itembpr import DPItemBPRRecommender
+from ..foryou.evaluation import fit_model, model_top, temporal_split
+from ..foryou.interactions import Dataset
 
 #: The model DP training uses (its only trained parameters are item-side).
 DP_MODEL = DPItemBPRRecommender.name
@@ -100,7 +100,7 @@ def epsilon_sweep(dataset: Dataset, epsilons: Sequence[float], *, holdout_days: 
                   progress: Callable[[str], None] | None = None) -> dict:
     """Recall and NDCG of :data:`DP_MODEL` without DP, at every epsilon, and untrained.
 
-    The split is :func:`~visrec.services.recommender_evaluation.temporal_split`'s, the one
+    The split is :func:`~visrec.services.foryou.evaluation.temporal_split`'s, the one
     ``visrec_evaluate``'s main table uses, so the rows compare with its models. The
     untrained model (``epsilon`` 0) learns nothing from other shoppers: its item side is
     the catalogue's pictures only, so it is what DP training should beat to be worth its

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..conf import get_product_model, visrec_settings
+from ...conf import get_product_model, visrec_settings
 
 
 def category_field():

@@ -25,8 +25,8 @@ try:
 except ImportError:  # psycopg2
     _ClientCursor = None
 
-from ..conf import MAX_EF_SEARCH, visrec_settings
-from ..models import ImageEmbedding, ModelVersion, ProductEmbedding
+from ...conf import MAX_EF_SEARCH, visrec_settings
+from ...models import ImageEmbedding, ModelVersion, ProductEmbedding
 from . import prepared_statements
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9_.:@+-]{1,100}$")
@@ -223,7 +223,7 @@ def ef_search_for(version=None) -> int:
 
     ``VISREC["HNSW_EF_SEARCH"]`` when it is an integer (a fixed override); else the version's
     calibrated value (``metrics["hnsw"]["ef_search"]``, written by
-    :func:`~visrec.services.index_calibration.calibrate_ef_search` when the version was
+    :func:`~visrec.services.db.index_calibration.calibrate_ef_search` when the version was
     switched on), else ``DEFAULT_EF_SEARCH``. :func:`scan_settings` clamps it per query.
 
     Args:
@@ -264,7 +264,7 @@ def run_with_settings(cursor, setup: str, setup_params: list, sql: str, params: 
     With psycopg 3's client-side binding cursors (Django's default) both go in one message,
     one round trip: PostgreSQL runs the statements of a message as one implicit transaction,
     which scopes the settings to the query; there ``sql`` runs as a prepared statement of
-    the connection where it can (:mod:`~visrec.services.prepared_statements`). Otherwise,
+    the connection where it can (:mod:`~visrec.services.db.prepared_statements`). Otherwise,
     an explicit transaction.
     """
     if _ClientCursor is not None and isinstance(getattr(cursor, "cursor", None), _ClientCursor):

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import io
 
-
-from ..conf import visrec_settings
-from ..models import ModelKind, ModelVersion
-from . import index_calibration, vector_index
-from .versions import activate_version, active_version
-
-
+from ...conf import visrec_settings
+from ...models import ModelKind, ModelVersion
+from ..db import index_calibration, vector_index
+from ..serving.versions import activate_version, active_version
 
 _loaded: dict = {}  # version name -> Embedder; torch is imported only when one is loaded
 
@@ -28,7 +25,7 @@ def active_embedder_version() -> ModelVersion | None:
 
 def backbone_version(backbone_name: str | None = None) -> ModelVersion:
     """The (created if needed) version row of a pretrained backbone."""
-    from ..backbones import load_backbone
+    from ...backbones import load_backbone
 
     backbone = load_backbone(backbone_name)
     version, _ = ModelVersion.objects.get_or_create(
@@ -63,13 +60,13 @@ def load_embedder(version: ModelVersion):
     cached = _loaded.get(version.name)
     if cached is not None:
         return cached
-    from ..backbones import load_backbone
-    from ..colour import DEFAULT_BINS
-    from ..embedder import Embedder
+    from ...backbones import load_backbone
+    from ...colour import DEFAULT_BINS
+    from ...embedder import Embedder
 
     backbone = load_backbone(version.metrics.get("backbone"))
     if version.artefact:
-        from ..training.projection import ProjectionHead
+        from ...training.projection import ProjectionHead
 
         with version.artefact.open("rb") as handle:
             head = ProjectionHead.load(io.BytesIO(handle.read()))
@@ -94,7 +91,7 @@ def activate_embedder(version: ModelVersion, *, note: str = "") -> None:
 
     The caller guarantees the version's vectors are complete; the HNSW index is built
     here, before the flag flips, so readers never query an unindexed version; then it is
-    calibrated (:func:`~visrec.services.index_calibration.calibrate_ef_search`: the
+    calibrated (:func:`~visrec.services.db.index_calibration.calibrate_ef_search`: the
     ``hnsw.ef_search`` its queries need for the target recall), so the served version
     always has its own (unless it has too few products to measure). A version switched on
     again (a roll-back) whose index was calibrated as it is now is not measured again.

@@ -16,12 +16,12 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..conf import get_image_model, visrec_settings
-from ..imaging import ImageRejected, PreprocessConfig, content_hash, preprocess
-from ..models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
-from ..prefetch import prefetch
+from ...conf import get_image_model, visrec_settings
+from ...imaging import ImageRejected, PreprocessConfig, content_hash, preprocess
+from ...models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
+from ...prefetch import prefetch
+from ..serving.generation import bump_embeddings_generation
 from .embedders import load_embedder, target_embedder_version
-from .generation import bump_embeddings_generation
 
 logger = logging.getLogger(__name__)
 

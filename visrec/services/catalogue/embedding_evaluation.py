@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..conf import get_image_model, visrec_settings
-from ..evaluation.embeddings import colour_histogram_features, plot_map, precision_at_k, project_2d
-from ..models import ModelKind, ModelVersion, ProductEmbedding
+from ...conf import get_image_model, visrec_settings
+from ...evaluation.embeddings import colour_histogram_features, plot_map, precision_at_k, project_2d
+from ...models import ModelKind, ModelVersion, ProductEmbedding
 from .finetuning import product_categories
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _category_names(values: list | None) -> list[str] | None:
     """Display names for category values (the related object's str when the field is a ForeignKey)."""
     if not values:
         return None
-    from ..conf import get_product_model
+    from ...conf import get_product_model
 
     field = get_product_model()._meta.get_field(visrec_settings.CATEGORY_FIELD)
     if not field.is_relation:

@@ -1,0 +1,1 @@
+"""Database and cache plumbing: vector indexes, prepared statements, compiled SQL, pooled queries."""

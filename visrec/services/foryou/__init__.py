@@ -1,0 +1,1 @@
+""""For you": serving, nightly training, evaluation and the event data they learn from."""

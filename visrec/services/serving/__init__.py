@@ -1,0 +1,1 @@
+""""Visually similar", search by photo, product cards and the served model versions."""
