@@ -2,13 +2,14 @@
 
 import django.db.models.deletion
 import pgvector.django.vector
+from django.conf import settings
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0001_initial'),
+        migrations.swappable_dependency(settings.VISREC_PRODUCT_MODEL),
         ('visrec', '0001_initial'),
     ]
 
@@ -32,7 +33,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('model_version', models.CharField(max_length=100)),
                 ('vector', pgvector.django.vector.VectorField()),
-                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='visrec_recommender_vectors', to='catalog.product')),
+                ('product', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='visrec_recommender_vectors', to=settings.VISREC_PRODUCT_MODEL)),
             ],
             options={
                 'indexes': [models.Index(fields=['model_version'], name='visrec_recitem_version')],
