@@ -25,7 +25,7 @@ def test_similar_endpoint_returns_cards(client, catalogue):
     assert body["product"] == p[2].pk and body["model_version"] == "planted@1"
     assert [r["id"] for r in body["results"]] == [p[1].pk, p[0].pk]
     first = body["results"][0]
-    assert set(first) == {"id", "name", "url", "price", "image_url", "score"}
+    assert set(first) == {"id", "name", "url", "price", "price_display", "image_url", "alt", "score"}
     assert 0 < first["score"] <= 1
 
 
@@ -144,7 +144,8 @@ def test_product_without_vector_gets_fallback(client, catalogue):
 def test_card_rows_are_what_the_schema_serializer_writes(price):
     from visrec.api.serializers import ProductCardSerializer, card_rows
 
-    cards = [{"pk": 3, "name": "Red mug", "url": "/p/3/", "price": price, "image_url": "/m/3.jpg", "alt": "a mug",
+    cards = [{"pk": 3, "name": "Red mug", "url": "/p/3/", "price": price, "price_display": "£19.99" if price else "",
+              "image_url": "/m/3.jpg", "alt": "a mug",
               "score": 0.875}]
     assert card_rows(cards) == ProductCardSerializer(cards, many=True).data
 

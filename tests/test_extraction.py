@@ -89,13 +89,13 @@ def test_missing_file_is_recorded():
 
 def test_save_queues_embedding_on_commit_and_raw_saves_are_skipped(django_capture_on_commit_callbacks, monkeypatch):
     sent = []
-    monkeypatch.setattr("visrec.tasks.embed_images.delay", lambda ids, **kw: sent.append(ids))
+    monkeypatch.setattr("visrec.services.catalogue.outbox.send", lambda kind, ids, **kw: sent.append((kind, ids)))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         image = ProductImageFactory.with_bytes(make_image_bytes())
     assert sent == []  # nothing is sent before the transaction commits
     for callback in callbacks:
         callback()
-    assert sent == [[image.pk]]
+    assert sent == [("embed", [image.pk])]
     with django_capture_on_commit_callbacks(execute=True) as raw_callbacks:
         signal_handlers.post_save_image(sender=type(image), instance=image, created=False, raw=True)
     assert raw_callbacks == []
@@ -106,8 +106,8 @@ def test_delete_refreshes_product_vector(django_capture_on_commit_callbacks, mon
     keep = ProductImageFactory.with_bytes(make_image_bytes((200, 0, 0)), product=product)
     gone = ProductImageFactory.with_bytes(make_image_bytes((0, 0, 200)), product=product, position=1)
     extraction.embed_images([keep.pk, gone.pk])
-    monkeypatch.setattr("visrec.tasks.refresh_product_vectors.delay", lambda ids: extraction.update_product_vectors(
-        ids, [target_embedder_version().name]))
+    monkeypatch.setattr("visrec.services.catalogue.outbox.send",
+                        lambda kind, ids, **kw: kind == "refresh" and extraction.refresh_product_vectors(ids))
     with django_capture_on_commit_callbacks(execute=True):
         gone.delete()
     version = target_embedder_version().name

@@ -48,6 +48,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "visrec.purge_expired_events",
             "schedule": crontab(**visrec_settings.RETENTION_SCHEDULE),
         },
+        "visrec-pending-work-sweep": {
+            "task": "visrec.sweep_pending_work",
+            "schedule": 60.0,
+        },
         "visrec-nightly-recommender-training": {
             "task": "visrec.train_recommender",
             "schedule": crontab(**visrec_settings.RECOMMENDER_SCHEDULE),

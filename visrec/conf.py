@@ -25,12 +25,29 @@ DEFAULTS: dict[str, Any] = {
     "IMAGE_PRODUCT_FIELD": "product",
     # Field on the image model giving the images' order within a product ("" = pk).
     "IMAGE_ORDER_FIELD": "position",
-    # Field on the product model holding its category (a ForeignKey or a CharField; "" = none).
+    # Field on the image model used as the card's alt text when it has one (else the product's name).
+    "IMAGE_ALT_FIELD": "alt_text",
+    # Field on the product model holding its category: a ForeignKey, a plain field, or a
+    # ManyToManyField (primary category: the first assigned); "" = none.
     "CATEGORY_FIELD": "category",
-    # Lookup that selects products in stock, e.g. {"stock__gt": 0} ({} = all in stock).
+    # Lookups (a dict, or a Q) selecting products in stock, on the product's fields or through
+    # relations, e.g. {"stock__gt": 0} or {"stockrecords__num_in_stock__gt": 0}; {} = all in stock.
     "IN_STOCK_FILTER": {"stock__gt": 0},
-    # Field on the product model holding the price ("" = no price filters).
+    # Lookups (a dict, or a Q) selecting the products shoppers may see at all, whatever their
+    # stock, e.g. {"is_public": True}; {} = every product.
+    "VISIBILITY_FILTER": {},
+    # The product's price: a field, an annotation added by PRODUCT_QUERYSET, or a lookup
+    # through relations ("stockrecords__price": the lowest of the product's rows); "" = none.
     "PRICE_FIELD": "price",
+    # Dotted path to callable(price) -> str showing a price on cards and in the API's
+    # price_display (currency, locale); "" = the number as it is.
+    "PRICE_FORMAT": "",
+    # The product model's foreign key to its parent for variants ("" = no variants): children
+    # are never recommended; their images, stock and events count for the parent.
+    "PARENT_FIELD": "",
+    # Dotted path to callable(queryset) -> queryset that every product queryset of visrec
+    # starts from (the host's own narrowing or annotations, e.g. a price); "" = the manager's.
+    "PRODUCT_QUERYSET": "",
     # --- embeddings ----------------------------------------------------------------
     # Backbone used when no fine-tuned model is active.
     "BACKBONE": "efficientnet_lite0",
@@ -102,6 +119,11 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_QUEUE": "visrec",
     # Embed images automatically when the host saves or deletes them.
     "AUTO_INDEX": True,
+    # Image work not done this many seconds after it was recorded (broker down, worker
+    # killed) is sent again by the sweep (every minute), the wait doubling after each send,
+    # at most PENDING_WORK_MAX_ATTEMPTS times.
+    "PENDING_WORK_RETRY_SECONDS": 300,
+    "PENDING_WORK_MAX_ATTEMPTS": 8,
     # Crontab fields for the nightly training run (minute hour day_of_week).
     "TRAINING_SCHEDULE": {"minute": "30", "hour": "3"},
     # --- "for you" ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
@@ -53,6 +54,43 @@ class ImageEmbedding(models.Model):
         return f"image {self.image_id} @ {self.model_version} ({self.status})"
 
 
+class WorkKind(models.TextChoices):
+    EMBED = "embed", _("embed the image")
+    REFRESH = "refresh", _("refresh the product's vector")
+
+
+class PendingWork(models.Model):
+    """Image work not yet done: the outbox (:mod:`visrec.services.catalogue.outbox`).
+
+    A row is written in the same transaction as the host's image save or delete, so the
+    work is never lost when the Celery broker is unreachable; a periodic sweep queues
+    rows that no worker has finished after a few minutes, and the work deletes its rows
+    when done.
+    """
+
+    kind = models.CharField(max_length=10, choices=WorkKind.choices)
+    image = models.ForeignKey(
+        settings.VISREC_IMAGE_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    # No database constraint: a refresh is recorded when an image is deleted, which may be
+    # part of deleting its product (the refresh then finds nothing to do and deletes the row).
+    product = models.ForeignKey(
+        settings.VISREC_PRODUCT_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True, help_text=_("last time the sweep queued it"))
+    attempts = models.PositiveSmallIntegerField(default=0, help_text=_("times the sweep queued it"))
+
+    class Meta:
+        verbose_name_plural = _("pending work")
+        indexes = [models.Index(fields=["kind", "created_at"], name="visrec_pendingwork_kind_time")]
+
+    def __str__(self) -> str:
+        target = f"image {self.image_id}" if self.kind == WorkKind.EMBED else f"product {self.product_id}"
+        return f"{self.kind} {target}"
+
+
 class ProductEmbedding(models.Model):
     """The vector of one host product (normalised mean of its image vectors), used for search."""
 
@@ -80,6 +118,7 @@ class EventType(models.TextChoices):
     CART = "cart", _("add to cart")
     PURCHASE = "purchase", _("purchase")
     SEARCH = "search", _("photo search")
+    IMPRESSION = "impression", _("shown in a visrec widget")
 
 
 class InteractionEvent(models.Model):

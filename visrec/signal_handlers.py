@@ -1,4 +1,4 @@
-"""Embedding follows the host's images: saved or deleted image -> on_commit -> Celery task.
+"""Embedding follows the host's images: saved or deleted image -> outbox row -> on_commit -> Celery task.
 
 Also: a deleted product invalidates cached "similar" lists (it may be one's query or
 result); a saved or deleted product or image forgets the product's cached card; and a
@@ -7,7 +7,7 @@ writes (:mod:`~visrec.services.db.cache_writes`) go out after each response and 
 """
 from __future__ import annotations
 
-from functools import partial
+import logging
 
 from celery.signals import task_postrun
 from django.contrib.auth.signals import user_logged_in
@@ -16,26 +16,27 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 from .conf import get_image_model, get_product_model, visrec_settings
+from .models import WorkKind
+from .services.catalogue import outbox, products
 from .services.db import cache_writes
+
+logger = logging.getLogger(__name__)
 
 
 def post_save_image(sender, instance, created: bool = False, raw: bool = False, **kwargs) -> None:
-    """Queues the saved image for embedding once the transaction commits (fixtures are skipped)."""
+    """Records the saved image's embedding in the outbox, in the caller's transaction; it is sent
+    to Celery once that commits (fixtures are skipped). A broker outage never raises here."""
     if raw or not visrec_settings.AUTO_INDEX:
         return
-    from .tasks import embed_images
-
-    transaction.on_commit(partial(embed_images.delay, [instance.pk]))
+    outbox.record(WorkKind.EMBED, [instance.pk])
 
 
 def post_delete_image(sender, instance, **kwargs) -> None:
-    """Refreshes the product's vector without the deleted image once the transaction commits."""
+    """Records a refresh of the product's vector without the deleted image (its parent's, for a variant)."""
     if not visrec_settings.AUTO_INDEX:
         return
-    from .tasks import refresh_product_vectors
-
     product_id = getattr(instance, sender._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname)
-    transaction.on_commit(partial(refresh_product_vectors.delay, [product_id]))
+    outbox.record(WorkKind.REFRESH, [products.canonical_id(product_id)])
 
 
 def post_delete_product(sender, instance, **kwargs) -> None:
@@ -63,8 +64,14 @@ def product_changed(sender, instance, **kwargs) -> None:
 
 
 def image_changed(sender, instance, **kwargs) -> None:
-    """A saved or deleted image's product's cached card is forgotten once the transaction commits."""
-    _forget_card_on_commit(getattr(instance, sender._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname))
+    """A saved or deleted image's product's cached card (its parent's, for a variant) is
+    forgotten once the transaction commits."""
+    product_id = getattr(instance, sender._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname)
+    _forget_card_on_commit(product_id)
+    if visrec_settings.PARENT_FIELD and product_id is not None:
+        parent = products.canonical_id(product_id)
+        if parent != product_id:
+            _forget_card_on_commit(parent)
 
 
 class ForgetCards:
@@ -84,7 +91,11 @@ class ForgetCards:
         from .services.serving.presentation import forget_cards
 
         self.done = True
-        forget_cards(self.product_ids)
+        try:
+            forget_cards(self.product_ids)
+        except Exception:  # noqa: BLE001 - a cache outage must not fail the host's save (cards expire)
+            logger.warning("visrec: could not forget %d cached cards (cache unreachable); they expire "
+                           "within CARD_CACHE_SECONDS", len(self.product_ids), exc_info=True)
 
 
 def _forget_card_on_commit(product_id) -> None:

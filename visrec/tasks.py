@@ -10,7 +10,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from .services import health
-from .services.catalogue import extraction
+from .services.catalogue import extraction, outbox
 
 #: Errors worth retrying: the database or storage was briefly unreachable.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
@@ -30,7 +30,7 @@ def health_check() -> dict:
     retry_backoff=True,
     max_retries=5,
 )
-def embed_images(image_ids: list[int], force: bool = False) -> dict:
+def embed_images(image_ids: list, force: bool = False) -> dict:
     """Embeds host images (idempotent on content hash and model version); serves the
     version once the whole catalogue has vectors."""
     report = extraction.embed_images(image_ids, force=force)
@@ -41,11 +41,15 @@ def embed_images(image_ids: list[int], force: bool = False) -> dict:
 
 
 @shared_task(name="visrec.refresh_product_vectors", autoretry_for=TRANSIENT_ERRORS, max_retries=5)
-def refresh_product_vectors(product_ids: list[int]) -> int:
+def refresh_product_vectors(product_ids: list) -> int:
     """Recomputes product vectors after images were deleted."""
-    from .services.catalogue.embedders import target_embedder_version, written_versions
+    return extraction.refresh_product_vectors(product_ids)
 
-    return extraction.update_product_vectors(product_ids, written_versions(target_embedder_version()))
+
+@shared_task(name="visrec.sweep_pending_work")
+def sweep_pending_work() -> int:
+    """Every minute: sends again image work that no worker finished in time (broker down, worker killed)."""
+    return outbox.sweep()
 
 
 @shared_task(name="visrec.index_catalogue")

@@ -93,7 +93,9 @@ class ProductCardSerializer(serializers.Serializer):
     name = serializers.CharField()
     url = serializers.CharField()
     price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    price_display = serializers.CharField(help_text='the price as the shop shows it (VISREC["PRICE_FORMAT"]); "" without one')
     image_url = serializers.CharField()
+    alt = serializers.CharField(help_text="the image's alt text")
     score = serializers.FloatField(help_text="cosine similarity to the query, 1 = identical")
 
 
@@ -108,7 +110,8 @@ def card_rows(cards: list[dict]) -> list[dict]:
     """
     return [{"id": card["pk"], "name": card["name"], "url": card["url"],
              "price": None if card["price"] is None else str(Decimal(str(card["price"])).quantize(CENT)),
-             "image_url": card["image_url"], "score": float(card["score"])} for card in cards]
+             "price_display": card["price_display"], "image_url": card["image_url"], "alt": card["alt"],
+             "score": float(card["score"])} for card in cards]
 
 
 class SimilarResponseSerializer(serializers.Serializer):

@@ -8,32 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ...conf import get_product_model, visrec_settings
-
-
-def category_field():
-    """The product model's category field, or ``None`` when ``CATEGORY_FIELD`` is ""."""
-    name = visrec_settings.CATEGORY_FIELD
-    return get_product_model()._meta.get_field(name) if name else None
+from . import products
+from .products import category_field
 
 
 def catalogue_categories() -> list[str]:
-    """Every category key used by a product, sorted."""
-    field = category_field()
-    if field is None:
-        return []
-    values = (get_product_model()._default_manager.exclude(**{f"{field.attname}__isnull": True})
-              .order_by().values_list(field.attname, flat=True).distinct())
-    return sorted({str(v) for v in values if v != ""})
+    """Every primary category key used by a product, sorted."""
+    return sorted({str(v) for v in products.category_values()})
 
 
 def product_category_keys(product_ids: Iterable[int]) -> dict[int, str]:
-    """The category key of each product that has one."""
-    field = category_field()
-    if field is None:
-        return {}
-    rows = get_product_model()._default_manager.filter(pk__in=set(product_ids)).values_list("pk", field.attname)
-    return {int(pk): str(value) for pk, value in rows if value is not None and value != ""}
+    """The primary category key of each product that has one."""
+    return {pk: str(value) for pk, value in products.primary_categories(product_ids).items()}
 
 
 def category_labels(keys: Iterable[str]) -> dict[str, str]:

@@ -18,10 +18,11 @@ from django.utils import timezone
 
 from ...conf import get_image_model, visrec_settings
 from ...imaging import ImageRejected, PreprocessConfig, content_hash, preprocess
-from ...models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
+from ...models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding, WorkKind
 from ...prefetch import prefetch
 from ..serving.generation import bump_embeddings_generation
-from .embedders import load_embedder, target_embedder_version
+from . import outbox, products
+from .embedders import load_embedder, target_embedder_version, written_versions
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +103,11 @@ def embed_images(
     Returns:
         counts of embedded, skipped, failed and missing images.
     """
-    image_ids = list(dict.fromkeys(int(i) for i in image_ids))
+    image_ids = list(dict.fromkeys(image_ids))
     report = ExtractionReport()
     if not image_ids:
         return report
+    started = timezone.now()  # recorded work older than this is what this run reads
     version = version or target_embedder_version()
     embedder = load_embedder(version)
     versions = embedder.versions
@@ -120,6 +122,8 @@ def embed_images(
         for obj in Image._default_manager.filter(pk__in=image_ids).only("pk", product_attr, image_field)
     }
     report.missing = len(image_ids) - len(rows)
+    # A variant's images are its parent's: the parent is what lists show.
+    owners = products.canonical_ids({getattr(obj, product_attr) for obj in rows.values()})
     done: dict[int, dict[str, str]] = {}
     for image_id, model_version, digest in ImageEmbedding.objects.filter(
         image_id__in=list(rows), model_version__in=versions, status=EmbeddingStatus.DONE
@@ -127,7 +131,7 @@ def embed_images(
         done.setdefault(image_id, {})[model_version] = digest
 
     def load(obj) -> _Item:
-        item = _Item(image_id=obj.pk, product_id=getattr(obj, product_attr))
+        item = _Item(image_id=obj.pk, product_id=owners[getattr(obj, product_attr)])
         try:
             data = read_image_file(getattr(obj, image_field), config.max_bytes)
             item.digest = content_hash(data)
@@ -174,7 +178,18 @@ def embed_images(
         if len(batch) >= batch_size:
             flush()
     flush()
+    outbox.finished(WorkKind.EMBED, image_ids, started)
     return report
+
+
+def refresh_product_vectors(product_ids: Iterable) -> int:
+    """Recomputes product vectors (after images were deleted) under the versions being written,
+    and clears their recorded refreshes; returns how many vectors were written."""
+    product_ids = list(dict.fromkeys(product_ids))
+    started = timezone.now()
+    written = update_product_vectors(product_ids, written_versions(target_embedder_version()))
+    outbox.finished(WorkKind.REFRESH, product_ids, started)
+    return written
 
 
 def _write(ready: list[_Item], vectors: dict[str, np.ndarray], failed: list[_Item], versions: list[str]) -> None:
@@ -209,7 +224,7 @@ def update_product_vectors(product_ids: Iterable[int], versions: Iterable[str]) 
     Products left with no embedded image lose their vector. Returns how many product
     vectors were written.
     """
-    product_ids = sorted({int(p) for p in product_ids})
+    product_ids = sorted(set(product_ids))
     versions = list(versions)
     image_table = ImageEmbedding._meta.db_table
     product_table = ProductEmbedding._meta.db_table
@@ -245,8 +260,9 @@ def images_to_index(mode: str, version: ModelVersion | None = None) -> list[int]
     """Primary keys of host images to (re-)embed.
 
     Args:
-        mode: ``"missing"`` (no vector under the version yet, failed ones excluded),
-            ``"failed"`` (recorded as failed) or ``"all"``.
+        mode: ``"missing"`` (no vector under the version yet, failed ones excluded, and
+            every image with recorded work: saved since it was embedded), ``"failed"``
+            (recorded as failed) or ``"all"``.
     """
     version = version or target_embedder_version()
     Image = get_image_model()
@@ -258,7 +274,9 @@ def images_to_index(mode: str, version: ModelVersion | None = None) -> list[int]
         return list(recorded.filter(status=EmbeddingStatus.FAILED).order_by("image_id").values_list("image_id", flat=True))
     if mode == "missing":
         have = recorded.filter(status__in=[EmbeddingStatus.DONE, EmbeddingStatus.FAILED]).values("image_id")
-        return list(images.exclude(pk__in=have).values_list("pk", flat=True))
+        missing = list(images.exclude(pk__in=have).values_list("pk", flat=True))
+        # And images saved again since they were embedded (their recorded work is pending).
+        return list(dict.fromkeys(missing + outbox.pending_ids(WorkKind.EMBED)))
     raise ValueError(f"mode must be 'missing', 'failed' or 'all', not {mode!r}")
 
 

@@ -34,13 +34,14 @@ from django.utils import timezone
 from PIL import Image, ImageOps
 
 from ...colour import DEFAULT_BINS, batch_descriptors
-from ...conf import get_image_model, get_product_model, visrec_settings
+from ...conf import get_image_model, visrec_settings
 from ...embedder import served_vectors
 from ...evaluation.embeddings import precision_at_k
 from ...imaging import ImageRejected, decode_image, preprocess_image
 from ...models import EmbeddingStatus, ImageEmbedding, ModelKind, ModelVersion, ProductEmbedding
 from ...training.projection import TrainingConfig, category_prototypes, train_head
 from ..db import vector_index
+from . import products
 from .embedders import activate_embedder, active_embedder_version, load_embedder
 from .extraction import preprocess_config, read_image_file, update_product_vectors
 
@@ -92,12 +93,7 @@ def _catalogue(base_version: str):
 
 def product_categories(product_ids) -> dict[int, object]:
     """The host's category of each product (``{}`` when CATEGORY_FIELD is "")."""
-    field = visrec_settings.CATEGORY_FIELD
-    if not field:
-        return {}
-    Product = get_product_model()
-    attname = Product._meta.get_field(field).attname
-    return dict(Product._default_manager.filter(pk__in=list(set(product_ids))).values_list("pk", attname))
+    return products.primary_categories(product_ids)
 
 
 def augment(image: Image.Image, rng: random.Random) -> Image.Image:

@@ -41,6 +41,7 @@ from ...models import (
 )
 from ...recommenders.blend import new_product_slots, reserve_slots, rrf_blend
 from ...recommenders.session import session_vector, session_weights
+from ..catalogue import products
 from ..db import vector_index
 from ..db.concurrent_queries import run_all
 from ..serving.generation import generation_and_entry
@@ -293,7 +294,7 @@ def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) 
         return []
     sql, params = candidate_sql(filters)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT c.pk FROM ({sql}) c WHERE c.pk = ANY(%s::bigint[])",
+        cursor.execute(f"SELECT c.pk FROM ({sql}) c WHERE c.pk = ANY(%s::{products.pk_array_type()})",
                        [*params, vector_index.id_array(p for p, _ in ranked)])
         allowed = {row[0] for row in cursor.fetchall()}
     return [(p, v) for p, v in ranked if p in allowed]

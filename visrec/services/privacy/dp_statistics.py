@@ -30,7 +30,8 @@ from django.utils import timezone
 
 from ...conf import get_product_model, visrec_settings
 from ...models import EventType, InteractionEvent, PrivacyRelease
-from ..catalogue.categories import catalogue_categories, category_field, category_labels
+from ..catalogue.categories import catalogue_categories, category_labels
+from ..catalogue.products import primary_category_sql
 from . import local_dp
 from .dp_releases import BudgetExceeded, catalogue_product_ids, exact_distinct_counts, noise_margin, release_vectors
 
@@ -43,7 +44,7 @@ CATEGORY_VECTOR = "category"
 
 def exact_category_counts(start: dt.datetime, end: dt.datetime, per_shopper: int) -> dict[str, int]:
     """Per category key, distinct shoppers with an event on its products (≤ ``per_shopper`` categories each)."""
-    column = category_field().column
+    category = primary_category_sql("p")
     product_model = get_product_model()
     products, pk = product_model._meta.db_table, product_model._meta.pk.column
     events = InteractionEvent._meta.db_table
@@ -51,12 +52,12 @@ def exact_category_counts(start: dt.datetime, end: dt.datetime, per_shopper: int
         cursor.execute(
             f"""
             SELECT category, count(*) FROM (
-                SELECT e.subject_key, p.{column} AS category,
-                       row_number() OVER (PARTITION BY e.subject_key ORDER BY max(e.occurred_at) DESC, p.{column})
+                SELECT e.subject_key, {category} AS category,
+                       row_number() OVER (PARTITION BY e.subject_key ORDER BY max(e.occurred_at) DESC, {category})
                            AS rank
                 FROM {events} e JOIN {products} p ON p.{pk} = e.product_id
-                WHERE e.occurred_at >= %s AND e.occurred_at < %s AND p.{column} IS NOT NULL
-                GROUP BY e.subject_key, p.{column}
+                WHERE e.occurred_at >= %s AND e.occurred_at < %s AND {category} IS NOT NULL
+                GROUP BY e.subject_key, {category}
             ) bounded
             WHERE rank <= %s
             GROUP BY category

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ...conf import get_product_model, visrec_settings
+from ...conf import visrec_settings
 from ...imaging import PreprocessConfig, decode_image, preprocess_image
+from ..catalogue import products
 from ..catalogue.embedders import active_embedder_version, load_embedder
 from ..catalogue.extraction import preprocess_config
 from .similar import NotEmbedded, SimilarFilters, search_by_vector
@@ -25,12 +26,9 @@ class PhotoSearchResult:
 
 def predict_category(ranked: list[tuple[int, float]]) -> tuple[object | None, float | None]:
     """The category most of the nearest products share (similarity-weighted vote), and its share."""
-    field = visrec_settings.CATEGORY_FIELD
-    if not field or not ranked:
+    if not visrec_settings.CATEGORY_FIELD or not ranked:
         return None, None
-    Product = get_product_model()
-    attname = Product._meta.get_field(field).attname
-    categories = dict(Product._default_manager.filter(pk__in=[p for p, _ in ranked]).values_list("pk", attname))
+    categories = products.primary_categories(p for p, _ in ranked)
     votes: Counter = Counter()
     for pid, score in ranked:
         if categories.get(pid) is not None:

@@ -7,19 +7,19 @@ deleting a product or one of its images forgets its card (signal handlers).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import connection
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
+from django.utils.module_loading import import_string
 
 from ...conf import get_image_model, get_product_model, visrec_settings
+from ..catalogue import products
 from ..db.cache_writes import read_many
 from ..db.compiled_sql import SQLMemo
 
-#: The image model's field read for the card's alt text when it has one (else the product's name).
-ALT_TEXT_FIELD = "alt_text"
 #: Cache key of a product's card; the version part changes whenever a card's fields do, so
 #: cards cached by an older visrec are never read as current ones.
 CARD_KEY = "visrec:card:1:{}"
@@ -37,8 +37,9 @@ def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
         ranked: ``[(product_id, score), ...]``.
 
     Returns:
-        one dict per product still in the catalogue: ``pk``, ``name``, ``url``,
-        ``price``, ``image_url``, ``alt`` and ``score``.
+        one dict per product still shown in the catalogue: ``pk``, ``name``, ``url``,
+        ``price``, ``price_display`` (``PRICE_FORMAT``'s text, made per call so that it follows
+        the request's language), ``image_url``, ``alt`` and ``score``.
     """
     ids = [pid for pid, _ in ranked]
     if not ids:
@@ -53,7 +54,18 @@ def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
         cards.update(loaded)
         if seconds and loaded:
             cache.set_many({keys[pid]: card for pid, card in loaded.items()}, seconds)
-    return [{**cards[pid], "score": score} for pid, score in ranked if pid in cards]
+    show = price_formatter()
+    return [{**cards[pid], "score": score, "price_display": show(cards[pid]["price"])}
+            for pid, score in ranked if pid in cards]
+
+
+def price_formatter() -> Callable[[object], str]:
+    """``PRICE_FORMAT`` as a callable (``str`` of the number without one; "" for no price)."""
+    hook = visrec_settings.PRICE_FORMAT
+    if not hook:
+        return lambda value: "" if value is None else str(value)
+    format_price = import_string(hook) if isinstance(hook, str) else hook
+    return lambda value: "" if value is None else str(format_price(value))
 
 
 def forget_cards(product_ids: Iterable[int]) -> None:
@@ -76,19 +88,19 @@ def _load_cards(ids: list[int]) -> dict[int, dict]:
     sql, params = _CARD_SQL.get("cards", _card_sql)
     if sql:
         pk = Product._meta.pk
-        products = Product._default_manager.raw(sql, [*params, [pk.get_db_prep_value(p, connection) for p in ids]])
+        rows = Product._default_manager.raw(sql, [*params, [pk.get_db_prep_value(p, connection) for p in ids]])
     else:
-        products = _cards_queryset().in_bulk(ids).values()
+        rows = _cards_queryset().in_bulk(ids).values()
     storage = get_image_model()._meta.get_field(visrec_settings.IMAGE_FIELD).storage
-    price_field = visrec_settings.PRICE_FIELD
+    price_attribute = products.price_attribute()
     cards = {}
-    for product in products:
+    for product in rows:
         image_name = product._visrec_image
         cards[product.pk] = {
             "pk": product.pk,
             "name": str(product),
             "url": product.get_absolute_url() if hasattr(product, "get_absolute_url") else "",
-            "price": getattr(product, price_field, None) if price_field else None,
+            "price": getattr(product, price_attribute, None) if price_attribute else None,
             "image_url": storage.url(image_name) if image_name else "",
             "alt": getattr(product, "_visrec_alt", None) or str(product),
         }
@@ -100,16 +112,28 @@ _CARD_SQL = SQLMemo(size=1)
 
 
 def _cards_queryset():
-    """The product manager's products, each with its first image's file name (and alt text,
-    when the image model has that field) read by a subquery in the image model's order."""
+    """The shown products (:func:`~visrec.services.catalogue.products.shown_products`), each
+    with its first image's file name (and alt text, when the image model has
+    ``IMAGE_ALT_FIELD``) read by a subquery in the image model's order (with variants, the
+    children's images after the product's own) and, where it needs one, its price."""
     Image = get_image_model()
-    product_attr = Image._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD).attname
-    first = Image._default_manager.filter(**{product_attr: OuterRef("pk")}).order_by(
-        visrec_settings.IMAGE_ORDER_FIELD or "pk", "pk")
+    product_field = Image._meta.get_field(visrec_settings.IMAGE_PRODUCT_FIELD)
+    own = Q(**{product_field.attname: OuterRef("pk")})
+    order = [visrec_settings.IMAGE_ORDER_FIELD or "pk", "pk"]
+    parent = visrec_settings.PARENT_FIELD
+    if parent:
+        own |= Q(**{f"{product_field.name}__{parent}": OuterRef("pk")})
+        # The product's own images first (their product has no parent), then its children's.
+        order.insert(0, F(f"{product_field.name}__{parent}").asc(nulls_first=True))
+    first = Image._default_manager.filter(own).order_by(*order)
     annotations = {"_visrec_image": Subquery(first.values(visrec_settings.IMAGE_FIELD)[:1])}
-    if _has_field(Image, ALT_TEXT_FIELD):
-        annotations["_visrec_alt"] = Subquery(first.values(ALT_TEXT_FIELD)[:1])
-    return get_product_model()._default_manager.annotate(**annotations).order_by()
+    alt = visrec_settings.IMAGE_ALT_FIELD
+    if alt and _has_field(Image, alt):
+        annotations["_visrec_alt"] = Subquery(first.values(alt)[:1])
+    queryset = products.shown_products().annotate(**annotations).order_by()
+    if visrec_settings.PRICE_FIELD:
+        queryset = products.price_lookup(queryset)[0]
+    return queryset
 
 
 def _card_sql() -> tuple[str, list]:
@@ -123,7 +147,7 @@ def _card_sql() -> tuple[str, list]:
     converters), or whose rows the id filter outside would change (a slice, ``distinct``, a
     window, a ``GROUP BY``, a union), and for one that returns nothing (``.none()``).
     """
-    query = get_product_model()._default_manager.all().query
+    query = products.base_queryset().query
     plain = (query.select_related is False and not query.annotations and not query.extra
              and not query.is_sliced and not query.distinct and query.group_by is None
              and not query.combinator)

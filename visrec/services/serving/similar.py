@@ -32,8 +32,9 @@ import numpy as np
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
-from ...conf import get_product_model, visrec_settings
+from ...conf import visrec_settings
 from ...models import ModelKind, ModelVersion, ProductEmbedding
+from ..catalogue import products
 from ..db import vector_index
 from ..db.cache_writes import defer as defer_cache_write
 from ..db.compiled_sql import SQLMemo
@@ -88,23 +89,21 @@ class Neighbour:
 
 
 def candidate_queryset(filters: SimilarFilters, query_category, hook: Callable | None):
-    """The host's products a list may show: the filters and the host's hook applied."""
-    Product = get_product_model()
-    queryset = Product._default_manager.all()
-    if filters.in_stock and visrec_settings.IN_STOCK_FILTER:
-        queryset = queryset.filter(**visrec_settings.IN_STOCK_FILTER)
-    category_field = visrec_settings.CATEGORY_FIELD
-    if filters.category and category_field and query_category is not None:
-        attname = Product._meta.get_field(category_field).attname
-        if filters.category == "same":
-            queryset = queryset.filter(**{attname: query_category})
-        elif filters.category == "other":
-            queryset = queryset.exclude(**{attname: query_category})
-    price_field = visrec_settings.PRICE_FIELD
-    if price_field and filters.min_price is not None:
-        queryset = queryset.filter(**{f"{price_field}__gte": filters.min_price})
-    if price_field and filters.max_price is not None:
-        queryset = queryset.filter(**{f"{price_field}__lte": filters.max_price})
+    """The host's products a list may show: shown products (:mod:`~visrec.services.catalogue.products`)
+    with the filters and the caller's hook applied."""
+    queryset = products.shown_products()
+    if filters.in_stock:
+        in_stock = products.in_stock_condition()
+        if in_stock is not None:
+            queryset = queryset.filter(in_stock)
+    if filters.category in ("same", "other") and query_category is not None:
+        queryset = products.in_category(queryset, query_category, same=filters.category == "same")
+    if visrec_settings.PRICE_FIELD and (filters.min_price is not None or filters.max_price is not None):
+        queryset, price = products.price_lookup(queryset)
+        if filters.min_price is not None:
+            queryset = queryset.filter(**{f"{price}__gte": filters.min_price})
+        if filters.max_price is not None:
+            queryset = queryset.filter(**{f"{price}__lte": filters.max_price})
     if hook is not None:
         queryset = hook(queryset)
     return queryset
@@ -143,7 +142,7 @@ def _compiled(queryset) -> tuple[str, list]:
     try:
         sql, params = queryset.order_by().values("pk").query.sql_with_params()
     except EmptyResultSet:  # e.g. a hook's .none() or pk__in=[]: no candidates
-        return "SELECT NULL::bigint AS pk WHERE false", []
+        return f"SELECT NULL::{products.pk_array_type()[:-2]} AS pk WHERE false", []
     return sql, list(params)
 
 
@@ -164,7 +163,7 @@ def candidates_where(filters: SimilarFilters, query_category=None, hook: Callabl
     sql, params = candidate_sql(filters, query_category, hook)
     where = f"e.product_id IN ({sql})"
     if len(exclude):
-        where += " AND e.product_id <> ALL(%s::bigint[])"
+        where += f" AND e.product_id <> ALL(%s::{products.pk_array_type()})"
         params.append(vector_index.id_array(exclude))
     return where, params
 
@@ -303,11 +302,8 @@ def similar_list(
     version = served_version(ModelKind.EMBEDDER, generation)
     if version is None:
         raise NotEmbedded("no embedder is served yet; run visrec_index")
-    query_category = None
-    if filters.category and visrec_settings.CATEGORY_FIELD:
-        Product = get_product_model()
-        attname = Product._meta.get_field(visrec_settings.CATEGORY_FIELD).attname
-        query_category = Product._default_manager.filter(pk=product_id).values_list(attname, flat=True).first()
+    product_id = products.canonical_id(product_id)  # a variant shows its parent's list
+    query_category = products.primary_category(product_id) if filters.category else None
     result = [(n.product_id, round(n.score, 6)) for n in
               _search(version, k, filters, query_category, queryset_hook, product_id=product_id)]
     if key:
@@ -360,17 +356,14 @@ def parse_filters(**options) -> SimilarFilters:
 
 
 def fallback_products(product_id: int, k: int, filters: SimilarFilters) -> list[tuple[int, float]]:
-    """Same-category products (newest first by pk) for a product without a vector; [] without categories."""
-    field = visrec_settings.CATEGORY_FIELD
-    if not field:
-        return []
-    Product = get_product_model()
-    attname = Product._meta.get_field(field).attname
-    category = Product._default_manager.filter(pk=product_id).values_list(attname, flat=True).first()
+    """Products of the same primary category (newest first by pk) for a product without a
+    vector; [] without categories."""
+    product_id = products.canonical_id(product_id)
+    category = products.primary_category(product_id)
     if category is None:
         return []
-    queryset = candidate_queryset(SimilarFilters(in_stock=filters.in_stock), None, None)
-    ids = queryset.filter(**{attname: category}).exclude(pk=product_id).order_by("-pk").values_list("pk", flat=True)[:k]
+    queryset = candidate_queryset(SimilarFilters(in_stock=filters.in_stock, category="same"), category, None)
+    ids = queryset.exclude(pk=product_id).order_by("-pk").values_list("pk", flat=True)[:k]
     return [(pid, 0.0) for pid in ids]
 
 
