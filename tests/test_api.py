@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -9,7 +13,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from .conftest import make_image_bytes
+from .conftest import ROOT, make_image_bytes
 from .factories import ProductFactory
 from .test_similar import catalogue, make_version  # noqa: F401 - fixtures
 
@@ -171,3 +175,47 @@ def test_parameters_the_api_does_not_read_do_not_make_new_query_strings(client, 
         assert client.get(URL.format(catalogue[0].pk), {"limit": 3, "utm_source": f"mail{n}", "_": n}).status_code == 200
     assert client.get(URL.format(catalogue[0].pk), {"limit": 3, "in_stock": "false"}).status_code == 200
     assert len(serializers._PARSED) == 2
+
+
+PROBE_SCHEMA = """
+import json, re
+from django.test import Client
+client = Client()
+schema = client.get("/api/visrec/schema/", {"format": "json"})
+page = client.get("/api/visrec/docs/")
+html = page.content.decode()
+assets = re.findall(r'(?:href|src)="([^"]+)"', html)
+print(json.dumps({
+    "schema": schema.status_code, "paths": sorted(schema.json()["paths"]) if schema.status_code == 200 else [],
+    "product_id": [p for p in schema.json()["paths"]["/api/visrec/products/{product_id}/similar/"]["get"]["parameters"]
+                   if p["in"] == "path"][0]["schema"] if schema.status_code == 200 else None,
+    "docs": page.status_code, "assets": assets,
+    "asset_status": [client.get(a).status_code for a in assets],
+    "escape": client.get("/api/visrec/docs/assets/..%2F..%2Fsettings.py").status_code,
+}))
+"""
+
+
+def test_schema_and_docs_need_no_rest_framework_settings_and_no_cdn():
+    """A host without REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] (DRF's own class then) and without
+    drf-spectacular-sidecar among its apps still gets visrec's schema and a Swagger page
+    whose every asset comes from this site (a process of its own: the schema class is read
+    when the views are imported)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_bare_rest"}
+    result = subprocess.run([sys.executable, "manage.py", "shell", "--no-imports", "-c", PROBE_SCHEMA], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["schema"] == 200
+    assert found["paths"] == ["/api/visrec/events/", "/api/visrec/for-you/",
+                              "/api/visrec/products/{product_id}/similar/", "/api/visrec/search/"]
+    assert found["product_id"]["type"] == "integer"  # the host's primary key type
+    assert found["docs"] == 200 and found["assets"], found
+    assert all(a.startswith("/api/visrec/docs/assets/") for a in found["assets"]), found["assets"]
+    assert set(found["asset_status"]) == {200} and found["escape"] == 404
+
+
+@pytest.mark.parametrize("product_id", ["9223372036854775808", "99999999999999999999999", "abc", "-1"])
+def test_a_product_id_that_cannot_be_a_product_is_404(client, product_id):
+    response = client.get(f"/api/visrec/products/{product_id}/similar/")
+    assert response.status_code == 404

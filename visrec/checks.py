@@ -9,7 +9,7 @@ visrec.E003 ``VISREC["IMAGE_FIELD"]`` is not a file field of the image model
 visrec.E004 ``VISREC["IMAGE_PRODUCT_FIELD"]`` is not a foreign key to the product model
 visrec.E005 ``VISREC["CATEGORY_FIELD"]`` is not a field of the product model
 visrec.E006 ``VISREC["IN_STOCK_FILTER"]`` is not a valid filter of the product model
-visrec.E007 ``VISREC["PRICE_FIELD"]`` is not a field of the product model
+visrec.E007 ``VISREC["PRICE_FIELD"]`` is not a price of the product model (field, lookup, annotation)
 visrec.E008 ``VISREC["IMAGE_ORDER_FIELD"]`` is not a field of the image model
 visrec.E009 ``VISREC`` has a key visrec does not know (a typo?)
 visrec.E010 a numeric ``VISREC`` setting is not a positive integer
@@ -21,6 +21,10 @@ visrec.E015 ``VISREC["LOCAL_DP"]`` is on but there is no ``CATEGORY_FIELD``
 visrec.E016 ``VISREC["COLOUR_WEIGHT"]`` is neither ``"auto"`` nor a number in [0, 1)
 visrec.E017 ``VISREC["HNSW_EF_SEARCH"]`` is neither None nor an integer from 1 to 1000, or
             ``VISREC["HNSW_TARGET_RECALL"]`` is not a number in (0, 1]
+visrec.E018 a setting where 0 means off is not an integer of 0 or more
+visrec.E019 ``VISREC["VISIBILITY_FILTER"]`` is not a valid filter of the product model
+visrec.E020 ``VISREC["PARENT_FIELD"]`` is not a foreign key from the product model to itself
+visrec.E021 ``VISREC["PRODUCT_QUERYSET"]`` or ``VISREC["PRICE_FORMAT"]`` cannot be imported or fails
 visrec.W001 the scheduled DP releases spend more than the period's privacy budget
 =========== ==================================================================
 """
@@ -30,6 +34,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, FieldError, ImproperlyConfigured
 from django.db import connections, models
+from django.db.models import Q
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, MAX_EF_SEARCH, get_image_model, get_product_model, visrec_settings
 
@@ -108,37 +114,82 @@ def check_host_models(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 
 def _check_product_fields(product_model) -> list[checks.CheckMessage]:
+    from .services.catalogue import products
+
     errors: list[checks.CheckMessage] = []
     label = product_model._meta.label
     category = visrec_settings.CATEGORY_FIELD
     if category and _field(product_model, category) is None:
         errors.append(checks.Error(
             f'VISREC["CATEGORY_FIELD"] = {category!r} is not a field of {label}.',
-            hint='Name the product\'s category field, or set VISREC["CATEGORY_FIELD"] = "" if there is none.',
+            hint='Name the product\'s category field (a foreign key, a plain field or a many-to-many), or set '
+                 'VISREC["CATEGORY_FIELD"] = "" if there is none.',
             id="visrec.E005",
         ))
+    parent = visrec_settings.PARENT_FIELD
+    parent_ok = True
+    if parent:
+        field = _field(product_model, parent)
+        if not (isinstance(field, models.ForeignKey) and field.related_model is product_model):
+            parent_ok = False
+            errors.append(checks.Error(
+                f'VISREC["PARENT_FIELD"] = {parent!r} is not a foreign key from {label} to itself.',
+                hint='Name the variants\' foreign key to their parent product (oscar: "parent"), or set "" '
+                     "without variants.",
+                id="visrec.E020",
+            ))
+    hooks_ok = True
+    for key in ("PRODUCT_QUERYSET", "PRICE_FORMAT"):
+        value = getattr(visrec_settings, key)
+        if value and isinstance(value, str):
+            try:
+                import_string(value)
+            except ImportError as exc:
+                hooks_ok = False
+                errors.append(checks.Error(
+                    f'VISREC[{key!r}] = {value!r} cannot be imported: {exc}.',
+                    hint="Give the dotted path of a callable, e.g. 'myshop.visrec_hooks.prices', or \"\".",
+                    id="visrec.E021",
+                ))
+    if not (parent_ok and hooks_ok):
+        return errors
+    try:
+        shown = products.base_queryset()
+    except Exception as exc:  # noqa: BLE001 - the host's hook: report whatever it raises
+        return [*errors, checks.Error(
+            f'VISREC["PRODUCT_QUERYSET"] failed on {label}\'s manager: {exc.__class__.__name__}: {exc}.',
+            hint="It must take the product manager's queryset and return a queryset of the same model.",
+            id="visrec.E021",
+        )]
+    for key, check_id, example in (("IN_STOCK_FILTER", "visrec.E006", '{"stock__gt": 0}'),
+                                   ("VISIBILITY_FILTER", "visrec.E019", '{"is_public": True}')):
+        lookups = getattr(visrec_settings, key)
+        problem = None
+        if not isinstance(lookups, (dict, Q)):
+            problem = "is neither a dict of field lookups nor a Q object"
+        elif lookups:
+            try:
+                str(shown.filter(products.as_condition(lookups)).query)
+            except (FieldError, ValueError, TypeError) as exc:
+                problem = f"is not a valid filter: {exc}"
+        if problem:
+            errors.append(checks.Error(
+                f'VISREC[{key!r}] = {lookups!r} {problem}.',
+                hint=f"Use lookups on {label} or through its relations, e.g. {example}, or {{}} for every product.",
+                id=check_id,
+            ))
     price = visrec_settings.PRICE_FIELD
-    if price and _field(product_model, price) is None:
-        errors.append(checks.Error(
-            f'VISREC["PRICE_FIELD"] = {price!r} is not a field of {label}.',
-            hint='Name the product\'s price field, or set VISREC["PRICE_FIELD"] = "" to disable price filters.',
-            id="visrec.E007",
-        ))
-    in_stock = visrec_settings.IN_STOCK_FILTER
-    problem = None
-    if not isinstance(in_stock, dict):
-        problem = "is not a dict of field lookups"
-    else:
+    if price:
         try:
-            product_model._base_manager.filter(**in_stock).query.__str__()
+            queryset, name = products.price_lookup(shown)
+            str(queryset.filter(**{f"{name}__gte": 0}).query)
         except (FieldError, ValueError, TypeError) as exc:
-            problem = f"is not a valid filter: {exc}"
-    if problem:
-        errors.append(checks.Error(
-            f'VISREC["IN_STOCK_FILTER"] = {in_stock!r} {problem}.',
-            hint=f'Use lookups on {label}, e.g. {{"stock__gt": 0}}, or {{}} if every product is in stock.',
-            id="visrec.E006",
-        ))
+            errors.append(checks.Error(
+                f'VISREC["PRICE_FIELD"] = {price!r} is not a price of {label}: {exc}',
+                hint='Name a field of the product, a lookup through its relations (e.g. "stockrecords__price"), '
+                     'an annotation added by VISREC["PRODUCT_QUERYSET"], or "" to disable price filters.',
+                id="visrec.E007",
+            ))
     return errors
 
 

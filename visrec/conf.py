@@ -128,7 +128,7 @@ DEFAULTS: dict[str, Any] = {
     "TRAINING_SCHEDULE": {"minute": "30", "hour": "3"},
     # --- "for you" ---------------------------------------------------------------------
     # Weight of each event type in training and in the session model.
-    "EVENT_WEIGHTS": {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0, "search": 0.0},
+    "EVENT_WEIGHTS": {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0, "search": 0.0, "impression": 0.0},
     # The trained model: "vbpr" (visual, default), "bpr", "itemknn" or "popularity".
     "RECOMMENDER": "vbpr",
     # Days of events the nightly training learns from, and the most recent days held out.

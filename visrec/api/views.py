@@ -1,6 +1,8 @@
 """REST views: thin over :mod:`visrec.services.serving.similar` and :mod:`visrec.services.serving.photo_search`."""
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,6 +18,7 @@ from ..services.serving import presentation
 from ..services.serving.photo_search import search_by_image
 from ..services.serving.similar import NotEmbedded, fallback_products, similar_list
 from ..services.serving.versions import served_version
+from .schema import VisrecAutoSchema
 from .serializers import (
     ErrorSerializer,
     EventBatchResponseSerializer,
@@ -30,17 +33,37 @@ from .serializers import (
 )
 
 
-class SimilarProductsView(APIView):
+class VisrecView(APIView):
+    """What every visrec endpoint shares: its own schema class (the host's
+    ``DEFAULT_SCHEMA_CLASS`` does not matter)."""
+
+    schema = VisrecAutoSchema()
+
+
+def product_pk(value: str):
+    """The host product's primary key from a URL's text, or 404 (not a key of that type, or
+    out of its range: an id of 2**63 is no product, not a database error)."""
+    pk = get_product_model()._meta.pk
+    try:
+        key = pk.to_python(value)
+        pk.run_validators(key)
+    except ValidationError as exc:
+        raise Http404("no such product") from exc
+    return key
+
+
+@extend_schema(
+    parameters=[FilterParamsSerializer],
+    responses={200: SimilarResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    summary="Visually similar products",
+    description="The products nearest to this one in the served embedding (cosine), never the product "
+                "itself. Without a vector yet, same-category products with score 0.",
+)
+class SimilarProductsView(VisrecView):
     """Products that look like a product."""
 
-    @extend_schema(
-        parameters=[FilterParamsSerializer],
-        responses={200: SimilarResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
-        summary="Visually similar products",
-        description="The products nearest to this one in the served embedding (cosine), never the product "
-                    "itself. Without a vector yet, same-category products with score 0.",
-    )
-    def get(self, request, product_id: int):
+    def get(self, request, product_id: str):
+        product_id = product_pk(product_id)
         limit, filters = filter_params(request.query_params)
         try:
             # A product with a vector exists (vectors go with their product, and a deletion
@@ -59,18 +82,18 @@ class SimilarProductsView(APIView):
         })
 
 
-class PhotoSearchView(APIView):
+@extend_schema(
+    request={"multipart/form-data": SearchRequestSerializer},
+    responses={200: SearchResponseSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+    summary="Search by photo",
+    description="Upload an image (multipart field `image`); size- and pixel-limited. Image URLs are "
+                "not accepted: visrec never fetches a client-given address.",
+)
+class PhotoSearchView(VisrecView):
     """Products that look like an uploaded photo."""
 
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(
-        request={"multipart/form-data": SearchRequestSerializer},
-        responses={200: SearchResponseSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
-        summary="Search by photo",
-        description="Upload an image (multipart field `image`); size- and pixel-limited. Image URLs are "
-                    "not accepted: visrec never fetches a client-given address.",
-    )
     def post(self, request):
         params = SearchRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -102,17 +125,17 @@ def _category_label(value):
     return value
 
 
-class EventBatchView(APIView):
+@extend_schema(
+    request=EventBatchSerializer,
+    responses={202: EventBatchResponseSerializer, 400: ErrorSerializer},
+    summary="Record shopper events",
+    description="Up to 100 events (view, click, cart, purchase, search) of the requesting shopper; "
+                "all are validated before any is stored. The shopper is identified by their session "
+                "or login only.",
+)
+class EventBatchView(VisrecView):
     """Events of the requesting shopper, batched by storefront JavaScript."""
 
-    @extend_schema(
-        request=EventBatchSerializer,
-        responses={202: EventBatchResponseSerializer, 400: ErrorSerializer},
-        summary="Record shopper events",
-        description="Up to 100 events (view, click, cart, purchase, search) of the requesting shopper; "
-                    "all are validated before any is stored. The shopper is identified by their session "
-                    "or login only.",
-    )
     def post(self, request):
         batch = EventBatchSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
@@ -130,16 +153,16 @@ class EventBatchView(APIView):
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
 
 
-class ForYouView(APIView):
+@extend_schema(
+    parameters=[FilterParamsSerializer],
+    responses={200: ForYouResponseSerializer, 400: ErrorSerializer},
+    summary="Recommended for you",
+    description="Products for the shopper making the request (their login or session): the trained "
+                "model blended with their session, else their session alone, else trending.",
+)
+class ForYouView(VisrecView):
     """The requesting shopper's "for you" list. No parameter selects another shopper."""
 
-    @extend_schema(
-        parameters=[FilterParamsSerializer],
-        responses={200: ForYouResponseSerializer, 400: ErrorSerializer},
-        summary="Recommended for you",
-        description="Products for the shopper making the request (their login or session): the trained "
-                    "model blended with their session, else their session alone, else trending.",
-    )
     def get(self, request):
         from ..services.foryou.recommend import recommend_for_subject
 

@@ -51,7 +51,7 @@ def shown_products() -> QuerySet:
     queryset = base_queryset()
     visible = visrec_settings.VISIBILITY_FILTER
     if visible:
-        queryset = queryset.filter(_condition(visible))
+        queryset = queryset.filter(as_condition(visible))
     parent = parent_attname()
     if parent:
         queryset = queryset.filter(**{f"{parent}__isnull": True})
@@ -64,7 +64,7 @@ def in_stock_condition() -> Q | Exists | None:
     With variants a parent is in stock when it or one of its children matches.
     """
     lookups = visrec_settings.IN_STOCK_FILTER
-    return _condition(lookups) if lookups else None
+    return as_condition(lookups) if lookups else None
 
 
 def parent_attname() -> str:
@@ -212,7 +212,7 @@ def _own_and_children() -> QuerySet:
     return manager.filter(Q(pk=OuterRef("pk")) | Q(**{parent: OuterRef("pk")}))
 
 
-def _condition(lookups) -> Q | Exists:
+def as_condition(lookups) -> Q | Exists:
     """``lookups`` (a dict of lookups or a ``Q``) as a condition on products.
 
     Lookups on the product's own columns stay a plain ``WHERE`` (the index-friendly SQL the

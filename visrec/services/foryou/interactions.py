@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...conf import visrec_settings
-from ...models import InteractionEvent, ProductEmbedding
+from ...models import EventType, InteractionEvent, ProductEmbedding
 from ...recommenders.base import Interactions
 
 
@@ -54,7 +54,7 @@ def load_dataset(version_name: str, *, since: dt.datetime | None = None, until: 
     products = np.array([r[0] for r in rows], dtype=np.int64)
     features = (np.stack([np.asarray(r[1], dtype=np.float32) for r in rows]) if rows
                 else np.zeros((0, 1), dtype=np.float32))
-    events = InteractionEvent.objects.filter(product__isnull=False)
+    events = InteractionEvent.objects.filter(product__isnull=False).exclude(event_type=EventType.IMPRESSION)
     if since is not None:
         events = events.filter(occurred_at__gte=since)
     if until is not None:

@@ -80,7 +80,8 @@ def shopper_history(subject: str, embedder: ModelVersion | None = None) -> Shopp
     events, vectors = InteractionEvent._meta.db_table, ProductEmbedding._meta.db_table
     sql = (f"(SELECT ev.product_id, ev.event_type, ev.occurred_at, vector_send(pe.vector) FROM {events} ev "
            f"LEFT JOIN {vectors} pe ON pe.product_id = ev.product_id AND pe.model_version = %s "
-           f"WHERE ev.subject_key = %s AND ev.product_id IS NOT NULL ORDER BY ev.occurred_at DESC LIMIT %s)")
+           f"WHERE ev.subject_key = %s AND ev.product_id IS NOT NULL AND ev.event_type <> 'impression' "
+           f"ORDER BY ev.occurred_at DESC LIMIT %s)")
     params: list = [embedder.name if embedder else "", subject, visrec_settings.SESSION_EVENTS]
     if visrec_settings.EXCLUDE_PURCHASED:
         sql += (f" UNION ALL (SELECT DISTINCT product_id, NULL, NULL::timestamptz, NULL::bytea FROM {events} "

@@ -75,7 +75,8 @@ def exact_distinct_counts(start: dt.datetime, end: dt.datetime, event_type: str 
                           ) -> dict[int, int]:
     """Per product, distinct shoppers in the window, each counting for ≤ ``per_shopper`` products."""
     table = InteractionEvent._meta.db_table
-    type_filter = "AND event_type = %s" if event_type else ""
+    # Impressions say what visrec showed, not what shoppers chose: never counted as interest.
+    type_filter = "AND event_type = %s" if event_type else "AND event_type <> 'impression'"
     params: list = [start, end] + ([event_type] if event_type else []) + [per_shopper]
     with connection.cursor() as cursor:
         cursor.execute(

@@ -38,7 +38,7 @@ from django.core.cache import cache
 from django.db.models import Count
 
 from ...conf import visrec_settings
-from ...models import CategoryReport, InteractionEvent, RandomizedResponseDomain
+from ...models import CategoryReport, EventType, InteractionEvent, RandomizedResponseDomain
 from ..catalogue.categories import catalogue_categories, product_category_keys
 
 #: z of a two-sided 95% normal interval.
@@ -103,7 +103,7 @@ def record_category_reports(subject: str, events: Sequence[InteractionEvent]) ->
     Called by :func:`visrec.services.privacy.tracking.record_events` under ``LOCAL_DP`` with the
     events it stored; the true category never reaches the database.
     """
-    events = [e for e in events if e.product_id is not None]
+    events = [e for e in events if e.product_id is not None and e.event_type != EventType.IMPRESSION]
     if not events:
         return 0
     domain = current_domain()

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ...conf import visrec_settings
-from ...models import CategoryReport, InteractionEvent, ShopperVector
+from ...models import CategoryReport, EventType, InteractionEvent, ShopperVector
 from ...pseudonyms import subject_key, subject_keys
 from ..foryou.recommend import forget_shoppers
 
@@ -52,21 +52,24 @@ def bound_contributions(subject: str, events: list[InteractionEvent]) -> tuple[l
     start = dt.datetime.combine(min(days), dt.time.min, tzinfo=dt.timezone.utc)
     end = dt.datetime.combine(max(days), dt.time.max, tzinfo=dt.timezone.utc)
     stored = InteractionEvent.objects.filter(subject_key=subject, occurred_at__range=(start, end))
+    # Impressions have bounds of their own: a page of widgets must not use up a shopper's day.
     per_day: Counter = Counter()
     per_product: Counter = Counter()
-    for row in stored.values("occurred_at__date", "product_id").annotate(n=Count("pk")):
-        per_day[row["occurred_at__date"]] += row["n"]
-        per_product[(row["occurred_at__date"], row["product_id"])] += row["n"]
+    for row in stored.values("occurred_at__date", "product_id", "event_type").annotate(n=Count("pk")):
+        shown = row["event_type"] == EventType.IMPRESSION
+        per_day[(row["occurred_at__date"], shown)] += row["n"]
+        per_product[(row["occurred_at__date"], shown, row["product_id"])] += row["n"]
     kept, dropped = [], 0
     for event in events:
         day = event.occurred_at.astimezone(dt.timezone.utc).date()
-        if per_day[day] >= visrec_settings.MAX_EVENTS_PER_DAY or (
+        shown = event.event_type == EventType.IMPRESSION
+        if per_day[(day, shown)] >= visrec_settings.MAX_EVENTS_PER_DAY or (
                 event.product_id is not None
-                and per_product[(day, event.product_id)] >= visrec_settings.MAX_EVENTS_PER_PRODUCT_PER_DAY):
+                and per_product[(day, shown, event.product_id)] >= visrec_settings.MAX_EVENTS_PER_PRODUCT_PER_DAY):
             dropped += 1
             continue
-        per_day[day] += 1
-        per_product[(day, event.product_id)] += 1
+        per_day[(day, shown)] += 1
+        per_product[(day, shown, event.product_id)] += 1
         kept.append(event)
     if dropped:
         key = DROPPED_KEY.format(day=timezone.now().date().isoformat())

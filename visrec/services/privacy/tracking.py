@@ -11,11 +11,13 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from ...conf import get_product_model, visrec_settings
 from ...models import CategoryReport, EventType, InteractionEvent
 from ...pseudonyms import subject_key
+from ..catalogue import products
 
 SESSION_KEY = "visrec_subject"
 #: Timestamps may be this far in the future (clock skew between browser and server).
@@ -89,8 +91,9 @@ def validate_events(events: Iterable[EventIn], *, now: dt.datetime | None = None
     wanted = {getattr(e.product, "pk", e.product) for e in events}
     try:
         known = set(Product._default_manager.filter(pk__in=[p for p in wanted if p is not None]).values_list("pk", flat=True))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ValidationError):
         known = set()
+    owners = products.canonical_ids(known)  # an event on a variant is its parent's
     errors: dict = {}
     out: list[InteractionEvent] = []
     for index, event in enumerate(events):
@@ -113,7 +116,7 @@ def validate_events(events: Iterable[EventIn], *, now: dt.datetime | None = None
         if problems:
             errors[index] = "; ".join(problems)
             continue
-        out.append(InteractionEvent(product_id=product_id, event_type=event.event_type, occurred_at=when,
+        out.append(InteractionEvent(product_id=owners.get(product_id), event_type=event.event_type, occurred_at=when,
                                     source=(event.source or "")[:50], position=event.position))
     if errors:
         raise TrackingError(errors)
