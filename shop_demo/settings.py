@@ -118,6 +118,7 @@ VISREC = {
     "CATEGORY_FIELD": "category",
     "IN_STOCK_FILTER": {"stock__gt": 0},
     "PRICE_FIELD": "price",
+    "PRICE_FORMAT": "shop_demo.catalog.prices.format_price",
     # One torch thread per worker process on small machines; more for one-off commands.
     "TORCH_THREADS": int(os.environ.get("VISREC_TORCH_THREADS", "1")),
 }

@@ -173,7 +173,7 @@ def test_cards_follow_a_plain_managers_filter_in_the_compiled_query(products, se
     assert len(queries.captured_queries) == 1 and "= ANY(" in queries.captured_queries[0]["sql"]
     assert [c["pk"] for c in cards] == [products[0].pk, products[2].pk]
     assert cards[1] == {"pk": products[2].pk, "name": "Mug 2", "url": products[2].get_absolute_url(),
-                        "price": Decimal("12.50"), "price_display": "12.50", "image_url": cards[1]["image_url"],
+                        "price": Decimal("12.50"), "price_display": "£12.50", "image_url": cards[1]["image_url"],
                         "alt": "mug 2 from the front",
                         "score": 0.7}
     assert cards[1]["image_url"].endswith(products[2].images.get(position=0).image.name)

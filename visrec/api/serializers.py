@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.signals import setting_changed
 from rest_framework import serializers
 
@@ -70,6 +71,37 @@ def _forget_parsed(*, setting: str, **kwargs) -> None:
 
 
 setting_changed.connect(_forget_parsed)
+
+
+class LeaveOutParamsSerializer(serializers.Serializer):
+    """What a page shows already, left out of its "for you" list."""
+
+    product = serializers.CharField(required=False, help_text="the page's product (its primary key)")
+    exclude = serializers.CharField(required=False, help_text="comma-separated primary keys the page shows "
+                                                              f"already (at most {MAX_K})")
+
+    def validate(self, attrs):
+        from ..conf import get_product_model
+
+        pk = get_product_model()._meta.pk
+        keys = [attrs["product"]] if attrs.get("product") else []
+        keys += [k for k in attrs.get("exclude", "").split(",") if k.strip()]
+        if len(keys) > MAX_K + 1:
+            raise serializers.ValidationError({"exclude": f"at most {MAX_K} products may be left out."})
+        try:
+            attrs["keys"] = [pk.to_python(k.strip()) for k in keys]
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"exclude": f"not a product key: {exc.messages[0]}"}) from exc
+        return attrs
+
+
+def leave_out_params(query_params) -> list:
+    """The product keys a "for you" request asks to leave out (:class:`LeaveOutParamsSerializer`)."""
+    if "product" not in query_params and "exclude" not in query_params:
+        return []
+    params = LeaveOutParamsSerializer(data=query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data["keys"]
 
 
 class SearchRequestSerializer(FilterParamsSerializer):

@@ -25,11 +25,13 @@ from .serializers import (
     EventBatchSerializer,
     FilterParamsSerializer,
     ForYouResponseSerializer,
+    LeaveOutParamsSerializer,
     SearchRequestSerializer,
     SearchResponseSerializer,
     SimilarResponseSerializer,
     card_rows,
     filter_params,
+    leave_out_params,
 )
 
 
@@ -154,11 +156,12 @@ class EventBatchView(VisrecView):
 
 
 @extend_schema(
-    parameters=[FilterParamsSerializer],
+    parameters=[FilterParamsSerializer, LeaveOutParamsSerializer],
     responses={200: ForYouResponseSerializer, 400: ErrorSerializer},
     summary="Recommended for you",
     description="Products for the shopper making the request (their login or session): the trained "
-                "model blended with their session, else their session alone, else trending.",
+                "model blended with their session, else their session alone, else trending. On a product "
+                "page, pass `product` (and what the page shows already as `exclude`) to leave them out.",
 )
 class ForYouView(VisrecView):
     """The requesting shopper's "for you" list. No parameter selects another shopper."""
@@ -167,6 +170,7 @@ class ForYouView(VisrecView):
         from ..services.foryou.recommend import recommend_for_subject
 
         limit, filters = filter_params(request.query_params)
-        ranked, source = recommend_for_subject(subject_for_request(request), limit, filters)
+        leave_out = leave_out_params(request.query_params)
+        ranked, source = recommend_for_subject(subject_for_request(request), limit, filters, leave_out=leave_out)
         return Response({"source": source,
                          "results": card_rows(presentation.product_cards(ranked))})

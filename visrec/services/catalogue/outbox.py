@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 TASKS = {WorkKind.EMBED: "visrec.embed_images", WorkKind.REFRESH: "visrec.refresh_product_vectors"}
 #: Ids per task the sweep sends.
 CHUNK = 256
+#: Seconds one attempt to reach the broker may take.
+CONNECT_TIMEOUT = 2.0
 
 _held_back: contextvars.ContextVar[bool] = contextvars.ContextVar("visrec_outbox_held_back", default=False)
 
@@ -55,12 +57,19 @@ def record(kind: str, ids: Iterable) -> list:
 
 
 def send(kind: str, ids: list, **options) -> bool:
-    """Queues one task for ``ids``; ``False`` (logged, nothing raised) when the broker is unreachable."""
+    """Queues one task for ``ids``; ``False`` (logged, nothing raised) when the broker is unreachable.
+
+    One connection attempt, no retries (Celery's defaults retry for seconds: a dashboard
+    upload would hang on them), at most ``CONNECT_TIMEOUT`` seconds to connect.
+    """
     from celery import current_app
 
     name = TASKS[kind]
     try:
-        current_app.send_task(name, args=[list(ids)], kwargs=options, queue=queue_for(name), retry=False)
+        with current_app.connection_for_write(connect_timeout=CONNECT_TIMEOUT) as connection:
+            connection.ensure_connection(max_retries=0)
+            current_app.send_task(name, args=[list(ids)], kwargs=options, queue=queue_for(name), retry=False,
+                                  connection=connection)
     except Exception as exc:  # noqa: BLE001 - a broker outage must never break the host's save
         logger.warning("visrec: could not queue %s for %d ids (%s: %s); the pending-work sweep will retry",
                        name, len(ids), exc.__class__.__name__, exc)

@@ -322,10 +322,16 @@ def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now:
 
 
 def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | None = None,
-                          now: dt.datetime | None = None) -> tuple[list[tuple[int, float]], str]:
-    """The shopper's list and where it came from: ``blended``, ``model``, ``session`` or ``trending``."""
+                          now: dt.datetime | None = None, leave_out=()) -> tuple[list[tuple[int, float]], str]:
+    """The shopper's list and where it came from: ``blended``, ``model``, ``session`` or ``trending``.
+
+    ``leave_out``: products the page shows already (its own product, a "similar" row), left
+    out of every part after the shopper's cached lists are read, so they do not split the
+    cache per page.
+    """
     filters = filters or SimilarFilters()
-    depth = max(DEPTH, k)
+    page = set(products.canonical_ids(leave_out).values()) if leave_out else set()
+    depth = max(DEPTH, k + len(page))
     # One cache round trip: the generation (both versions' memo) and the shopper's model lists.
     generation, cached = generation_and_entry(_parts_key(subject) if visrec_settings.FOR_YOU_CACHE_SECONDS else None)
     version = served_version(ModelKind.RECOMMENDER, generation)
@@ -339,6 +345,9 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
         subject, depth, filters, exclude, version, history, weights, cached,
         alongside=(lambda: session_list(subject, depth, filters, exclude, now, query, embedder))
         if query is not None else None)
+    if page:
+        trained, neighbours, session = ([(p, s) for p, s in ranked if p not in page]
+                                        for ranked in (trained, neighbours, session))
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
              if ranked and weights[name] > 0}
     if len(parts) > 1:
@@ -356,4 +365,4 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
         return trained[:k], "model"
     if session:
         return session[:k], "session"
-    return trending_list(k, filters, exclude, now), "trending"
+    return trending_list(k, filters, [*exclude, *page], now), "trending"
