@@ -31,7 +31,7 @@ import numpy as np
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ...conf import visrec_settings
+from ...conf import get_product_model, visrec_settings
 from ...models import ModelVersion, ProductEmbedding
 from . import vector_index
 
@@ -56,6 +56,9 @@ TIE_TOLERANCE = 1e-5
 #: sample of 200 measures recall to about ±0.005): the index's recall over the whole catalogue
 #: is then at least the target with 95% confidence, not merely as likely as not.
 CONFIDENCE_Z = 1.645
+#: Primary keys the calibration handles (its exact pass keeps ids in int64 arrays).
+INTEGER_KEYS = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
+                "PositiveIntegerField", "PositiveBigIntegerField", "SmallIntegerField", "PositiveSmallIntegerField"}
 
 
 class RunningTopK:
@@ -286,6 +289,11 @@ def calibrate_ef_search(version: ModelVersion, *, sample: int = SAMPLE, target: 
     if products < MIN_PRODUCTS:
         return {"skipped": f"{products} products (fewer than {MIN_PRODUCTS}): not calibrated",
                 "products": products, "target": target}
+    if get_product_model()._meta.pk.get_internal_type() not in INTEGER_KEYS:
+        # The exact pass keeps product ids in int64 arrays and pages by id.
+        logger.warning("visrec: %s not calibrated: product keys are not integers (ef_search stays at its "
+                       "default; set VISREC['HNSW_EF_SEARCH'] to fix another)", version.name)
+        return {"skipped": "product keys are not integers: not calibrated", "products": products, "target": target}
     query_ids, exact_ids, exact_scores = exact_neighbours(version, sample_products(version, sample),
                                                           progress=progress)
     recalls: dict[int, float] = {}
