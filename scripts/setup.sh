@@ -20,4 +20,10 @@ if [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q -r requirements.txt
   echo "$want" > "$VENV/.installed"
 fi
+# Browser tests drive Debian's Chromium with Playwright (never `playwright install`).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "==> installing Debian's chromium for the browser tests"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "==> could not install chromium; browser tests will fail in CI, skip elsewhere"
+fi
 mkdir -p var
