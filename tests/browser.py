@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -30,3 +31,14 @@ def chromium_page():
             yield page
         finally:
             browser.close()
+
+
+def wait_for(condition, timeout: float = 10.0):
+    """``condition()`` once it is truthy (polled every 0.1 s), or its last value after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    return condition()

@@ -2,28 +2,16 @@
 the shopper saw and clicked."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 from visrec.models import EventType, InteractionEvent
 
-from .browser import chromium_page
+from .browser import chromium_page, wait_for
 from .factories import CategoryFactory, ProductFactory, ProductImageFactory
 from .test_similar import DIMS, make_version, plant
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    return condition()
 
 
 @pytest.fixture

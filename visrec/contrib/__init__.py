@@ -1,0 +1,1 @@
+"""Adapters that configure visrec for well-known shop frameworks in a few lines."""
