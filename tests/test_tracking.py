@@ -119,3 +119,28 @@ def test_login_mid_session_keeps_the_session_history(client):
     client.post(URL, {"events": [{"type": "cart", "product": product.pk}]}, content_type="application/json")
     keys = set(InteractionEvent.objects.values_list("subject_key", flat=True))
     assert keys == {subject_key("user", user.pk)}
+
+
+def test_detail_view_mixin_records_a_view_of_its_object(rf):
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.http import HttpResponse
+    from django.views.generic import DetailView
+
+    from shop_demo.catalog.models import Product
+    from visrec.mixins import TrackProductViewMixin
+    from visrec.models import InteractionEvent
+
+    from .factories import ProductFactory
+
+    class ProductPage(TrackProductViewMixin, DetailView):
+        model = Product
+
+        def render_to_response(self, context, **kwargs):
+            return HttpResponse("ok")
+
+    product = ProductFactory()
+    request = rf.get("/")
+    request.user, request.session = AnonymousUser(), SessionStore()
+    assert ProductPage.as_view()(request, pk=product.pk).status_code == 200
+    assert list(InteractionEvent.objects.values_list("product_id", "event_type")) == [(product.pk, "view")]
