@@ -715,6 +715,8 @@ if os.environ.get("BENCH_EF_SEARCH"):
     VISREC = {**VISREC, "HNSW_EF_SEARCH": int(os.environ["BENCH_EF_SEARCH"])}
 if os.environ.get("BENCH_QUERY_THREADS"):
     VISREC = {**VISREC, "QUERY_THREADS": int(os.environ["BENCH_QUERY_THREADS"])}
+# Every bench client comes from one loopback address: no per-network throttles or budget.
+VISREC = {**VISREC, "THROTTLE_RATES": {}, "EVENTS_PER_NETWORK_PER_MINUTE": 0}
 """
 
 

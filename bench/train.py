@@ -63,6 +63,7 @@ import http.client
 import json
 import os
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -104,9 +105,8 @@ def synthetic_dataset(n_events: int, n_items: int, n_users: int, seed: int, *, d
     the start, the others launch at a uniform time inside the ``days`` window and are touched
     only after launch, so the last days hold purchases of products nobody touched before (cold).
     """
-    from visrec.services.foryou.interactions import Dataset
-
     from visrec.pseudonyms import subject_key
+    from visrec.services.foryou.interactions import Dataset
 
     rng = np.random.default_rng(seed)
     end = time.time() - 3600.0 if end is None else end
@@ -195,9 +195,8 @@ def child_main(argv: list[str]) -> None:
     mode = argv[0]
     out: dict = {}
     if mode == "export":
-        from visrec.services.foryou.interactions import load_dataset
-
         from visrec.services.catalogue.embedders import active_embedder_version
+        from visrec.services.foryou.interactions import load_dataset
 
         version = active_embedder_version()
         if version is None:
@@ -353,9 +352,8 @@ class quiet:
 
 
 def accuracy(dataset, label: str, args) -> dict:
-    from visrec.services.foryou.evaluation import fit_model, model_top, temporal_split
-
     from visrec.evaluation.recommendations import all_metrics
+    from visrec.services.foryou.evaluation import fit_model, model_top, temporal_split
 
     split = temporal_split(dataset)
     info = {"data": label, "events": int(len(dataset.users)), "train_events": int(split.train.sum()),
@@ -398,9 +396,9 @@ def reset_bench_tables() -> None:
     """Empties the bench database: catalogue, events, sessions, every model version's vectors."""
     from django.contrib.sessions.models import Session
     from django.db import connection
-    from visrec.services.foryou.training import drop_vectors
 
     from visrec.models import ModelKind, ModelVersion, ShopperVector
+    from visrec.services.foryou.training import drop_vectors
 
     for name in ModelVersion.objects.filter(kind=ModelKind.RECOMMENDER).values_list("name", flat=True):
         drop_vectors(name)
@@ -417,7 +415,7 @@ def load_events(dataset, product_ids: np.ndarray) -> None:
     from visrec.models import InteractionEvent
 
     table = InteractionEvent._meta.db_table
-    sql = f"COPY {table} (subject_key, product_id, event_type, occurred_at, source, created_at) FROM STDIN"
+    sql = f"COPY {table} (subject_key, product_id, event_type, occurred_at, source, public, created_at) FROM STDIN"
     now = dt.datetime.now(dt.timezone.utc)
     subjects = dataset.subjects.tolist()
     step = 100_000
@@ -429,7 +427,7 @@ def load_events(dataset, product_ids: np.ndarray) -> None:
                 for u, i, kind, when in zip(dataset.users[start:stop].tolist(), dataset.items[start:stop].tolist(),
                                             dataset.types[start:stop].tolist(), dataset.times[start:stop].tolist()):
                     copy.write_row((subjects[u], int(product_ids[i]), kind,
-                                    dt.datetime.fromtimestamp(when, dt.timezone.utc), "", now))
+                                    dt.datetime.fromtimestamp(when, dt.timezone.utc), "", True, now))
     with connection.cursor() as cursor:
         cursor.execute(f"VACUUM ANALYZE {table}")
 
@@ -527,7 +525,7 @@ end
 def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str], list[str]]:
     """A Django session per subject; their session keys and the shoppers' pseudonyms.
 
-    visrec derives a session's pseudonym from its key (HMAC), so a new session cannot be
+    visrec derives a session's pseudonym from its token (HMAC), so a new session cannot be
     given an existing pseudonym: with ``rekey`` each subject's stored shopper vectors and
     events are moved to its new session's pseudonym, and the active version's saved model
     learns the new names too (in this benchmark's database only), so that serving sees the
@@ -536,18 +534,19 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
     from importlib import import_module
 
     from django.conf import settings
-    from visrec.services.privacy.tracking import SESSION_KEY
 
     from visrec.models import InteractionEvent, ShopperVector
     from visrec.pseudonyms import subject_key
+    from visrec.services.privacy.tracking import SESSION_KEY, SINCE_KEY
 
     SessionStore = import_module(settings.SESSION_ENGINE).SessionStore  # the shop's session engine
     keys, pseudonyms = [], []
     for subject in subjects:
         store = SessionStore()
         store.create()
-        pseudonym = subject_key("session", store.session_key)
-        store[SESSION_KEY] = pseudonym
+        token = secrets.token_hex(16)  # as visrec gives an anonymous shopper on their first event
+        pseudonym = subject_key("anon", token)
+        store[SESSION_KEY], store[SINCE_KEY] = token, int(time.time()) - 86400
         store.save()
         if rekey:
             ShopperVector.objects.filter(subject_key=subject).update(subject_key=pseudonym)
@@ -558,10 +557,10 @@ def make_sessions(subjects: list[str], *, rekey: bool = False) -> tuple[list[str
         import dataclasses
 
         from django.core.files.base import ContentFile
-        from visrec.services.foryou.training import load_bundle
 
         from visrec.models import ModelKind
         from visrec.services.foryou import recommend as foryou_service
+        from visrec.services.foryou.training import load_bundle
         from visrec.services.serving.versions import active_version
 
         version = active_version(ModelKind.RECOMMENDER)
@@ -600,10 +599,9 @@ def server_args(args) -> argparse.Namespace:
 
 
 def foryou(server, args, workdir: Path, ready_product: int) -> dict:
+    from visrec.models import ModelKind, ShopperVector
     from visrec.services.foryou.recommend import forget_shoppers
     from visrec.services.foryou.training import load_bundle
-
-    from visrec.models import ModelKind, ShopperVector
     from visrec.services.serving.versions import active_version
 
     version = active_version(ModelKind.RECOMMENDER)
@@ -710,7 +708,6 @@ def service_breakdown(subjects: list[str]) -> dict:
         session_list,
         trained_list,
     )
-
     from visrec.services.serving import presentation
     from visrec.services.serving.similar import SimilarFilters
 
@@ -741,11 +738,10 @@ def service_breakdown(subjects: list[str]) -> dict:
 
 def ingest(server, args, product_ids: np.ndarray) -> dict:
     """Threads POSTing event batches for ``--ingest-seconds``; counts sent, accepted and stored."""
-    from visrec.services.privacy.shopper_data import dropped_events
-
     from visrec.conf import visrec_settings
     from visrec.models import InteractionEvent
     from visrec.pseudonyms import subject_key
+    from visrec.services.privacy.shopper_data import dropped_events
 
     per_subject = min(visrec_settings.MAX_EVENTS_PER_DAY, 400) // args.ingest_batch * args.ingest_batch
     if per_subject <= 0:
@@ -754,7 +750,7 @@ def ingest(server, args, product_ids: np.ndarray) -> dict:
     keys, _ = make_sessions([subject_key("session", f"bench-ingest-{i}") for i in range(needed)])
     dropped_before = dropped_events()
     stored_before = InteractionEvent.objects.filter(source=SOURCE_TAG).count()
-    kinds = ["view"] * 6 + ["click", "cart", "cart", "purchase"]
+    kinds = ["view"] * 6 + ["click", "cart", "cart", "impression"]  # a storefront posts no purchases
     lock = threading.Lock()
     totals = {"requests": 0, "sent": 0, "accepted": 0, "errors": 0, "sessions_used": 0}
     log: list[tuple[float, int]] = []

@@ -160,6 +160,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _redis_alive(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
@@ -173,11 +182,16 @@ def ensure_redis() -> str:
     """Starts (or joins) the embedded Redis and returns its URL without a database index."""
     port_file = REDIS_DIR / "port"
     with _file_lock(REDIS_DIR / "start.lock"):
+        port = None
         if port_file.exists():
             port = int(port_file.read_text())
             if _redis_alive(port):
                 return f"redis://127.0.0.1:{port}"
-        port = _free_port()
+            # Down (crashed, killed): start it again on the same port, where every process
+            # that read the port file reconnects, rather than a second Redis on a new one.
+            if not _port_free(port):
+                port = None
+        port = port or _free_port()
         subprocess.run(
             [
                 redis_executable(), "--port", str(port), "--bind", "127.0.0.1",

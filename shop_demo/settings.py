@@ -94,7 +94,7 @@ CACHES = {
 }
 # Sessions read from the cache, written through to the database: a shopper's request
 # ("for you", events) does not query the session table.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_ENGINE = "visrec.sessions"  # cached_db that falls back to the database when Redis is down
 CELERY_BROKER_URL = _redis
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", _redis)
 CELERY_TASK_SERIALIZER = "json"

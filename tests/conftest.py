@@ -27,8 +27,9 @@ def _media_root(settings, tmp_path):
 def _clear_cache():
     from django.core.cache import cache
 
-    from visrec.services.db import cache_writes
+    from visrec.services.db import cache_guard, cache_writes
 
+    cache_guard.reset()  # a test that took the cache down leaves it usable
     cache_writes.flush()  # a write deferred by the previous test goes out before the clear
     cache.clear()
     yield

@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.utils import timezone
 
 from visrec.models import InteractionEvent, PrivacyRelease
@@ -115,7 +116,10 @@ def test_over_budget_is_refused_with_a_clear_message(admin_client, shop, setting
 
 def test_an_expired_release_is_shown_when_a_new_one_is_refused(admin_client, shop, settings):
     admin_client.get(PAGE)
-    PrivacyRelease.objects.update(created_at=timezone.now() - dt.timedelta(days=8))
+    with connection.cursor() as cursor:  # eight days pass: only this test's transaction bypasses the ledger's guard
+        cursor.execute("ALTER TABLE visrec_privacyrelease DISABLE TRIGGER visrec_privacyrelease_append_only")
+        PrivacyRelease.objects.update(created_at=timezone.now() - dt.timedelta(days=8))
+        cursor.execute("ALTER TABLE visrec_privacyrelease ENABLE TRIGGER visrec_privacyrelease_append_only")
     settings.VISREC = {**settings.VISREC, "PRIVACY_BUDGET_EPSILON": 3.0}
     html = admin_client.get(PAGE).content.decode()
     assert "a new one was refused" in html and "Every number on this page is noisy." in html
@@ -138,3 +142,21 @@ def test_ledger_links_to_the_statistics_and_release_is_not_made_by_the_ledger(ad
     html = admin_client.get("/admin/visrec/privacyrelease/").content.decode()
     assert f'href="{PAGE}"' in html
     assert not PrivacyRelease.objects.exists()
+
+
+def test_the_ledger_is_append_only_in_the_database_and_the_admin(admin_client, shop):
+    from django.db import DatabaseError, transaction
+
+    admin_client.get(PAGE)
+    release = PrivacyRelease.objects.get()
+    for attempt in (lambda: PrivacyRelease.objects.filter(pk=release.pk).update(epsilon=0.0),
+                    lambda: PrivacyRelease.objects.filter(pk=release.pk).delete(),
+                    lambda: connection.cursor().execute("DELETE FROM visrec_privacyrelease")):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            attempt()
+    assert PrivacyRelease.objects.get().epsilon == release.epsilon
+    changelist = admin_client.get("/admin/visrec/privacyrelease/").content.decode()
+    assert "delete_selected" not in changelist
+    assert admin_client.post(f"/admin/visrec/privacyrelease/{release.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(f"/admin/visrec/privacyrelease/{release.pk}/change/", {"epsilon": "0"}).status_code == 403
+    assert PrivacyRelease.objects.count() == 1

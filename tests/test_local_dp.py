@@ -12,12 +12,12 @@ from collections import Counter
 import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
-from visrec.services.privacy.tracking import EventIn, record_events
 
 from visrec.models import CategoryReport, InteractionEvent
 from visrec.pseudonyms import subject_key
 from visrec.services.privacy import local_dp
 from visrec.services.privacy import shopper_data as privacy
+from visrec.services.privacy.tracking import EventIn, record_events
 
 from .factories import CategoryFactory, ProductFactory
 
@@ -111,7 +111,7 @@ def test_reports_are_exported_erased_and_purged_with_the_events(four_categories,
     record_events(key, [EventIn("view", four_categories[2].pk)])
     exported = privacy.export_user(ann)
     assert len(exported["category_reports"]) == 1 and exported["category_reports"][0]["randomised"]
-    assert privacy.erase_user(ann) == {"events": 1, "shopper_vectors": 0, "category_reports": 1}
+    assert privacy.erase_user(ann) == {"events": 1, "shopper_vectors": 0, "category_reports": 1, "sessions": 0}
     record_events("d" * 64, [EventIn("view", four_categories[2].pk)])
     CategoryReport.objects.update(occurred_at=timezone.now() - dt.timedelta(days=40))
     settings.VISREC = {**settings.VISREC, "RETENTION_DAYS": 30}

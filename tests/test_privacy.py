@@ -76,7 +76,7 @@ def test_export_and_erase_one_shopper(tmp_path):
     exported = json.loads(out.read_text())
     assert exported["subject"] == subject_key("user", ann.pk) and len(exported["events"]) == 3
     assert {e["product"] for e in exported["events"]} == {product.pk}
-    assert privacy.erase_user(ann) == {"events": 3, "shopper_vectors": 1, "category_reports": 0}
+    assert privacy.erase_user(ann) == {"events": 3, "shopper_vectors": 1, "category_reports": 0, "sessions": 0}
     assert not InteractionEvent.objects.filter(subject_key=subject_key("user", ann.pk)).exists()
     assert not ShopperVector.objects.filter(subject_key=subject_key("user", ann.pk)).exists()
     assert InteractionEvent.objects.filter(subject_key=subject_key("user", bob.pk)).count() == 2
@@ -95,3 +95,33 @@ def test_privacy_settings_checks(settings):
                        "LOCAL_DP": False, "TRENDING_EPSILON": 0.3}
     [warning] = checks.check_privacy_settings()
     assert warning.id == "visrec.W001" and "spend up to epsilon 11.5 per 30-day period" in warning.msg
+
+
+def test_no_session_or_cache_holds_a_pseudonym_and_erasure_clears_visrecs_session_keys(client, settings):
+    """What a reader of the session table or the session cache sees: no pseudonym of the user
+    (only a token that the secret turns into one), and after erasure not even that."""
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.models import Session
+    from django.core.cache import cache
+
+    from visrec.pseudonyms import subject_key
+
+    from .factories import ProductFactory
+
+    product = ProductFactory()
+    ann = User.objects.create_user("ann-erased", password="pw")
+    client.login(username="ann-erased", password="pw")
+    client.post("/api/visrec/events/", {"events": [{"type": "view", "product": product.pk}]},
+                content_type="application/json")
+    pseudonym = subject_key("user", ann.pk)
+    assert InteractionEvent.objects.filter(subject_key=pseudonym).exists()
+    session = Session.objects.get(session_key=client.session.session_key)
+    assert pseudonym not in str(session.get_decoded()) and pseudonym not in session.session_data
+    cached = cache.get("django.contrib.sessions.cached_db" + session.session_key)  # the demo's cached_db sessions
+    assert cached is not None and pseudonym not in str(cached)
+    # a session written by an older visrec (the pseudonym in clear) is cleaned by erasure
+    store = client.session
+    store["visrec_subject"] = pseudonym
+    store.save()
+    assert privacy.erase_user(ann) == {"events": 1, "shopper_vectors": 0, "category_reports": 0, "sessions": 1}
+    assert "visrec_subject" not in Session.objects.get(session_key=store.session_key).get_decoded()

@@ -122,7 +122,7 @@ def test_for_you_api_leaves_out_what_the_page_shows(row, client):
     assert response.status_code == 200
     assert not set(leave) & {r["id"] for r in response.json()["results"]}
     bad = client.get("/api/visrec/for-you/", {"exclude": "1,x"})
-    assert bad.status_code == 400 and "exclude" in bad.json()
+    assert bad.status_code == 400 and "exclude" in bad.json()["errors"]
 
 
 def test_cards_can_be_restyled_by_overriding_one_block(row, settings, tmp_path):

@@ -8,11 +8,11 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.test import RequestFactory
 from django.utils import timezone
-from visrec.services.privacy.tracking import MAX_BATCH, SESSION_KEY, TrackingError
 
 import visrec
 from visrec.models import InteractionEvent
 from visrec.pseudonyms import subject_key
+from visrec.services.privacy.tracking import MAX_BATCH, SESSION_KEY, TrackingError
 
 from .factories import ProductFactory
 
@@ -34,8 +34,9 @@ def test_server_side_track_stores_a_pseudonymous_event():
     request = anonymous_request()
     assert visrec.track(request, "view", product) == 1
     event = InteractionEvent.objects.get()
-    assert event.subject_key == subject_key("session", request.session.session_key)
+    assert event.subject_key == subject_key("anon", request.session[SESSION_KEY])
     assert event.product_id == product.pk and event.event_type == "view"
+    assert event.subject_key not in request.session.values()  # only the secret turns the token into it
     field_names = {f.name for f in InteractionEvent._meta.get_fields()}
     assert not field_names & {"user", "ip", "ip_address", "user_agent"}
 
@@ -113,12 +114,14 @@ def test_login_mid_session_keeps_the_session_history(client):
     product = ProductFactory()
     client.post(URL, {"events": [{"type": "view", "product": product.pk}]}, content_type="application/json")
     anonymous_key = InteractionEvent.objects.get().subject_key
-    assert client.session[SESSION_KEY] == anonymous_key
+    assert anonymous_key == subject_key("anon", client.session[SESSION_KEY])
+    assert anonymous_key not in client.session.values()
     user = User.objects.create_user("bob", password="pw")
     client.login(username="bob", password="pw")
     client.post(URL, {"events": [{"type": "cart", "product": product.pk}]}, content_type="application/json")
     keys = set(InteractionEvent.objects.values_list("subject_key", flat=True))
     assert keys == {subject_key("user", user.pk)}
+    assert not any(key.startswith("visrec_") for key in client.session.keys())  # nothing of visrec's is left
 
 
 def test_detail_view_mixin_records_a_view_of_its_object(rf):

@@ -163,6 +163,17 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in PrivacyRelease._meta.fields]
     change_list_template = "admin/visrec/privacyrelease/change_list.html"
 
+    # The ledger is append-only (a database trigger refuses UPDATE and DELETE too): deleting
+    # a release would refund budget that was spent.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
     def get_urls(self):
         from django.urls import path
 

@@ -158,6 +158,16 @@ DEFAULTS: dict[str, Any] = {
     # Contribution bounds per shopper and UTC day (events beyond are dropped and counted).
     "MAX_EVENTS_PER_DAY": 500,
     "MAX_EVENTS_PER_PRODUCT_PER_DAY": 20,
+    # Trust tiers: an anonymous shopper's events count toward public releases (trending,
+    # statistics) once their session is this old and they viewed this many distinct products;
+    # logged-in shoppers' and the server's own always do.
+    "ESTABLISHED_AFTER_SECONDS": 300,
+    "ESTABLISHED_MIN_VIEWS": 3,
+    # Events stored per client network (IPv4 /24, IPv6 /64) and minute, counted under a keyed
+    # hash of the network that expires (no address is stored); 0 = no budget.
+    "EVENTS_PER_NETWORK_PER_MINUTE": 300,
+    # DRF throttle rates of visrec's endpoints, per client network (same keyed hash).
+    "THROTTLE_RATES": {"events": "120/min", "photo_search": "20/min"},
     # Raw events older than this are purged nightly.
     "RETENTION_DAYS": 365,
     "RETENTION_SCHEDULE": {"minute": "15", "hour": "2"},

@@ -138,6 +138,10 @@ class InteractionEvent(models.Model):
     occurred_at = models.DateTimeField()
     source = models.CharField(max_length=50, blank=True, help_text=_("widget a click came from"))
     position = models.PositiveSmallIntegerField(null=True, blank=True)
+    public = models.BooleanField(  # a database default too: raw COPY/INSERT of imported history counts
+        default=True, db_default=True, help_text=_("counts toward releases shown to everyone (trending, statistics): the shopper "
+                                  "was established (logged in, or a session of some age and several views)")
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -160,7 +160,10 @@ class SearchResponseSerializer(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
+    """Every error visrec answers: what went wrong and, for invalid input, per field or index."""
+
     detail = serializers.CharField()
+    errors = serializers.DictField(required=False, help_text="the invalid fields (or batch indices) and why")
 
 
 class EventSerializer(serializers.Serializer):

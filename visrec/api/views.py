@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -13,11 +13,12 @@ from rest_framework.views import APIView
 from ..conf import get_product_model
 from ..imaging import ImageRejected
 from ..models import ModelKind
-from ..services.privacy.tracking import EventIn, TrackingError, record_events, subject_for_request
+from ..services.privacy.tracking import EventIn, TrackingError, reading_subject, record_events, subject_for_request
 from ..services.serving import presentation
 from ..services.serving.photo_search import search_by_image
 from ..services.serving.similar import NotEmbedded, fallback_products, similar_list
 from ..services.serving.versions import served_version
+from . import guards
 from .schema import VisrecAutoSchema
 from .serializers import (
     ErrorSerializer,
@@ -37,9 +38,12 @@ from .serializers import (
 
 class VisrecView(APIView):
     """What every visrec endpoint shares: its own schema class (the host's
-    ``DEFAULT_SCHEMA_CLASS`` does not matter)."""
+    ``DEFAULT_SCHEMA_CLASS`` does not matter) and error handling (:mod:`visrec.api.guards`)."""
 
     schema = VisrecAutoSchema()
+
+    def handle_exception(self, exc):
+        return guards.handle_exception(self, exc, super().handle_exception)
 
 
 def product_pk(value: str):
@@ -56,7 +60,7 @@ def product_pk(value: str):
 
 @extend_schema(
     parameters=[FilterParamsSerializer],
-    responses={200: SimilarResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    responses={200: SimilarResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 503: ErrorSerializer},
     summary="Visually similar products",
     description="The products nearest to this one in the served embedding (cosine), never the product "
                 "itself. Without a vector yet, same-category products with score 0.",
@@ -86,7 +90,7 @@ class SimilarProductsView(VisrecView):
 
 @extend_schema(
     request={"multipart/form-data": SearchRequestSerializer},
-    responses={200: SearchResponseSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+    responses={200: SearchResponseSerializer, 400: ErrorSerializer, 429: ErrorSerializer, 503: ErrorSerializer},
     summary="Search by photo",
     description="Upload an image (multipart field `image`); size- and pixel-limited. Image URLs are "
                 "not accepted: visrec never fetches a client-given address.",
@@ -95,6 +99,7 @@ class PhotoSearchView(VisrecView):
     """Products that look like an uploaded photo."""
 
     parser_classes = [MultiPartParser, FormParser]
+    throttle_classes = [guards.PhotoSearchThrottle]
 
     def post(self, request):
         params = SearchRequestSerializer(data=request.data)
@@ -104,9 +109,10 @@ class PhotoSearchView(VisrecView):
             result = search_by_image(upload.read(), params.validated_data["limit"], params.filters(),
                                      with_category=params.validated_data["predict_category"])
         except ImageRejected as exc:
-            return Response({"detail": f"image rejected: {exc.reason}"}, status=status.HTTP_400_BAD_REQUEST)
+            return guards.error_response(status.HTTP_400_BAD_REQUEST, f"image rejected: {exc.reason}")
         except NotEmbedded as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            return guards.error_response(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc),
+                                         headers={"Retry-After": str(guards.RETRY_AFTER_SECONDS)})
         category = result.predicted_category
         return Response({
             "model_version": result.model_version,
@@ -129,20 +135,29 @@ def _category_label(value):
 
 @extend_schema(
     request=EventBatchSerializer,
-    responses={202: EventBatchResponseSerializer, 400: ErrorSerializer},
+    responses={202: EventBatchResponseSerializer, 400: ErrorSerializer, 429: ErrorSerializer, 503: ErrorSerializer},
     summary="Record shopper events",
-    description="Up to 100 events (view, click, cart, purchase, search) of the requesting shopper; "
-                "all are validated before any is stored. The shopper is identified by their session "
-                "or login only.",
+    description="Up to 100 events (view, click, cart, search, impression; purchase only from a logged-in "
+                "shopper: purchases are the shop server's to record) of the requesting shopper; all are "
+                "validated before any is stored. The shopper is identified by their session or login only. "
+                "Throttled per client network.",
 )
 class EventBatchView(VisrecView):
-    """Events of the requesting shopper, batched by storefront JavaScript."""
+    """Events of the requesting shopper, batched by storefront JavaScript (``visrec.js``)."""
+
+    parser_classes = [guards.BoundedJSONParser]
+    throttle_classes = [guards.EventsThrottle]
 
     def post(self, request):
         batch = EventBatchSerializer(data=request.data)
         batch.is_valid(raise_exception=True)
         events = [EventIn(event_type=e["type"], product=e["product"], occurred_at=e["timestamp"],
                           source=e["source"], position=e["position"]) for e in batch.validated_data["events"]]
+        if not request.user.is_authenticated:
+            refused = {str(i): ["purchases are recorded by the shop's server, not by an anonymous client"]
+                       for i, e in enumerate(events) if e.event_type == "purchase"}
+            if refused:
+                return guards.error_response(status.HTTP_400_BAD_REQUEST, "no event was recorded", {"events": refused})
         from ..services.privacy.shopper_data import has_consent
 
         if not has_consent(request):
@@ -150,14 +165,14 @@ class EventBatchView(VisrecView):
         try:
             accepted = record_events(subject_for_request(request), events, request)
         except TrackingError as exc:
-            return Response({"detail": "no event was recorded", "events": {str(k): v for k, v in exc.errors.items()}},
-                            status=status.HTTP_400_BAD_REQUEST)
+            return guards.error_response(status.HTTP_400_BAD_REQUEST, "no event was recorded",
+                                         {"events": {str(k): [v] for k, v in exc.errors.items()}})
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(
     parameters=[FilterParamsSerializer, LeaveOutParamsSerializer],
-    responses={200: ForYouResponseSerializer, 400: ErrorSerializer},
+    responses={200: ForYouResponseSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
     summary="Recommended for you",
     description="Products for the shopper making the request (their login or session): the trained "
                 "model blended with their session, else their session alone, else trending. On a product "
@@ -171,6 +186,6 @@ class ForYouView(VisrecView):
 
         limit, filters = filter_params(request.query_params)
         leave_out = leave_out_params(request.query_params)
-        ranked, source = recommend_for_subject(subject_for_request(request), limit, filters, leave_out=leave_out)
+        ranked, source = recommend_for_subject(reading_subject(request), limit, filters, leave_out=leave_out)
         return Response({"source": source,
                          "results": card_rows(presentation.product_cards(ranked))})

@@ -55,7 +55,7 @@ def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", 
     on this page.
     """
     from ..services.foryou import recommend
-    from ..services.privacy.tracking import subject_for_request
+    from ..services.privacy.tracking import reading_subject
 
     request = context.get("request")
     cards, source = [], ""
@@ -65,7 +65,7 @@ def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", 
             if product is not None:
                 leave_out.add(getattr(product, "pk", product))
             ranked, source = recommend.recommend_for_subject(
-                subject_for_request(request), int(limit), similar.parse_filters(**filters), leave_out=leave_out)
+                reading_subject(request), int(limit), similar.parse_filters(**filters), leave_out=leave_out)
             cards = presentation.product_cards(ranked)
     except Exception:  # noqa: BLE001 - a widget must never break the page
         logger.exception("visrec: recommended_for_you failed")

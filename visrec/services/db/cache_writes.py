@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from django.core.cache import cache
+from .cache_guard import cache
 
 logger = logging.getLogger(__name__)
 

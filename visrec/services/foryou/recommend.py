@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -43,6 +42,7 @@ from ...recommenders.blend import new_product_slots, reserve_slots, rrf_blend
 from ...recommenders.session import session_vector, session_weights
 from ..catalogue import products
 from ..db import vector_index
+from ..db.cache_guard import cache
 from ..db.concurrent_queries import run_all
 from ..serving.generation import generation_and_entry
 from ..serving.similar import SimilarFilters, candidate_sql, candidates_where, search_by_vector
@@ -321,7 +321,7 @@ def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now:
     return found[:k]
 
 
-def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | None = None,
+def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilters | None = None,
                           now: dt.datetime | None = None, leave_out=()) -> tuple[list[tuple[int, float]], str]:
     """The shopper's list and where it came from: ``blended``, ``model``, ``session`` or ``trending``.
 
@@ -331,6 +331,8 @@ def recommend_for_subject(subject: str, k: int = 8, filters: SimilarFilters | No
     """
     filters = filters or SimilarFilters()
     page = set(products.canonical_ids(leave_out).values()) if leave_out else set()
+    if not subject:  # a shopper visrec has not seen (or whose session cannot be read)
+        return trending_list(k, filters, list(page), now), "trending"
     depth = max(DEPTH, k + len(page))
     # One cache round trip: the generation (both versions' memo) and the shopper's model lists.
     generation, cached = generation_and_entry(_parts_key(subject) if visrec_settings.FOR_YOU_CACHE_SECONDS else None)

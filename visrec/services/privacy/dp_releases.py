@@ -73,7 +73,8 @@ def remaining(period: dt.date | None = None) -> float:
 
 def exact_distinct_counts(start: dt.datetime, end: dt.datetime, event_type: str | None, per_shopper: int
                           ) -> dict[int, int]:
-    """Per product, distinct shoppers in the window, each counting for ≤ ``per_shopper`` products."""
+    """Per product, distinct shoppers in the window, each counting for ≤ ``per_shopper`` products;
+    only events of established shoppers (``public``, :func:`~visrec.services.privacy.tracking.is_established`)."""
     table = InteractionEvent._meta.db_table
     # Impressions say what visrec showed, not what shoppers chose: never counted as interest.
     type_filter = "AND event_type = %s" if event_type else "AND event_type <> 'impression'"
@@ -85,7 +86,7 @@ def exact_distinct_counts(start: dt.datetime, end: dt.datetime, event_type: str 
                 SELECT subject_key, product_id,
                        row_number() OVER (PARTITION BY subject_key ORDER BY max(occurred_at) DESC, product_id) AS rank
                 FROM {table}
-                WHERE occurred_at >= %s AND occurred_at < %s AND product_id IS NOT NULL {type_filter}
+                WHERE occurred_at >= %s AND occurred_at < %s AND product_id IS NOT NULL AND public {type_filter}
                 GROUP BY subject_key, product_id
             ) bounded
             WHERE rank <= %s

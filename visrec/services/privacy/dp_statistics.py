@@ -57,7 +57,7 @@ def exact_category_counts(start: dt.datetime, end: dt.datetime, per_shopper: int
                            AS rank
                 FROM {events} e JOIN {products} p ON p.{pk} = e.product_id
                 WHERE e.occurred_at >= %s AND e.occurred_at < %s AND {category} IS NOT NULL
-                      AND e.event_type <> 'impression'
+                      AND e.event_type <> 'impression' AND e.public
                 GROUP BY e.subject_key, {category}
             ) bounded
             WHERE rank <= %s

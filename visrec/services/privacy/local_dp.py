@@ -34,12 +34,12 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.db.models import Count
 
 from ...conf import visrec_settings
 from ...models import CategoryReport, EventType, InteractionEvent, RandomizedResponseDomain
 from ..catalogue.categories import catalogue_categories, product_category_keys
+from ..db.cache_guard import cache
 
 #: z of a two-sided 95% normal interval.
 Z95 = 1.959964

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
@@ -28,6 +27,7 @@ from django.utils.module_loading import import_string
 from ...conf import visrec_settings
 from ...models import CategoryReport, EventType, InteractionEvent, ShopperVector
 from ...pseudonyms import subject_key, subject_keys
+from ..db.cache_guard import cache
 from ..foryou.recommend import forget_shoppers
 
 #: Everything visrec stores keyed by a subject's pseudonym.
@@ -71,11 +71,20 @@ def bound_contributions(subject: str, events: list[InteractionEvent]) -> tuple[l
         per_day[(day, shown)] += 1
         per_product[(day, shown, event.product_id)] += 1
         kept.append(event)
-    if dropped:
-        key = DROPPED_KEY.format(day=timezone.now().date().isoformat())
-        cache.add(key, 0, 60 * 60 * 24 * 40)
-        cache.incr(key, dropped)
+    count_dropped(dropped)
     return kept, dropped
+
+
+def count_dropped(dropped: int) -> None:
+    """Adds to today's count of events the bounds dropped (in the cache; lost if it is down)."""
+    if not dropped:
+        return
+    key = DROPPED_KEY.format(day=timezone.now().date().isoformat())
+    cache.add(key, 0, 60 * 60 * 24 * 40)
+    try:
+        cache.incr(key, dropped)
+    except ValueError:  # the cache is down (add did nothing) or evicted it
+        pass
 
 
 def dropped_events(day: dt.date | None = None) -> int:
@@ -152,8 +161,39 @@ def user_subjects(user) -> list[str]:
 
 
 def erase_user(user) -> dict[str, int]:
-    """For the host's account-deletion flow: erase everything visrec holds about a user."""
-    return erase_subject(user_subjects(user))
+    """For the host's account-deletion flow: erase everything visrec holds about a user,
+    including what visrec wrote into the user's sessions."""
+    erased = erase_subject(user_subjects(user))
+    erased["sessions"] = forget_user_sessions(user)
+    return erased
+
+
+def forget_user_sessions(user) -> int:
+    """Removes visrec's keys from the user's stored sessions (database-backed session engines:
+    ``db``, ``cached_db``, ``visrec.sessions``; the cached copy is rewritten by the save).
+    Returns how many changed."""
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.contrib.sessions.backends.db import SessionStore as DBStore
+    from django.contrib.sessions.models import Session
+
+    from .tracking import SESSION_KEYS
+
+    engine = import_module(settings.SESSION_ENGINE)
+    if not issubclass(engine.SessionStore, DBStore):
+        return 0  # signed-cookie or cache-only sessions: nothing visrec can reach server side
+    changed = 0
+    for key in Session.objects.filter(expire_date__gt=timezone.now()).values_list("session_key", flat=True).iterator():
+        store = engine.SessionStore(session_key=key)
+        data = store.load()
+        if str(data.get("_auth_user_id")) != str(user.pk) or not any(k in data for k in SESSION_KEYS):
+            continue
+        for name in SESSION_KEYS:
+            store.pop(name, None)
+        store.save()
+        changed += 1
+    return changed
 
 
 def export_user(user) -> dict:

@@ -1,13 +1,23 @@
 """Recording what shoppers do: views, clicks on recommendations, carts, purchases, photo searches.
 
 The stored subject is a keyed pseudonym (:func:`visrec.pseudonyms.subject_key`) of the
-logged-in user or, for anonymous shoppers, of the session; events carry no IP address and
-no user agent. The pseudonym is kept in the session, so when a shopper logs in the events
-of their anonymous session are moved to their account's pseudonym.
+logged-in user or, for an anonymous shopper, of a random token visrec keeps in their session
+(``visrec_anon``); events carry no IP address and no user agent. Nothing in the session or
+the cache is a pseudonym: turning the user id or the token into one takes the secret. When a
+shopper logs in, their anonymous events move to their account's pseudonym and the token
+leaves the session. A read ("for you", widgets) never creates a session.
+
+Trust: an event counts toward what is released to everyone (trending, shop statistics)
+only from an *established* shopper (:func:`is_established`): a logged-in one, or an anonymous
+one whose session is ``ESTABLISHED_AFTER_SECONDS`` old and who viewed
+``ESTABLISHED_MIN_VIEWS`` distinct products, so fresh cookieless requests cannot stuff a
+public list. Every event still serves its own shopper.
 """
 from __future__ import annotations
 
 import datetime as dt
+import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,7 +29,12 @@ from ...models import CategoryReport, EventType, InteractionEvent
 from ...pseudonyms import subject_key
 from ..catalogue import products
 
-SESSION_KEY = "visrec_subject"
+#: Session key of an anonymous shopper's token (the seed of their pseudonym, not a pseudonym).
+SESSION_KEY = "visrec_anon"
+#: Session key of when visrec first saw the anonymous shopper (unix seconds).
+SINCE_KEY = "visrec_since"
+#: Keys visrec may have written into sessions (the first one by versions before 0.2).
+SESSION_KEYS = (SESSION_KEY, SINCE_KEY, "visrec_subject")
 #: Timestamps may be this far in the future (clock skew between browser and server).
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 #: Events older than this are refused as stale.
@@ -46,36 +61,80 @@ class EventIn:
     position: int | None = None
 
 
-def subject_for_request(request) -> str:
-    """The pseudonym of the shopper making a request (creating their session if needed)."""
+class SessionUnavailable(RuntimeError):
+    """The session store (say the cache of ``cached_db`` sessions) cannot be read or written."""
+
+
+def subject_for_request(request, *, create: bool = True) -> str | None:
+    """The pseudonym of the shopper making a request.
+
+    An anonymous shopper gets a token in their session on their first event (``create``);
+    a read passes ``create=False`` and gets ``None`` for a shopper visrec has not seen, so no
+    session is created by it.
+
+    Raises:
+        SessionUnavailable: the session store failed (reads may then serve no one in particular).
+    """
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        key = subject_key("user", user.pk)
-    else:
-        session = request.session
-        if session.session_key is None:
-            session.save()
-        # Recomputed, not read back: after a secret rotation new events use the new secret.
-        key = subject_key("session", session.session_key)
-    if request.session.get(SESSION_KEY) != key:
-        request.session[SESSION_KEY] = key
-    return key
+        return subject_key("user", user.pk)
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    try:
+        token = session.get(SESSION_KEY)
+        if token is None:
+            if not create:
+                return None
+            token = secrets.token_hex(16)
+            session[SESSION_KEY] = token
+            session[SINCE_KEY] = int(time.time())
+    except Exception as exc:  # noqa: BLE001 - any session backend's outage
+        raise SessionUnavailable(f"the session store is unavailable: {exc.__class__.__name__}") from exc
+    return subject_key("anon", token)
+
+
+def reading_subject(request) -> str | None:
+    """:func:`subject_for_request` for reads: ``None`` for an unseen shopper or a session store
+    that is down (the list is then everyone's, not a 500)."""
+    try:
+        return subject_for_request(request, create=False)
+    except SessionUnavailable:
+        return None
+
+
+def is_established(request, subject: str) -> bool:
+    """Whether the shopper's events count toward public releases (see the module's note)."""
+    user = getattr(request, "user", None) if request is not None else None
+    if request is None or (user is not None and user.is_authenticated):
+        return True  # the host's server (imports, its own calls) or a logged-in customer
+    session = getattr(request, "session", None)
+    since = session.get(SINCE_KEY) if session is not None else None
+    if since is None or time.time() - since < visrec_settings.ESTABLISHED_AFTER_SECONDS:
+        return False
+    views = (InteractionEvent.objects.filter(subject_key=subject, event_type=EventType.VIEW)
+             .values("product_id").distinct().count())
+    return views >= visrec_settings.ESTABLISHED_MIN_VIEWS
 
 
 def adopt_session_history(request, user) -> int:
-    """Moves the anonymous session's events to the user's pseudonym; returns how many moved.
+    """Moves the anonymous shopper's events to the user's pseudonym; returns how many moved.
 
-    Connected to ``user_logged_in``: the session (and the pseudonym stored in it) survives
-    the session-key rotation of ``login()``.
+    Connected to ``user_logged_in``: the session survives the session-key rotation of
+    ``login()``; the anonymous token then leaves it (the account's pseudonym needs none).
     """
-    previous = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
+    session = getattr(request, "session", None)
+    if session is None:
+        return 0
+    token = session.get(SESSION_KEY)
     current = subject_key("user", user.pk)
     moved = 0
-    if previous and previous != current:
+    if token:
+        previous = subject_key("anon", token)
         moved = InteractionEvent.objects.filter(subject_key=previous).update(subject_key=current)
         CategoryReport.objects.filter(subject_key=previous).update(subject_key=current)
-    if hasattr(request, "session"):
-        request.session[SESSION_KEY] = current
+    for key in SESSION_KEYS:
+        session.pop(key, None)
     return moved
 
 
@@ -131,13 +190,19 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
     Under ``LOCAL_DP`` they also yield randomised category reports
     (:mod:`visrec.services.privacy.local_dp`).
     """
-    from .shopper_data import bound_contributions, has_consent
+    from .network import network_allows
+    from .shopper_data import bound_contributions, count_dropped, has_consent
 
     rows = validate_events(events)
     if not has_consent(request):
         return 0
+    if request is not None and not network_allows(request, len(rows)):
+        count_dropped(len(rows))
+        return 0
+    public = is_established(request, subject)
     for row in rows:
         row.subject_key = subject
+        row.public = public
     rows, _ = bound_contributions(subject, rows)
     InteractionEvent.objects.bulk_create(rows)
     if visrec_settings.LOCAL_DP:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import secrets
 
-from django.core.cache import cache
-
+from ..db.cache_guard import cache
 from ..db.cache_writes import read_many
 
 GENERATION_KEY = "visrec:embeddings-generation"

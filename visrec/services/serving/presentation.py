@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import connection
 from django.db.models import F, OuterRef, Q, Subquery
@@ -17,6 +16,7 @@ from django.utils.module_loading import import_string
 
 from ...conf import get_image_model, get_product_model, visrec_settings
 from ..catalogue import products
+from ..db.cache_guard import cache
 from ..db.cache_writes import read_many
 from ..db.compiled_sql import SQLMemo
 
