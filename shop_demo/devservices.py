@@ -161,7 +161,9 @@ def _free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether Redis could listen on ``port`` (it sets SO_REUSEADDR: old connections do not matter)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

@@ -103,8 +103,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ROUTES = ["visrec.celery.route_task"]
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# An unacknowledged task (acks_late) goes back to the queue this long after its worker died.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+# An unacknowledged task (acks_late) goes back to the queue this long after its worker died:
+# above the longest acks_late task (one extraction chunk of 256 images, a few minutes on 2
+# cores), so a slow task is not run twice; a killed worker's images are sent again sooner by
+# visrec's pending-work sweep (PENDING_WORK_RETRY_SECONDS).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "900"))}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER") == "1"
 

@@ -121,7 +121,7 @@ def test_search_rejects_bad_uploads_with_400(client, catalogue, settings):
     broken.name = "x.jpg"
     response = client.post(url, {"image": broken})
     assert response.status_code == 400 and "image rejected" in response.json()["detail"]
-    settings.VISREC = {**settings.VISREC, "MAX_IMAGE_BYTES": 200}
+    settings.VISREC = {**settings.VISREC, "MAX_UPLOAD_BYTES": 200}
     big = io.BytesIO(make_image_bytes(size=(300, 300)))
     big.name = "big.jpg"
     response = client.post(url, {"image": big})

@@ -186,3 +186,23 @@ def test_error_bodies_have_one_shape(client):
         assert 400 <= response.status_code < 500
         assert isinstance(body["detail"], str) and set(body) <= {"detail", "errors"}, body
     assert json.loads(client.get("/api/visrec/schema/", {"format": "json"}).content)  # the schema itself answers
+
+
+def test_a_photo_search_upload_over_the_pixel_limit_is_refused_before_decoding(client, settings):
+    """A tiny PNG declaring 39.7 million pixels (the probe's 131 KB file) is refused from its
+    header: 400, no decode, whatever MAX_IMAGE_PIXELS allows the catalogue."""
+    import io
+
+    from PIL import Image
+
+    from .test_similar import make_version
+
+    make_version()
+    buffer = io.BytesIO()
+    Image.new("1", (6300, 6300)).save(buffer, format="PNG", optimize=True)  # 39.7 MP, a few KB
+    buffer.seek(0)
+    buffer.name = "huge.png"
+    assert settings.VISREC.get("MAX_IMAGE_PIXELS", 40_000_000) >= 39_690_000  # the catalogue would take it
+    response = client.post("/api/visrec/search/", {"image": buffer})
+    assert response.status_code == 400
+    assert "pixels" in response.json()["detail"]

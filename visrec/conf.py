@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_IMAGE_BYTES": 20 * 1024 * 1024,
     # Refuse images with more pixels than this (decompression bombs).
     "MAX_IMAGE_PIXELS": 40_000_000,
+    # The same limits for photos shoppers upload to search by photo, lower: one request must
+    # not hold a large share of a web worker's memory (8 MP: about 24 MB decoded).
+    "MAX_UPLOAD_BYTES": 8 * 1024 * 1024,
+    "MAX_UPLOAD_PIXELS": 8_000_000,
     # Optional preprocessing steps.
     "AUTOCONTRAST": False,
     "DENOISE": False,

@@ -8,6 +8,7 @@ from django.core.signals import setting_changed
 from rest_framework import serializers
 
 from ..conf import visrec_settings
+from ..models import EventType
 from ..services.serving.similar import MAX_K, SimilarFilters
 
 
@@ -17,8 +18,10 @@ class FilterParamsSerializer(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_K, default=8)
     in_stock = serializers.BooleanField(default=True)
     category = serializers.ChoiceField(choices=["same", "other"], required=False, allow_null=True, default=None)
-    min_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=None)
-    max_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=None)
+    min_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=None,
+                                         coerce_to_string=False)
+    max_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False, default=None,
+                                         coerce_to_string=False)
     exclude_near_duplicates = serializers.BooleanField(default=False)
     diversity = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.0)
 
@@ -57,12 +60,23 @@ def filter_params(query_params) -> tuple[int, SimilarFilters]:
     key = tuple((name, tuple(query_params.getlist(name))) for name in _FILTER_FIELDS if name in query_params)
     found = _PARSED.get(key)
     if found is None:
+        refuse_empty(query_params, _FILTER_FIELDS)
+    if found is None:
         params = FilterParamsSerializer(data=query_params)
         params.is_valid(raise_exception=True)
         if len(_PARSED) >= _PARSED_SIZE:
             _PARSED.clear()
         found = _PARSED[key] = (params.validated_data["limit"], params.filters())
     return found
+
+
+def refuse_empty(query_params, names) -> None:
+    """A parameter given with no value (``limit=``) is a 400, as the schema says (DRF would
+    otherwise read it as absent and use the default)."""
+    empty = {name: ["must not be empty; leave the parameter out for its default"]
+             for name in names if name in query_params and any(v == "" for v in query_params.getlist(name))}
+    if empty:
+        raise serializers.ValidationError(empty)
 
 
 def _forget_parsed(*, setting: str, **kwargs) -> None:
@@ -99,6 +113,7 @@ def leave_out_params(query_params) -> list:
     """The product keys a "for you" request asks to leave out (:class:`LeaveOutParamsSerializer`)."""
     if "product" not in query_params and "exclude" not in query_params:
         return []
+    refuse_empty(query_params, ("product", "exclude"))
     params = LeaveOutParamsSerializer(data=query_params)
     params.is_valid(raise_exception=True)
     return params.validated_data["keys"]
@@ -112,7 +127,7 @@ class SearchRequestSerializer(FilterParamsSerializer):
     category = None  # relative to the query product: meaningless for an upload
 
     def validate_image(self, upload):
-        limit = visrec_settings.MAX_IMAGE_BYTES
+        limit = visrec_settings.MAX_UPLOAD_BYTES
         if upload.size > limit:
             raise serializers.ValidationError(f"The image is {upload.size} bytes; the limit is {limit}.")
         return upload
@@ -169,7 +184,7 @@ class ErrorSerializer(serializers.Serializer):
 class EventSerializer(serializers.Serializer):
     """One event from storefront JavaScript."""
 
-    type = serializers.CharField(max_length=20)
+    type = serializers.ChoiceField(choices=EventType.values)
     product = serializers.IntegerField(required=False, allow_null=True, default=None)
     timestamp = serializers.DateTimeField(required=False, allow_null=True, default=None)
     source = serializers.CharField(max_length=50, required=False, allow_blank=True, default="")

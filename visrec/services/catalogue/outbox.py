@@ -102,7 +102,8 @@ def sweep(*, now: dt.datetime | None = None, older_than: dt.timedelta | None = N
     it sent. A row sent ``PENDING_WORK_MAX_ATTEMPTS`` times is left alone (shown in the admin).
     """
     now = now or timezone.now()
-    older_than = older_than or dt.timedelta(seconds=visrec_settings.PENDING_WORK_RETRY_SECONDS)
+    if older_than is None:
+        older_than = dt.timedelta(seconds=visrec_settings.PENDING_WORK_RETRY_SECONDS)
     candidates = (PendingWork.objects.annotate(last=Coalesce("queued_at", "created_at"))
                   .filter(last__lt=now - older_than, attempts__lt=visrec_settings.PENDING_WORK_MAX_ATTEMPTS))
     sent = 0

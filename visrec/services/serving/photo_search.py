@@ -47,7 +47,7 @@ def search_by_image(data: bytes, k: int = 8, filters: SimilarFilters | None = No
         visrec.imaging.ImageRejected: the upload is not a usable image (reason inside).
         NotEmbedded: no embedder is served yet.
     """
-    limits = PreprocessConfig(max_bytes=visrec_settings.MAX_IMAGE_BYTES, max_pixels=visrec_settings.MAX_IMAGE_PIXELS)
+    limits = PreprocessConfig(max_bytes=visrec_settings.MAX_UPLOAD_BYTES, max_pixels=visrec_settings.MAX_UPLOAD_PIXELS)
     image = decode_image(data, limits)  # refuse a bad upload before any model is loaded
     version = active_embedder_version()
     if version is None:
