@@ -48,18 +48,20 @@ def test_sybil_shoppers_cannot_move_the_public_trending_list(unthrottled, settin
     no count in the public release (trending); real, established shoppers still do."""
     settings.VISREC = {**settings.VISREC, "TRENDING_EPSILON": 5.0, "PRIVACY_BUDGET_EPSILON": 200.0}
     products = [ProductFactory() for _ in range(6)]
-    target, popular = products[5], products[0]
-    for _ in range(40):
+    target, liked = products[5], products[:5]
+    for n in range(40):  # real shoppers: product i liked by 40 - 7 i of them
         shopper = established_client(products)
-        assert post_events(shopper, [{"type": "view", "product": popular.pk}]).status_code == 202
+        chosen = [p for i, p in enumerate(liked) if n < 40 - 7 * i]
+        assert post_events(shopper, [{"type": "cart", "product": p.pk} for p in chosen]).status_code == 202
     for _ in range(600):
         assert post_events(Client(), [{"type": "view", "product": target.pk}]).status_code == 202
     assert InteractionEvent.objects.filter(product=target).count() == 600  # stored: they serve each shopper
     now = timezone.now()
     exact = dp_releases.exact_distinct_counts(now - dt.timedelta(days=7), now + dt.timedelta(minutes=1), None, 10)
-    assert exact.get(target.pk, 0) == 0 and exact[popular.pk] == 40
+    assert exact.get(target.pk, 0) == 0 and [exact[p.pk] for p in liked] == [40, 33, 26, 19, 12]
     ranked = [pid for pid, _ in dp_releases.dp_trending()]
-    assert ranked[0] == popular.pk and target.pk not in ranked[:3]
+    assert ranked[0] == liked[0].pk and set(ranked[:5]) == {p.pk for p in liked}  # noise scale 2
+    assert target.pk not in ranked[:5]
 
 
 def test_an_established_anonymous_shopper_counts_publicly_a_fresh_one_does_not(unthrottled):

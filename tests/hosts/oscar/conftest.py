@@ -17,15 +17,15 @@ from tests.conftest import (  # noqa: F401 - fixtures shared with the demo's sui
 )
 
 
-def drawing(colour, shape: str) -> ContentFile:
-    """A real PNG file: a coloured shape on white, drawn with PIL."""
+def drawing(colour, shape: str, fmt: str = "PNG") -> ContentFile:
+    """A real image file (PNG or JPEG): a coloured shape on white, drawn with PIL."""
     image = Image.new("RGB", (160, 160), "white")
     draw = ImageDraw.Draw(image)
     box = (30, 30, 130, 130)
     (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=colour)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return ContentFile(buffer.getvalue(), name=f"{shape}.png")
+    image.save(buffer, format=fmt)
+    return ContentFile(buffer.getvalue(), name=f"{shape}.{'jpg' if fmt == 'JPEG' else 'png'}")
 
 
 class Shop:
@@ -47,7 +47,19 @@ def shop(db):
     * "hidden mug": is_public False; "sold-out mug": a stock record with nothing in stock;
     * "two-category mug": filed under Mugs first, then Lamps (primary: Mugs);
     * "lamp family": a parent with two children holding the stock records, its picture on a child.
+
+    Loaded as a bulk import is (the outbox held back, then ``visrec_index``), so no task
+    goes to the broker.
     """
+    from visrec.services.catalogue.outbox import held_back
+
+    with held_back():
+        found = _load_catalogue()
+    call_command("visrec_index", verbosity=0)
+    return found
+
+
+def _load_catalogue() -> Shop:
     from oscar.apps.catalogue.models import Category, Product, ProductCategory, ProductImage
     from oscar.test.factories import create_product, create_stockrecord
 
@@ -58,7 +70,8 @@ def shop(db):
     def standalone(title, category, colour, shape, price, stock=5, **kwargs):
         product = create_product(title=title, price=Decimal(price), num_in_stock=stock, **kwargs)
         ProductCategory.objects.create(product=product, category=category)
-        ProductImage.objects.create(product=product, original=drawing(colour, shape), caption=f"{title} photo")
+        fmt = "JPEG" if shape == "square" else "PNG"  # lamps as photos, mugs as drawings
+        ProductImage.objects.create(product=product, original=drawing(colour, shape, fmt), caption=f"{title} photo")
         found.products[title] = product
         return product
 
@@ -79,5 +92,4 @@ def shop(db):
     create_stockrecord(large, price=Decimal("45.00"), num_in_stock=2)
     ProductImage.objects.create(product=small, original=drawing((30, 60, 200), "square"), caption="small lamp")
     found.products.update({"lamp family": parent, "small lamp": small, "large lamp": large})
-    call_command("visrec_index", verbosity=0)
     return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from ...pseudonyms import subject_key
 from ...services.privacy.tracking import EventIn, record_events, subject_for_request, track
 
 logger = logging.getLogger("visrec.contrib.oscar")
@@ -28,14 +29,25 @@ def post_checkout(sender, order, user, request, response=None, **kwargs) -> None
     _safely("purchase", lambda: record_order(order, request))
 
 
-def record_order(order, request) -> int:
-    """Records the order's products as purchases of the shopper making ``request``; returns how
-    many were stored. For orders placed outside oscar's checkout views."""
+def record_order(order, request=None) -> int:
+    """Records the order's products as purchases; returns how many were stored.
+
+    For orders placed outside oscar's checkout views. With ``request`` (the shopper's own),
+    the purchases are that shopper's, as from ``post_checkout``; without one (a payment
+    provider's callback, an import) they are the order's customer's, and a guest order
+    without a request records nothing. Lines whose product was deleted are skipped.
+    """
     products = list(dict.fromkeys(line.product_id for line in order.lines.all() if line.product_id is not None))
     if not products:
         return 0
+    if request is not None:
+        subject = subject_for_request(request)
+    elif order.user_id is not None:
+        subject = subject_key("user", order.user_id)
+    else:
+        return 0
     events = [EventIn(event_type="purchase", product=product_id) for product_id in products]
-    return record_events(subject_for_request(request), events, request)
+    return record_events(subject, events, request)
 
 
 def _safely(what: str, record) -> None:
