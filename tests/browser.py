@@ -31,6 +31,9 @@ def chromium_page():
             yield page
         finally:
             browser.close()
+            from django.db import connections
+
+            connections.close_all()  # opened in Playwright's loop: pytest-django would not close them
 
 
 def wait_for(condition, timeout: float = 10.0):

@@ -105,13 +105,16 @@ def start_worker(*, settings_module: str = "shop_demo.settings_test", extra_env:
     app.conf.broker_url = settings.CELERY_BROKER_URL
     app.conf.result_backend = settings.CELERY_RESULT_BACKEND
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Celery worker exited; see {log.name}")
-        if app.control.ping(destination=[hostname], timeout=0.5):
-            return process, hostname
-    process.terminate()
-    raise RuntimeError(f"Celery worker did not answer a ping in 90 s; see {log.name}")
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"Celery worker exited; see {log.name}")
+            if app.control.ping(destination=[hostname], timeout=0.5):
+                return process, hostname
+        raise RuntimeError(f"Celery worker did not answer a ping in 90 s; see {log.name}")
+    except BaseException:
+        stop_worker(process)  # never leave a worker behind: it would consume and commit other tests' tasks
+        raise
 
 
 def purge_test_queues() -> None:

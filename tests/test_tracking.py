@@ -147,3 +147,10 @@ def test_detail_view_mixin_records_a_view_of_its_object(rf):
     request.user, request.session = AnonymousUser(), SessionStore()
     assert ProductPage.as_view()(request, pk=product.pk).status_code == 200
     assert list(InteractionEvent.objects.values_list("product_id", "event_type")) == [(product.pk, "view")]
+
+
+def test_track_without_a_shopper_is_a_clear_error_not_a_database_error():
+    product = ProductFactory()
+    with pytest.raises(TrackingError, match="no shopper"):
+        visrec.track(None, "view", product)
+    assert not InteractionEvent.objects.exists()

@@ -6,6 +6,7 @@ database and Redis databases of its own; ``DATABASE_URL`` / ``CELERY_BROKER_URL`
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -22,7 +23,7 @@ ALLOWED_HOSTS = ["*"]
 SITE_ID = 1
 
 INSTALLED_APPS = [
-    *OSCAR_APPS,
+    *OSCAR_APPS,  # django.contrib.*, oscar.config.Shop and its apps, widget_tweaks, haystack, treebeard, django_tables2
     "sorl.thumbnail",
     "rest_framework",
     "drf_spectacular",
@@ -32,7 +33,7 @@ INSTALLED_APPS = [
 ]
 VISREC_PRODUCT_MODEL = visrec_oscar.VISREC_PRODUCT_MODEL
 VISREC_IMAGE_MODEL = visrec_oscar.VISREC_IMAGE_MODEL
-VISREC = visrec_oscar.visrec_settings(TORCH_THREADS=1)
+VISREC = visrec_oscar.visrec_settings()  # keyword arguments override any key
 # (no REST_FRAMEWORK, no SPECTACULAR_SETTINGS, no drf-spectacular-sidecar: visrec needs none)
 
 MIDDLEWARE = [
@@ -70,14 +71,16 @@ if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
 else:
     DATABASES = {"default": {**devservices.ensure_postgres(), "NAME": "visrec_oscar"}}
+DATABASES["default"]["ATOMIC_REQUESTS"] = True  # as oscar's docs set it
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("VISREC_OSCAR_TEST_DATABASE", "test_visrec_oscar")}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
-_redis = (os.environ.get("CELERY_BROKER_URL") or devservices.ensure_redis() + "/12").rsplit("/", 1)[0]
+# Redis: the broker in database 12, the cache in 11 (the demo's suite uses others).
+_redis = re.sub(r"/\d*$", "", os.environ.get("CELERY_BROKER_URL") or devservices.ensure_redis())
 CELERY_BROKER_URL = _redis + "/12"
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ROUTES = ["visrec.celery.route_task"]
+CELERY_TASK_ROUTES = ["visrec.celery.route_task"]  # the app: tests/hosts/oscar/celery.py
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis + "/11",
                       "KEY_PREFIX": "oscar-sandbox"}}
 

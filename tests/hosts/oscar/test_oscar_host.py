@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,19 @@ def test_visrec_migrated_from_zero_onto_oscars_catalogue():
     loader = MigrationLoader(connection)
     on_disk = {key for key in loader.disk_migrations if key[0] == "visrec"}
     assert on_disk and on_disk <= loader.applied_migrations.keys()
+
+
+def test_the_preset_passes_every_system_check():
+    from django.core import checks
+
+    from visrec.contrib.oscar.prices import format_price
+    from visrec.contrib.oscar.settings import visrec_settings
+
+    problems = [m for m in checks.run_checks(include_deployment_checks=False) if m.level >= checks.WARNING]
+    assert not [str(m) for m in problems if (m.id or "").startswith("visrec")]
+    assert settings.VISREC == visrec_settings() and visrec_settings(BACKBONE="resnet50")["BACKBONE"] == "resnet50"
+    assert visrec_settings(BACKBONE="resnet50")["PRICE_FIELD"] == "stockrecords__price"
+    assert (format_price(None), format_price(Decimal("1234.5"))) == ("", "£1,234.50")
 
 
 # --- real image files, indexed ------------------------------------------------------------------
@@ -206,15 +220,28 @@ def test_record_order_for_orders_placed_elsewhere(shop, client):
     assert record_order(guest, client.get("/").wsgi_request) == 1  # a shopper's own request
 
 
-def test_a_failing_receiver_never_breaks_oscars_view(shop, client, caplog):
+def failing_consent_check(request) -> bool:
+    """A host's consent check whose query fails: the request's transaction is then aborted."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 / 0")
+    return True
+
+
+def test_a_failing_receiver_never_breaks_oscars_view(shop, client, settings, caplog):
     from oscar.apps.catalogue.models import Product
-    from oscar.apps.catalogue.signals import product_viewed
+
+    from visrec.contrib.oscar import receivers
 
     request = client.get("/").wsgi_request
     with caplog.at_level(logging.ERROR, logger="visrec.contrib.oscar"):
-        product_viewed.send(sender=None, product=Product(title="never saved"), user=request.user,
-                            request=request, response=None)  # visrec refuses an unknown product
-    assert [r.name for r in caplog.records if r.levelno >= logging.ERROR] == ["visrec.contrib.oscar"]
+        receivers.product_viewed(sender=None, product=Product(title="never saved"), user=request.user,
+                                 request=request)  # visrec refuses a product it does not know
+        assert [r.name for r in caplog.records] == ["visrec.contrib.oscar"]
+        # A database error inside visrec, under oscar's ATOMIC_REQUESTS: the page still renders.
+        settings.VISREC = {**settings.VISREC, "CONSENT_CHECK": f"{__name__}.failing_consent_check"}
+        assert client.get(shop["red mug"].get_absolute_url()).status_code == 200
+        assert client.post(reverse("basket:add", args=[shop["red mug"].pk]), {"quantity": 1}).status_code in (200, 302)
+    assert [r.name for r in caplog.records] == ["visrec.contrib.oscar"] * 3
     assert not InteractionEvent.objects.exists()
 
 

@@ -1,12 +1,15 @@
 """oscar's signals as visrec events: product pages viewed, basket additions, checkouts.
 
 Every receiver records through :mod:`visrec.services.privacy.tracking` (consent, pseudonyms,
-bounds apply) and never breaks oscar's view: an error is logged and the page goes on.
+bounds apply) and never breaks oscar's view: an error is logged (logger ``visrec.contrib.oscar``),
+visrec's writes are rolled back to a savepoint and the page goes on.
 Purchases come only from the server (oscar's ``post_checkout``), never from the browser.
 """
 from __future__ import annotations
 
 import logging
+
+from django.db import transaction
 
 from ...pseudonyms import subject_key
 from ...services.privacy.tracking import EventIn, record_events, subject_for_request, track
@@ -51,8 +54,11 @@ def record_order(order, request=None) -> int:
 
 
 def _safely(what: str, record) -> None:
+    """Runs ``record`` in a savepoint: a database error in it rolls back visrec's writes only,
+    not the request's transaction (oscar's ``ATOMIC_REQUESTS``), which the page still uses."""
     try:
-        record()
+        with transaction.atomic():
+            record()
     except Exception:  # noqa: BLE001 - visrec must never break oscar's pages
         logger.exception("visrec: could not record a %s event", what)
 

@@ -194,6 +194,8 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
     from .shopper_data import bound_contributions, count_dropped, has_consent
 
     rows = validate_events(events)
+    if not subject:
+        raise TrackingError({"subject": "no shopper: pass a request with a session or a logged-in user"})
     if not has_consent(request):
         return 0
     if request is not None and not network_allows(request, len(rows)):
