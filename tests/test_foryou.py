@@ -447,3 +447,24 @@ def test_split_ends_at_the_last_purchase_so_a_stray_later_view_changes_nothing()
     split = recommender_evaluation.temporal_split(dataset, holdout_days=7)
     assert split.split_time == 13 * day
     assert [sorted(r) for r in split.relevant] == [[1], [3]]
+
+
+def test_an_old_history_still_makes_a_session_list():
+    """Two-year-old events: weights count from the shopper's newest event, so they do not
+    underflow to nothing (2^-(age/72 h) from today is 0 in float32)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from .test_similar import make_version, plant
+
+    make_version()
+    items = [ProductFactory() for _ in range(5)]
+    plant(items, [[1.0, 0.2 * i] + [0.0] * 14 for i in range(5)])
+    long_ago = timezone.now() - dt.timedelta(days=730)
+    for hours, item in enumerate(items[:2]):
+        InteractionEvent.objects.create(subject_key="o" * 64, product=item, event_type="view",
+                                        occurred_at=long_ago + dt.timedelta(hours=hours))
+    assert foryou.session_query("o" * 64) is not None
+    ranked, source = foryou.recommend_for_subject("o" * 64, 3)
+    assert source == "session" and ranked

@@ -172,8 +172,10 @@ DEFAULTS: dict[str, Any] = {
     "EVENTS_PER_NETWORK_PER_MINUTE": 300,
     # DRF throttle rates of visrec's endpoints, per client network (same keyed hash).
     "THROTTLE_RATES": {"events": "120/min", "photo_search": "20/min"},
-    # Raw events older than this are purged nightly.
+    # Raw events older than this (counted from now) are purged nightly; None = never. Imported
+    # history (source "import") is kept unless RETENTION_INCLUDES_IMPORTS.
     "RETENTION_DAYS": 365,
+    "RETENTION_INCLUDES_IMPORTS": False,
     "RETENTION_SCHEDULE": {"minute": "15", "hour": "2"},
     # Differential privacy of everything released from the events: total epsilon per period.
     "PRIVACY_BUDGET_EPSILON": 10.0,

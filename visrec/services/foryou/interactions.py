@@ -43,6 +43,20 @@ class Dataset:
                             times=self.times[mask], n_users=len(self.subjects), n_items=len(self.products))
 
 
+def reference_time(as_of: dt.datetime | None = None) -> dt.datetime:
+    """The moment training windows and hold-outs count back from: ``as_of``, else the newest
+    event's time (a shop whose history is old, an import, trains on its data, not on the
+    empty weeks before today), else now."""
+    from django.db.models import Max
+    from django.utils import timezone
+
+    if as_of is not None:
+        return as_of
+    newest = (InteractionEvent.objects.filter(product__isnull=False).exclude(event_type=EventType.IMPRESSION)
+              .aggregate(newest=Max("occurred_at"))["newest"])
+    return newest or timezone.now()
+
+
 def load_dataset(version_name: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> Dataset:
     """Events (with a product) between ``since`` and ``until`` and the served image vectors.
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.db import connection
-from django.utils import timezone
 
 from ...conf import visrec_settings
 from ...models import (
@@ -251,7 +250,9 @@ def session_query(subject: str, now: dt.datetime | None = None, embedder: ModelV
     recent = [r for r in history.recent if r[0] in history.vectors]
     if not recent:
         return None
-    now = now or timezone.now()
+    # Ages from the shopper's newest event (or ``now`` if given): the vector is a normalised mean,
+    # so only ratios of weights matter, and an old history does not underflow to nothing.
+    now = now or max(r[2] for r in recent)
     table = visrec_settings.EVENT_WEIGHTS
     weights = session_weights(np.array([table.get(r[1], 0.0) for r in recent]),
                               np.array([max((now - r[2]).total_seconds(), 0) / 3600 for r in recent]),

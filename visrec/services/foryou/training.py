@@ -53,7 +53,7 @@ from .evaluation import (
     unchosen_blend,
     with_new_products,
 )
-from .interactions import Dataset, load_dataset
+from .interactions import Dataset, load_dataset, reference_time
 
 logger = logging.getLogger(__name__)
 GUARD_K = 20
@@ -154,17 +154,22 @@ def drop_vectors(name: str) -> None:
     vector_index.drop_hnsw_index(RecommenderItemVector, name)
 
 
-def train_recommender(model_name: str | None = None, progress=None) -> ModelVersion:
-    """Trains, guards, publishes and (if not worse) switches the "for you" model."""
+def train_recommender(model_name: str | None = None, progress=None, as_of=None) -> ModelVersion:
+    """Trains, guards, publishes and (if not worse) switches the "for you" model.
+
+    ``as_of``: the end of the training window (default: the newest event, see
+    :func:`~visrec.services.foryou.interactions.reference_time`)."""
     model_name = model_name or visrec_settings.RECOMMENDER
     model_name, params = dp_training.training_plan(model_name)  # DP training hook: the DP model when enabled
     embedder = active_embedder_version()
     if embedder is None:
         raise NothingToLearn("no image vectors yet; run visrec_index first")
-    since = timezone.now() - timezone.timedelta(days=visrec_settings.TRAINING_WINDOW_DAYS)
-    dataset = load_dataset(embedder.name, since=since)
+    until = reference_time(as_of)
+    since = until - timezone.timedelta(days=visrec_settings.TRAINING_WINDOW_DAYS)
+    dataset = load_dataset(embedder.name, since=since, until=until + timezone.timedelta(microseconds=1))
     if len(dataset.users) == 0:
-        raise NothingToLearn(f"no events in the last {visrec_settings.TRAINING_WINDOW_DAYS} days")
+        raise NothingToLearn(f"no events in the {visrec_settings.TRAINING_WINDOW_DAYS} days before "
+                             f"{until:%Y-%m-%d %H:%M}")
     split = temporal_split(dataset)
     if len(split.users) == 0:
         raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
@@ -196,6 +201,7 @@ def train_recommender(model_name: str | None = None, progress=None) -> ModelVers
     metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
                f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
                "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS,
+               "window_end": until.isoformat(),
                "blend": weights, f"blend_recall@{GUARD_K}": blend_recall,
                f"blend_validation_recall@{BLEND_K}": blend[f"validation_recall@{BLEND_K}"],
                "blend_validation_shoppers": blend["validation_shoppers"],

@@ -34,6 +34,8 @@ from ..foryou.recommend import forget_shoppers
 SUBJECT_MODELS = (InteractionEvent, ShopperVector, CategoryReport)
 
 DROPPED_KEY = "visrec:dropped-events:{day}"
+#: ``source`` of events loaded from a shop's records by an import (kept by retention by default).
+IMPORT_SOURCE = "import"
 
 
 def has_consent(request) -> bool:
@@ -95,17 +97,25 @@ def dropped_events(day: dt.date | None = None) -> int:
 def purge_expired_events(*, days: int | None = None, batch_size: int = 5000, now: dt.datetime | None = None) -> int:
     """Deletes events (and category reports) older than ``RETENTION_DAYS`` in batches.
 
-    Each batch is its own transaction. Returns how many events were deleted.
+    Retention is about what the site collects: it counts back from now, and imported history
+    (events whose ``source`` is ``IMPORT_SOURCE``, written by an import, kept for training and
+    evaluation as the shop's own records) is left alone unless ``RETENTION_INCLUDES_IMPORTS``.
+    ``RETENTION_DAYS`` ``None`` turns retention off. Each batch is its own transaction.
+    Returns how many events were deleted.
     """
     days = visrec_settings.RETENTION_DAYS if days is None else days
+    if days is None:
+        return 0
     cutoff = (now or timezone.now()) - dt.timedelta(days=days)
     totals = {}
     for model in (InteractionEvent, CategoryReport):
         totals[model] = 0
+        expired = model.objects.filter(occurred_at__lt=cutoff)
+        if model is InteractionEvent and not visrec_settings.RETENTION_INCLUDES_IMPORTS:
+            expired = expired.exclude(source=IMPORT_SOURCE)
         while True:
             with transaction.atomic():
-                ids = list(model.objects.filter(occurred_at__lt=cutoff).order_by("pk")
-                           .values_list("pk", flat=True)[:batch_size])
+                ids = list(expired.order_by("pk").values_list("pk", flat=True)[:batch_size])
                 if not ids:
                     break
                 totals[model] += model.objects.filter(pk__in=ids).delete()[0]

@@ -4,13 +4,19 @@ Loads a shop's own catalogue and history into the demo catalogue, to evaluate vi
 real data (then ``visrec_index`` and ``visrec_evaluate``).
 
 ``products.csv`` (header required): ``id,name,category,price,image`` — ``image`` is a file
-name under ``--images``; optional column ``stock`` (default 1).
+name under ``--images``, ``price`` may be empty (no price); optional column ``stock``
+(default 1).
 ``events.csv``: ``user,item,timestamp,event_type`` — ``item`` is a product ``id``,
 ``timestamp`` ISO 8601 (UTC if no zone) or unix seconds, ``event_type`` one of view, click,
 cart, purchase (aliases: add_to_cart/addtocart -> cart, transaction/buy -> purchase).
-Users are stored as keyed pseudonyms only.
+Users are stored as keyed pseudonyms only: with ``--users-are-accounts`` the ``user``
+column holds the shop's user ids, and the history gets the pseudonym a logged-in visit of
+that user gets (it personalises the live site); otherwise an import namespace of its own.
+Imported events are kept by retention (``RETENTION_INCLUDES_IMPORTS``).
 
-Bad rows are reported and skipped; nothing half-imported is left for a row.
+Images are not sent to Celery one by one: the work is recorded and, with ``--index``, done
+here in bulk (else run ``visrec_index``). Bad rows are reported and skipped; nothing
+half-imported is left for a row.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
@@ -29,6 +36,8 @@ from tqdm import tqdm
 from shop_demo.catalog.models import Category, Product, ProductImage
 from visrec.models import EventType, InteractionEvent
 from visrec.pseudonyms import subject_key
+from visrec.services.catalogue import outbox
+from visrec.services.privacy.shopper_data import IMPORT_SOURCE
 
 ALIASES = {"add_to_cart": "cart", "addtocart": "cart", "transaction": "purchase", "buy": "purchase",
            "click": "click", "view": "view", "cart": "cart", "purchase": "purchase"}
@@ -53,16 +62,22 @@ class Command(BaseCommand):
         parser.add_argument("--products", required=True)
         parser.add_argument("--images", required=True, help="folder holding the image files")
         parser.add_argument("--events", default=None)
+        parser.add_argument("--users-are-accounts", action="store_true",
+                            help="the events' user column holds the shop's user ids")
+        parser.add_argument("--index", action="store_true", help="embed the imported images now (visrec_index)")
 
-    def handle(self, *args, products, images, events, **options) -> None:
+    def handle(self, *args, products, images, events, users_are_accounts, index, **options) -> None:
         for path in filter(None, [products, events]):
             if not Path(path).is_file():
                 raise CommandError(f"no such file: {path}")
         if not Path(images).is_dir():
             raise CommandError(f"no such folder: {images}")
-        mapping = self._products(Path(products), Path(images))
+        with outbox.held_back():  # one bulk pass below (or visrec_index), not a task per image
+            mapping = self._products(Path(products), Path(images))
         if events:
-            self._events(Path(events), mapping)
+            self._events(Path(events), mapping, "user" if users_are_accounts else "import")
+        if index:
+            call_command("visrec_index", verbosity=options["verbosity"])
 
     def _products(self, path: Path, images: Path) -> dict[str, int]:
         media = Path(settings.MEDIA_ROOT) / "products"
@@ -77,7 +92,7 @@ class Command(BaseCommand):
             for line, row in enumerate(tqdm(reader, desc="products", unit="row"), start=2):
                 source = images / row["image"]
                 try:
-                    price = Decimal(row["price"])
+                    price = Decimal(row["price"]) if (row["price"] or "").strip() else None
                     stock = int(row.get("stock") or 1)
                 except (InvalidOperation, ValueError):
                     self.stderr.write(f"{path}:{line}: bad price or stock, skipped")
@@ -103,7 +118,7 @@ class Command(BaseCommand):
         self.stdout.write(f"products: {len(mapping)} imported, {skipped} skipped")
         return mapping
 
-    def _events(self, path: Path, mapping: dict[str, int]) -> None:
+    def _events(self, path: Path, mapping: dict[str, int], namespace: str) -> None:
         rows, skipped = [], 0
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -120,7 +135,8 @@ class Command(BaseCommand):
                 if kind not in EventType.values or product is None or when is None:
                     skipped += 1
                     continue
-                rows.append(InteractionEvent(subject_key=subject_key("import", row["user"]), product_id=product,
-                                             event_type=kind, occurred_at=when, source="import"))
+                rows.append(InteractionEvent(subject_key=subject_key(namespace, row["user"].strip()),
+                                             product_id=product, event_type=kind, occurred_at=when,
+                                             source=IMPORT_SOURCE))
         InteractionEvent.objects.bulk_create(rows, batch_size=5000)
         self.stdout.write(f"events: {len(rows)} imported, {skipped} skipped (unknown item, type or time)")
