@@ -117,7 +117,7 @@ def recorded_threads(monkeypatch, name: str) -> list[str]:
 @pytest.mark.django_db(transaction=True)
 def test_a_first_for_you_request_runs_the_session_list_beside_the_trained_list(shop, persistent, settings,  # noqa: F811
                                                                                monkeypatch):
-    settings.VISREC = {**settings.VISREC, "RECOMMENDER": "vbpr"}
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER": "vbpr", "VALIDATION": "days"}  # a blend with item-kNN
     recommender_training.train_recommender()
     subject = subject_key("demo", 2)
     threads = recorded_threads(monkeypatch, "session_list")

@@ -82,20 +82,40 @@ def test_training_publishes_vectors_and_serves_the_shoppers_taste(shop, settings
 
 
 @pytest.mark.slow
-def test_guardrail_keeps_a_worse_model_out_and_rollback(shop, monkeypatch):
+def test_guardrail_keeps_a_worse_model_out_and_rollback(shop, settings, monkeypatch):
+    """Like with like: the served configuration is retrained on the candidate's split, and a
+    candidate significantly worse on the same shoppers is kept out, with why in words."""
+    from visrec.recommenders import MODELS
+    from visrec.recommenders.popularity import PopularityRecommender
+
+    class LeastPopularFirst(PopularityRecommender):
+        def fit(self, interactions, features=None, progress=None):
+            super().fit(interactions, features, progress)
+            self._items = -self._items
+            return self
+
     first = recommender_training.train_recommender("vbpr")
     assert active_version(ModelKind.RECOMMENDER) == first
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
+    monkeypatch.setitem(MODELS, "worst", LeastPopularFirst)
+    monkeypatch.setattr(recommender_training, "select_blend", lambda *a, **k: {  # the bad model alone is served
+        "weights": {"model": 1.0, "itemknn": 0.0, "session": 0.0}, "validation_recall@20": None,
+        "validation_shoppers": 0, "params": {}, "params_tried": []})
+    worse = recommender_training.train_recommender("worst")
+    guard = worse.metrics["guard"]
+    assert not worse.is_active and worse.notes.startswith(f"kept {first.name}: significantly worse")
+    assert guard["ci95"][1] < 0 and guard["served"] > guard["candidate"]
+    assert active_version(ModelKind.RECOMMENDER) == first
+    monkeypatch.undo()
+    again = recommender_training.train_recommender("vbpr")  # the same configuration retrained: not refused
+    assert again.is_active, again.notes
 
-    real_fit = recommender_training.fit_model
 
-    def sabotaged(name, dataset, mask=None, progress=None, params=None):
-        model = real_fit("popularity", dataset, mask, progress)
-        model._items = -model._items  # least popular first: a much worse model
-        return model
-
-    monkeypatch.setattr(recommender_training, "fit_model", sabotaged)
-    worse = recommender_training.train_recommender("vbpr")
-    assert not worse.is_active and worse.notes.startswith(f"kept {first.name}")
+def test_the_guardrail_says_not_enough_evidence_on_a_handful_of_shoppers(shop, settings):
+    first = recommender_training.train_recommender("vbpr")
+    settings.VISREC = {**settings.VISREC, "GUARD_MIN_SHOPPERS": 10_000}
+    second = recommender_training.train_recommender("bpr")
+    assert not second.is_active and "not enough evidence" in second.notes
     assert active_version(ModelKind.RECOMMENDER) == first
 
 
@@ -143,7 +163,7 @@ def test_no_shopper_can_read_another_shoppers_list(shop, client, django_user_mod
 def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
     call_command("visrec_evaluate", "--output", str(tmp_path), "--seeds", "2")
     out = capsys.readouterr().out
-    assert "Temporal split" in out
+    assert "Leave-last-basket-out" in out and "95% bootstrap CI" in out
     for name in ("popularity", "itemknn", "bpr", "vbpr", "session", "blended"):
         assert name in out
     results = json.loads((tmp_path / "results.json").read_text())
@@ -157,6 +177,11 @@ def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
     for name, chosen in results["split"]["params"].items():
         assert chosen["params"] in recommender_evaluation.PARAM_GRID[name]
         assert f"{name}: " in out
+    for name in ("popularity", "bpr", "vbpr", "itemknn"):  # the blend against each, paired
+        difference, low, high = results["significance"][name]["ndcg@20"]
+        assert low <= difference <= high
+    call_command("visrec_evaluate", "--output", str(tmp_path), "--protocol", "days")
+    assert "Temporal split" in capsys.readouterr().out
     # --seeds: BPR and VBPR retrained per seed; seed 0 at the chosen parameters is the table's own run.
     spread = results["seeds"]
     assert [row["seed"] for row in spread["rows"]] == [0, 1]
@@ -232,27 +257,58 @@ def test_choose_blend_weights_the_part_that_finds_the_purchases():
 
 
 @pytest.mark.slow
-def test_training_chooses_the_blend_before_the_held_out_days(shop, monkeypatch):
+@pytest.mark.parametrize("protocol", ["basket", "days"])
+def test_training_chooses_the_blend_before_the_held_out_data(shop, monkeypatch, settings, protocol):
+    settings.VISREC = {**settings.VISREC, "VALIDATION": protocol}
     seen = []
     real_before = recommender_evaluation.before
+    real_split = recommender_evaluation.make_split
+    splits = []
 
     def spy(dataset, mask):
         sub = real_before(dataset, mask)
-        seen.append((float(dataset.times.max()), float(sub.times.max())))
+        seen.append((float(dataset.times.max()), float(sub.times.max()), len(dataset.times), len(sub.times)))
         return sub
 
+    def recording_split(*args, **kwargs):
+        splits.append(real_split(*args, **kwargs))
+        return splits[-1]
+
     monkeypatch.setattr(recommender_evaluation, "before", spy)
+    monkeypatch.setattr(recommender_training, "make_split", recording_split)
     version = recommender_training.train_recommender("vbpr")
     weights = version.metrics["blend"]
     assert set(weights) == {"model", "itemknn", "session"} and abs(sum(weights.values()) - 1) < 1e-9
-    assert version.metrics["blend_validation_shoppers"] > 0
+    assert version.metrics["blend_validation_shoppers"] > 0 and version.metrics["validation"] == protocol
     assert 0 <= version.metrics["blend_recall@20"] <= 1
     # The model's hyper-parameters come from the same validation slice, from the shared grid.
     assert version.metrics["params"] in recommender_evaluation.PARAM_GRID["vbpr"]
     assert [t["params"] for t in version.metrics["params_tried"]] == list(recommender_evaluation.PARAM_GRID["vbpr"])
-    # The validation slice is cut from the training events only: it ends before the held-out days.
-    (latest, validation_latest), = seen
-    assert validation_latest < latest - (recommender_training.visrec_settings.HOLDOUT_DAYS - 0.01) * 86400
+    # The validation slice is cut from the training events only: without the held-out data.
+    (latest, validation_latest, events, validation_events), = seen
+    assert validation_events == int(splits[0].train.sum()) < events
+    if protocol == "days":
+        assert validation_latest < latest - (recommender_training.visrec_settings.HOLDOUT_DAYS - 0.01) * 86400
+
+
+def test_basket_split_holds_out_each_returning_shoppers_last_basket():
+    from visrec.services.foryou.interactions import Dataset
+
+    day = 86400.0
+    # shopper 0: views day 1, buys items 1,2 on day 3 (earlier) and 3,4 on day 9 (last basket);
+    # shopper 1: buys item 5 on day 2 only (no past): not a test shopper; shopper 2: nothing bought.
+    rows = [(0, 0, "view", 1), (0, 1, "purchase", 3), (0, 2, "purchase", 3), (0, 3, "purchase", 9),
+            (0, 4, "purchase", 9.5), (0, 0, "view", 9.2), (1, 5, "purchase", 2), (2, 1, "view", 4)]
+    dataset = Dataset(subjects=np.array(["a", "b", "c"]), products=np.arange(6),
+                      users=np.array([r[0] for r in rows]), items=np.array([r[1] for r in rows]),
+                      types=np.array([r[2] for r in rows], dtype=object),
+                      times=np.array([r[3] * day for r in rows]), features=np.eye(6, dtype=np.float32))
+    split = recommender_evaluation.basket_split(dataset)
+    assert split.users.tolist() == [0] and split.relevant == [{3, 4}]
+    assert split.train.tolist() == [True, True, True, False, False, False, True, True]
+    assert split.exclude[0].tolist() == [1, 2]
+    validation = recommender_evaluation.basket_split(recommender_evaluation.before(dataset, split.train))
+    assert validation.users.tolist() == [0] and validation.relevant == [{1, 2}]
 
 
 @pytest.mark.slow

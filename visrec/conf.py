@@ -135,9 +135,15 @@ DEFAULTS: dict[str, Any] = {
     "EVENT_WEIGHTS": {"view": 1.0, "click": 2.0, "cart": 4.0, "purchase": 8.0, "search": 0.0, "impression": 0.0},
     # The trained model: "vbpr" (visual, default), "bpr", "itemknn" or "popularity".
     "RECOMMENDER": "vbpr",
-    # Days of events the nightly training learns from, and the most recent days held out.
+    # Days of events the nightly training learns from (back from the newest event).
     "TRAINING_WINDOW_DAYS": 120,
+    # How training measures: "basket" (each returning shopper's last basket held out, and
+    # the one before it for validation) or "days" (the last HOLDOUT_DAYS held out).
+    "VALIDATION": "basket",
     "HOLDOUT_DAYS": 7,
+    # The guardrail decides only with at least this many test shoppers (fewer: "not enough
+    # evidence", and the served model keeps serving).
+    "GUARD_MIN_SHOPPERS": 30,
     # Session model: the shopper's last N events, halving in weight every H hours.
     "SESSION_EVENTS": 20,
     "SESSION_HALF_LIFE_HOURS": 72.0,

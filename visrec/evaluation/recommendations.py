@@ -10,20 +10,20 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def recall_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
-    """Mean over users of |top-k ∩ relevant| / |relevant| (users with relevant items only)."""
-    values = [len(set(row[:k].tolist()) & rel) / len(rel) for row, rel in zip(top, relevant) if rel]
-    return float(np.mean(values)) if values else 0.0
+def recall_values(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> np.ndarray:
+    """Per user with relevant items, |top-k ∩ relevant| / |relevant|: float64 (users,)."""
+    return np.array([len(set(row[:k].tolist()) & rel) / len(rel) for row, rel in zip(top, relevant) if rel],
+                    dtype=np.float64)
 
 
-def hit_rate_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
-    """Share of users with at least one relevant item in their top-k."""
-    values = [bool(set(row[:k].tolist()) & rel) for row, rel in zip(top, relevant) if rel]
-    return float(np.mean(values)) if values else 0.0
+def hit_values(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> np.ndarray:
+    """Per user with relevant items, 1.0 if one of them is in the top-k: float64 (users,)."""
+    return np.array([float(bool(set(row[:k].tolist()) & rel)) for row, rel in zip(top, relevant) if rel],
+                    dtype=np.float64)
 
 
-def ndcg_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
-    """Mean normalised discounted cumulative gain with binary relevance."""
+def ndcg_values(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> np.ndarray:
+    """Per user with relevant items, NDCG@k with binary relevance: float64 (users,)."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     values = []
     for row, rel in zip(top, relevant):
@@ -32,7 +32,46 @@ def ndcg_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
         gains = np.array([1.0 if item in rel else 0.0 for item in row[:k].tolist()])
         ideal = discounts[: min(len(rel), k)].sum()
         values.append(float((gains * discounts[: len(gains)]).sum() / ideal))
-    return float(np.mean(values)) if values else 0.0
+    return np.array(values, dtype=np.float64)
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else 0.0
+
+
+def recall_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
+    """Mean over users of |top-k ∩ relevant| / |relevant| (users with relevant items only)."""
+    return _mean(recall_values(top, relevant, k))
+
+
+def hit_rate_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
+    """Share of users with at least one relevant item in their top-k."""
+    return _mean(hit_values(top, relevant, k))
+
+
+def ndcg_at_k(top: np.ndarray, relevant: Sequence[set[int]], k: int) -> float:
+    """Mean normalised discounted cumulative gain with binary relevance."""
+    return _mean(ndcg_values(top, relevant, k))
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, samples: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """The mean of ``a - b`` over the same users and its percentile bootstrap interval.
+
+    Args:
+        a, b: float (users,) per-user metric values of two lists, user by user.
+
+    Returns:
+        ``(difference, low, high)``; all 0.0 without users.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) == 0:
+        return 0.0, 0.0, 0.0
+    diff = a - b
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(samples, len(diff)))].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    return float(diff.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
 def coverage_at_k(top: np.ndarray, n_items: int, k: int) -> float:

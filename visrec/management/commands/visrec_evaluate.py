@@ -1,6 +1,8 @@
-"""``python manage.py visrec_evaluate [--holdout-days 7] [--output var/eval] [--dp-epsilons 1,4,8] [--seeds 5]``.
+"""``python manage.py visrec_evaluate [--protocol basket|days] [--holdout-days 7] [--output var/eval]
+[--dp-epsilons 1,4,8] [--seeds 5]``.
 
-Every "for you" model on one temporal split; with ``--dp-epsilons``, also the DP-trainable
+Every "for you" model on one split (leave-last-basket-out or the last days), with the served
+blend's paired bootstrap intervals against each; with ``--dp-epsilons``, also the DP-trainable
 model without DP and at each epsilon (Recall@20 against epsilon, so a shop can choose);
 with ``--seeds``, BPR and VBPR retrained with that many training seeds (the gap between
 them against the draw of one training).
@@ -36,7 +38,11 @@ class Command(BaseCommand):
             "on a temporal split of the event log: recall, NDCG, hit rate, coverage, novelty, cold-start recall.")
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--holdout-days", type=float, default=None, help="the most recent days held out")
+        parser.add_argument("--protocol", choices=["basket", "days"], default=None,
+                            help="leave-last-basket-out per shopper, or the last --holdout-days "
+                                 "(default: VISREC['VALIDATION'])")
+        parser.add_argument("--holdout-days", type=float, default=None,
+                            help="the most recent days held out (--protocol days)")
         parser.add_argument("--output", default=None, help="folder for results.json and recall_at_k.png")
         parser.add_argument("--dp-epsilons", default=None, metavar="1,4,8",
                             help="also train the DP model (dp_itembpr) without DP and with DP-SGD at each epsilon, "
@@ -47,7 +53,8 @@ class Command(BaseCommand):
                             help="also retrain BPR and VBPR (at their chosen parameters) with this many training "
                                  "seeds and print Recall@20 per seed and on average")
 
-    def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, seeds=0, **options) -> None:
+    def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, seeds=0, protocol=None,
+               **options) -> None:
         if dp_repeats < 1:
             raise CommandError("--dp-repeats must be at least 1")
         if seeds < 0:
@@ -63,20 +70,27 @@ class Command(BaseCommand):
         out.mkdir(parents=True, exist_ok=True)
         dataset = load_dataset(version.name)
         try:
-            report = evaluate(dataset, holdout_days=holdout_days,
+            report = evaluate(dataset, holdout_days=holdout_days, protocol=protocol,
                               progress=lambda stage: self.stderr.write(f"  {stage}…"))
         except LookupError as exc:
             raise CommandError(str(exc)) from exc
         split = report["split"]
         when = dt.datetime.fromtimestamp(split["split_time"], tz=dt.timezone.utc)
-        self.stdout.write(
-            f"Temporal split: trained on {split['train_events']} events before {when:%Y-%m-%d %H:%M} UTC; "
-            f"tested on the purchases of the following {split['holdout_days']:g} days by {split['test_shoppers']} "
-            f"shoppers ({split['shoppers_with_cold_purchases']} bought cold products). Catalogue: {split['items']} "
-            f"products, {split['cold_items']} cold. Image vectors: {version.name}.\n"
-        )
+        if split["protocol"] == "basket":
+            self.stdout.write(
+                f"Leave-last-basket-out: each of {split['test_shoppers']} returning shoppers' last basket held out "
+                f"({split['shoppers_with_cold_purchases']} with cold products), trained on the {split['train_events']} "
+                f"other events (baskets up to {when:%Y-%m-%d}). Catalogue: {split['items']} products, "
+                f"{split['cold_items']} cold. Image vectors: {version.name}.\n")
+        else:
+            self.stdout.write(
+                f"Temporal split: trained on {split['train_events']} events before {when:%Y-%m-%d %H:%M} UTC; "
+                f"tested on the purchases of the following {split['holdout_days']:g} days by "
+                f"{split['test_shoppers']} shoppers ({split['shoppers_with_cold_purchases']} bought cold products). "
+                f"Catalogue: {split['items']} products, {split['cold_items']} cold. Image vectors: {version.name}.\n")
         rows = [{"model": name, **metrics} for name, metrics in report["models"].items()]
         self.stdout.write(results_table(rows, COLUMNS))
+        self._significance_table(report["significance"])
         blend = split.get("blend") or {}
         if blend.get("weights"):
             weights = ", ".join(f"{part} {weight:g}" for part, weight in blend["weights"].items())
@@ -89,15 +103,27 @@ class Command(BaseCommand):
                 if tried else " (no validation shoppers: defaults)"))
         if seeds:
             chosen = {name: c["params"] for name, c in (split.get("params") or {}).items()}
-            report["seeds"] = seed_spread(dataset, seeds, holdout_days=holdout_days, params=chosen)
+            report["seeds"] = seed_spread(dataset, seeds, holdout_days=holdout_days, params=chosen, protocol=protocol)
             self._seed_table(report["seeds"])
         if epsilons is not None:
-            report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats,
+            report["dp"] = epsilon_sweep(dataset, epsilons, holdout_days=holdout_days, repeats=dp_repeats, protocol=protocol,
                                          progress=lambda stage: self.stderr.write(f"  {stage}…"))
             self._dp_table(report["dp"])
         (out / "results.json").write_text(json.dumps({**report, "embedder": version.name}, indent=2))
         self._plot(report["curves"], out / "recall_at_k.png", split)
         self.stdout.write(f"\nnumbers: {out / 'results.json'}\nplot: {out / 'recall_at_k.png'}")
+
+    def _significance_table(self, significance: dict) -> None:
+        self.stdout.write("\nblended against each list, paired over the same shoppers: difference [95% bootstrap CI]")
+        def cell(values) -> str:
+            difference, low, high = values
+            mark = " *" if low > 0 or high < 0 else ""
+            return f"{difference:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
+        rows = [{"against": name, **{metric: cell(values) for metric, values in metrics.items()}}
+                for name, metrics in significance.items()]
+        if rows:
+            self.stdout.write(results_table(rows, ["against", *[m for m in next(iter(significance.values()))]]))
+            self.stdout.write("(* : the interval excludes 0)")
 
     def _seed_table(self, spread: dict) -> None:
         k, (base, hybrid) = spread["k"], spread["models"]

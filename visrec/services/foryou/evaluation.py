@@ -1,9 +1,11 @@
-"""Honest offline evaluation of "for you": a temporal split, every model, the same metrics.
+"""Honest offline evaluation of "for you": one split, every model, the same metrics.
 
-The split: the last ``holdout_days`` up to the last purchase are the future. Test shoppers are
-those who bought something in the future and did anything before it; what they bought
-(and had not bought before) is what a model should have recommended. Models learn only
-from the past. "Cold" products are those nobody touched in the past.
+The split (``VISREC["VALIDATION"]``): ``"basket"``, leave-last-basket-out, each returning
+shopper's last basket is their future (:func:`basket_split`); or ``"days"``, the last
+``holdout_days`` up to the last purchase are the future (:func:`temporal_split`). Test
+shoppers are those who bought something in the future and did anything before it; what
+they bought (and had not bought before) is what a model should have recommended. Models
+learn only from the past. "Cold" products are those nobody touched in the past.
 
 The blend (what is served) fuses the trained model, item-kNN and the session model with
 weights chosen on a *validation* slice: the last ``HOLDOUT_DAYS`` of the training events,
@@ -22,7 +24,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ...conf import visrec_settings
-from ...evaluation.recommendations import all_metrics, ndcg_at_k, recall_at_k
+from ...evaluation.recommendations import (
+    all_metrics,
+    hit_values,
+    ndcg_at_k,
+    ndcg_values,
+    paired_bootstrap,
+    recall_at_k,
+)
 from ...recommenders import BATCH_CELLS, MODELS, Recommender, top_n
 from ...recommenders.blend import new_product_slots, reserve_slots, rrf_blend
 from ...recommenders.session import session_vectors_batch, session_weights
@@ -120,6 +129,73 @@ def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split
                                                                   visrec_settings.SESSION_HALF_LIFE_HOURS)))
     return Split(dataset, split_time, train, np.array(users, dtype=np.int64), relevant, cold_relevant, exclude,
                  histories, item_counts)
+
+
+def basket_split(dataset: Dataset) -> Split:
+    """Leave-last-basket-out: each shopper's last basket (their purchases of their last UTC
+    day with one) is their future, everything before it their past.
+
+    Test shoppers are those with a past (any event before that basket) and at least one
+    product in it they had not bought before; every other event (other shoppers', and
+    theirs before the basket) is training data. Unlike a fixed number of days, every shopper
+    with two visits counts, however sparse the history: a shop whose last week saw seven
+    buyers still measures on all of its returning ones. Session inputs are each shopper's
+    last events before their basket, aged from its start.
+    """
+    if len(dataset.times) == 0:
+        raise LookupError("no events to evaluate on")
+    is_purchase = dataset.types == "purchase"
+    days = np.floor(dataset.times / DAY)
+    order = np.lexsort((dataset.times, dataset.users))
+    bounds = np.searchsorted(dataset.users[order], np.arange(len(dataset.subjects) + 1))
+    train = np.ones(len(dataset.times), dtype=bool)
+    cutoffs: dict[int, float] = {}
+    for user in range(len(dataset.subjects)):
+        rows = order[bounds[user]:bounds[user + 1]]
+        bought = rows[is_purchase[rows]]
+        if len(bought) == 0:
+            continue
+        last_day = days[bought].max()
+        basket_start = dataset.times[bought[days[bought] == last_day]].min()
+        if not (dataset.times[rows] < basket_start).any():
+            continue  # no past to recommend from
+        cutoffs[user] = float(basket_start)
+        train[rows[dataset.times[rows] >= basket_start]] = False
+    item_counts = np.bincount(dataset.items[train], minlength=len(dataset.products))
+    cold = item_counts == 0
+    weights = dataset.weights
+    users, relevant, cold_relevant, exclude, histories = [], [], [], [], []
+    for user, cutoff in cutoffs.items():
+        rows = order[bounds[user]:bounds[user + 1]]
+        past = rows[dataset.times[rows] < cutoff]
+        basket = rows[(dataset.times[rows] >= cutoff) & is_purchase[rows] & (days[rows] == np.floor(cutoff / DAY))]
+        had = set(dataset.items[past[is_purchase[past]]].tolist())
+        wanted = set(dataset.items[basket].tolist()) - had
+        if not wanted:
+            continue
+        users.append(user)
+        relevant.append(wanted)
+        cold_relevant.append({i for i in wanted if cold[i]})
+        exclude.append(np.array(sorted(had), dtype=np.int64) if visrec_settings.EXCLUDE_PURCHASED
+                       else np.zeros(0, dtype=np.int64))
+        recent = past[-visrec_settings.SESSION_EVENTS:]  # rows are in time order
+        ages = (cutoff - dataset.times[recent]) / 3600.0
+        histories.append((dataset.items[recent], session_weights(weights[recent], ages,
+                                                                  visrec_settings.SESSION_HALF_LIFE_HOURS)))
+    split_time = max(cutoffs.values()) if cutoffs else float(dataset.times.max())
+    return Split(dataset, split_time, train, np.array(users, dtype=np.int64), relevant, cold_relevant, exclude,
+                 histories, item_counts)
+
+
+def make_split(dataset: Dataset, protocol: str | None = None, holdout_days: float | None = None) -> Split:
+    """The evaluation split of ``protocol`` (``VISREC["VALIDATION"]``): ``"basket"``
+    (:func:`basket_split`) or ``"days"`` (:func:`temporal_split`, the last ``holdout_days``)."""
+    protocol = protocol or visrec_settings.VALIDATION
+    if protocol == "basket":
+        return basket_split(dataset)
+    if protocol == "days":
+        return temporal_split(dataset, holdout_days)
+    raise ValueError(f"unknown validation protocol {protocol!r}; use 'basket' or 'days'")
 
 
 def fit_model(name: str, dataset: Dataset, mask: np.ndarray | None = None, progress=None,
@@ -254,11 +330,12 @@ def before(dataset: Dataset, mask: np.ndarray) -> Dataset:
                    features=dataset.features)
 
 
-def validation_split(dataset: Dataset, train: np.ndarray, holdout_days: float | None = None) -> Split | None:
-    """The training events (``train``) split again at their own last ``holdout_days``;
-    None when that slice has no shopper to measure on."""
+def validation_split(dataset: Dataset, train: np.ndarray, holdout_days: float | None = None,
+                     protocol: str | None = None) -> Split | None:
+    """The training events (``train``) split again the same way (their own last baskets, or
+    last ``holdout_days``); None when that slice has no shopper to measure on."""
     try:
-        validation = temporal_split(before(dataset, train), holdout_days)
+        validation = make_split(before(dataset, train), protocol, holdout_days)
     except LookupError:
         return None
     return validation if len(validation.users) else None
@@ -286,13 +363,14 @@ def choose_params(validation: Split, model_name: str, depth: int = BLEND_K,
     return best[0], best[1], tried
 
 
-def select_params(dataset: Dataset, train: np.ndarray, model_name: str, holdout_days: float | None = None) -> dict:
+def select_params(dataset: Dataset, train: np.ndarray, model_name: str, holdout_days: float | None = None,
+                  protocol: str | None = None) -> dict:
     """:func:`choose_params` on the validation slice of ``train`` alone (no blend).
 
     Returns:
         ``{"params": {...}, "params_tried": [...], "validation_shoppers": int}``.
     """
-    validation = validation_split(dataset, train, holdout_days)
+    validation = validation_split(dataset, train, holdout_days, protocol)
     if validation is None:
         return {"params": {}, "params_tried": [], "validation_shoppers": 0}
     params, _, tried = choose_params(validation, model_name)
@@ -300,7 +378,7 @@ def select_params(dataset: Dataset, train: np.ndarray, model_name: str, holdout_
 
 
 def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_days: float | None = None,
-                 progress=None, parts: tuple[str, ...] = BLEND_PARTS) -> dict:
+                 progress=None, parts: tuple[str, ...] = BLEND_PARTS, protocol: str | None = None) -> dict:
     """Chooses the model's hyper-parameters and the blend weights on a validation slice
     taken from the training events only.
 
@@ -314,7 +392,7 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
         ``{"weights": {part: w}, "validation_recall@20": float | None, "validation_shoppers": int,
         "params": {...}, "params_tried": [{"params": {...}, "recall@20": float}]}``.
     """
-    validation = validation_split(dataset, train, holdout_days)
+    validation = validation_split(dataset, train, holdout_days, protocol)
     if validation is None:
         return unchosen_blend()
     depth = max(BLEND_DEPTH // 2, BLEND_K)
@@ -333,7 +411,8 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
 
 
 def seed_spread(dataset: Dataset, seeds: int, *, holdout_days: float | None = None,
-                params: dict[str, dict] | None = None, models=("bpr", "vbpr"), k: int = 20) -> dict:
+                params: dict[str, dict] | None = None, models=("bpr", "vbpr"), k: int = 20,
+                protocol: str | None = None) -> dict:
     """Recall@k of each model retrained with training seeds ``0 .. seeds - 1`` on the same
     temporal split: how much of a gap between two models is the draw of one training.
 
@@ -343,7 +422,7 @@ def seed_spread(dataset: Dataset, seeds: int, *, holdout_days: float | None = No
     Returns:
         ``{"k", "models", "rows": [{"seed", <model>: recall, ...}], "mean": {<model>: recall}}``.
     """
-    split = temporal_split(dataset, holdout_days)
+    split = make_split(dataset, protocol, holdout_days)
     rows = []
     for seed in range(seeds):
         row: dict = {"seed": seed}
@@ -355,8 +434,27 @@ def seed_spread(dataset: Dataset, seeds: int, *, holdout_days: float | None = No
     return {"k": k, "models": list(models), "rows": rows, "mean": mean}
 
 
+def significance(served: np.ndarray, tops: dict[str, np.ndarray], split: Split, k: int = 20) -> dict:
+    """The served blend against every other list, paired over the same test shoppers: the
+    difference of NDCG@k and hit rate@k (and hit rate@k on the cold purchases) with a 95%
+    bootstrap interval; ``{name: {metric: [difference, low, high]}}``."""
+    out = {}
+    for name, top in tops.items():
+        if name == "blended":
+            continue
+        out[name] = {
+            f"ndcg@{k}": list(paired_bootstrap(ndcg_values(served, split.relevant, k),
+                                               ndcg_values(top, split.relevant, k))),
+            f"hit_rate@{k}": list(paired_bootstrap(hit_values(served, split.relevant, k),
+                                                   hit_values(top, split.relevant, k))),
+            f"cold_hit_rate@{k}": list(paired_bootstrap(hit_values(served, split.cold_relevant, k),
+                                                        hit_values(top, split.cold_relevant, k))),
+        }
+    return out
+
+
 def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20), curve_max: int = 50,
-             models=("popularity", "itemknn", "bpr", "vbpr"), progress=None) -> dict:
+             models=("popularity", "itemknn", "bpr", "vbpr"), progress=None, protocol: str | None = None) -> dict:
     """Fits every model on the past and measures it on the future.
 
     The blend's weights, and the hyper-parameters of every model with a :data:`PARAM_GRID`,
@@ -371,21 +469,21 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
         ``split["params"]`` each tuned model's chosen hyper-parameters and every candidate's
         validation recall.
     """
-    split = temporal_split(dataset, holdout_days)
+    split = make_split(dataset, protocol, holdout_days)
     if len(split.users) == 0:
-        raise LookupError("no shopper bought something new in the held-out days; nothing to evaluate")
+        raise LookupError("no shopper bought something new in the held-out baskets or days; nothing to evaluate")
     depth = max(BLEND_DEPTH, curve_max, *ks)
     trained = visrec_settings.RECOMMENDER if visrec_settings.RECOMMENDER in models else models[-1]
-    blend = select_blend(dataset, split.train, trained, holdout_days, progress)
+    blend = select_blend(dataset, split.train, trained, holdout_days, progress, protocol=protocol)
     chosen = {trained: blend}
     if "bpr" in models:
         if progress:
             progress("choose bpr's hyper-parameters and the control's weights on validation")
-        control = select_blend(dataset, split.train, "bpr", holdout_days, parts=("model", "itemknn"))
+        control = select_blend(dataset, split.train, "bpr", holdout_days, parts=("model", "itemknn"), protocol=protocol)
         chosen["bpr"] = control
     for name in models:
         if name in PARAM_GRID and name not in chosen:  # every tuned model is tuned alike
-            chosen[name] = select_params(dataset, split.train, name, holdout_days)
+            chosen[name] = select_params(dataset, split.train, name, holdout_days, protocol)
     tops: dict[str, np.ndarray] = {}
     for name in dict.fromkeys((*models, "itemknn")):
         if progress:
@@ -412,7 +510,9 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     curves["blended"] = [recall_at_k(served(k), split.relevant, k) for k in range(1, curve_max + 1)]
     cold_users = sum(1 for c in split.cold_relevant if c)
     return {
+        "significance": significance(served(20), tops, split, 20),
         "split": {
+            "protocol": protocol or visrec_settings.VALIDATION,
             "holdout_days": visrec_settings.HOLDOUT_DAYS if holdout_days is None else holdout_days,
             "split_time": split.split_time,
             "train_events": int(split.train.sum()),

@@ -32,9 +32,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from ...conf import visrec_settings
-from ...evaluation.recommendations import recall_at_k
+from ...evaluation.recommendations import paired_bootstrap, recall_at_k, recall_values
 from ...models import ModelKind, ModelVersion, RecommenderItemVector, ShopperVector
-from ...recommenders import Recommender, load_model, top_n
+from ...recommenders import MODELS, Recommender, load_model, top_n
 from ..catalogue.embedders import active_embedder_version
 from ..db import vector_index
 from ..privacy import dp_training
@@ -45,11 +45,11 @@ from .evaluation import (
     Split,
     blend_top,
     fit_model,
+    make_split,
     model_top,
     new_products_top,
     select_blend,
     session_top,
-    temporal_split,
     unchosen_blend,
     with_new_products,
 )
@@ -154,6 +154,62 @@ def drop_vectors(name: str) -> None:
     vector_index.drop_hnsw_index(RecommenderItemVector, name)
 
 
+def configuration_top(dataset: Dataset, split: Split, model_top_lists: np.ndarray, weights: dict[str, float],
+                      k: int = GUARD_K) -> np.ndarray:
+    """int64 (U, k) lists a configuration serves on the split's test shoppers: its trained
+    model's lists blended with item-kNN and the session model by ``weights``, with the
+    new-product places, as :func:`~visrec.services.foryou.recommend.recommend_for_subject` serves."""
+    session = session_top(split, max(SESSION_DEPTH, k))
+    parts = {"model": model_top_lists[:, :k], "session": session[:, :k]}
+    if weights.get("itemknn", 0) > 0:
+        parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, k)
+    return with_new_products(blend_top(parts, weights, k), new_products_top(session, split.item_counts, k), k)
+
+
+def served_configuration_top(active: ModelVersion, dataset: Dataset, split: Split, k: int = GUARD_K) -> np.ndarray:
+    """The served version's configuration (model, hyper-parameters, blend weights) fitted on
+    the split's training events, and what it serves on the test shoppers.
+
+    Measuring the saved model itself would be unfair both ways: it was trained on data that
+    may include the held-out baskets (it wins every comparison), or on older data.
+    """
+    metrics = active.metrics or {}
+    name = metrics.get("model") or visrec_settings.RECOMMENDER
+    if name not in MODELS or metrics.get("dp"):
+        raise LookupError(f"{active.name} has no configuration to retrain ({name})")
+    model = fit_model(name, dataset, split.train, params=metrics.get("params") or None)
+    weights = metrics.get("blend") if isinstance(metrics.get("blend"), dict) else unchosen_blend()["weights"]
+    return configuration_top(dataset, split, model_top(model, split, k), weights, k)
+
+
+def guard_verdict(split: Split, candidate: np.ndarray, baseline: np.ndarray | None, k: int = GUARD_K) -> dict:
+    """Whether the candidate may replace the served configuration, and why, in words.
+
+    Paired over the same test shoppers, the difference of Recall@k with a 95% bootstrap
+    interval: promoted unless significantly worse; with fewer than ``GUARD_MIN_SHOPPERS``
+    test shoppers there is not enough evidence either way, and the served model stays.
+    """
+    new_values = recall_values(candidate, split.relevant, k)
+    out = {"shoppers": int(len(new_values)), "candidate": float(new_values.mean()) if len(new_values) else 0.0,
+           "metric": f"recall@{k}"}
+    if baseline is None:
+        return {**out, "promote": True, "served": None,
+                "verdict": f"Recall@{k} {out['candidate']:.4f} on {out['shoppers']} shoppers; nothing served to compare"}
+    old_values = recall_values(baseline, split.relevant, k)
+    difference, low, high = paired_bootstrap(new_values, old_values)
+    out.update(served=float(old_values.mean()), difference=difference, ci95=[low, high])
+    told = (f"Recall@{k} {out['candidate']:.4f} against {out['served']:.4f} for the served configuration "
+            f"retrained on the same split (difference {difference:+.4f}, 95% CI {low:+.4f} to {high:+.4f}, "
+            f"{out['shoppers']} shoppers)")
+    if out["shoppers"] < visrec_settings.GUARD_MIN_SHOPPERS:
+        return {**out, "promote": False, "verdict": f"not enough evidence: {out['shoppers']} test shoppers "
+                f"(fewer than GUARD_MIN_SHOPPERS = {visrec_settings.GUARD_MIN_SHOPPERS}); {told}"}
+    if high < 0:
+        return {**out, "promote": False, "verdict": f"significantly worse: {told}"}
+    word = "significantly better" if low > 0 else "no significant difference"
+    return {**out, "promote": True, "verdict": f"{word}: {told}"}
+
+
 def train_recommender(model_name: str | None = None, progress=None, as_of=None) -> ModelVersion:
     """Trains, guards, publishes and (if not worse) switches the "for you" model.
 
@@ -170,36 +226,35 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
     if len(dataset.users) == 0:
         raise NothingToLearn(f"no events in the {visrec_settings.TRAINING_WINDOW_DAYS} days before "
                              f"{until:%Y-%m-%d %H:%M}")
-    split = temporal_split(dataset)
+    split = make_split(dataset)
     if len(split.users) == 0:
-        raise NothingToLearn("no shopper bought something new in the held-out days; nothing to measure on")
+        raise NothingToLearn("no returning shopper bought something new in the held-out baskets or days; "
+                             "nothing to measure on")
     private = params is not None
     if not private:
         blend = select_blend(dataset, split.train, model_name)
-        params = blend.get("params") or None  # chosen on validation, before the held-out days
+        params = blend.get("params") or None  # chosen on validation, before the held-out baskets
     else:  # DP training hook: choosing weights would fit a non-private model on the events
         blend = unchosen_blend()
+    weights = blend["weights"]
     candidate = fit_model(model_name, dataset, split.train, progress=progress, params=params)
     candidate_top = model_top(candidate, split, GUARD_K)
     new = recall_at_k(candidate_top, split.relevant, GUARD_K)
-    weights = blend["weights"]
-    session = session_top(split, max(SESSION_DEPTH, GUARD_K))
-    parts = {"model": candidate_top, "session": session[:, :GUARD_K]}
-    if weights.get("itemknn", 0) > 0:
-        parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, GUARD_K)
-    served = with_new_products(blend_top(parts, weights, GUARD_K),
-                               new_products_top(session, split.item_counts, GUARD_K), GUARD_K)
+    served = configuration_top(dataset, split, candidate_top, weights)
     blend_recall = recall_at_k(served, split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
-    old = None
-    if active is not None and active.artefact:
-        try:
-            old = recall_at_k(bundle_top(load_bundle(active), split, GUARD_K), split.relevant, GUARD_K)
-        except Exception:  # noqa: BLE001 - an unreadable old model cannot block a new one
-            logger.exception("visrec: the active recommender %s could not be measured", active.name)
+    baseline = None
+    if active is not None:
+        try:  # like with like: the served configuration retrained on the same split
+            baseline = served_configuration_top(active, dataset, split)
+        except Exception:  # noqa: BLE001 - an unmeasurable served model cannot block a new one
+            logger.exception("visrec: the served configuration of %s could not be retrained", active.name)
+    guard = guard_verdict(split, served, baseline)
+    old = guard.get("served")
     name = f"{model_name}-{timezone.now():%Y%m%dT%H%M%S%f}"
     metrics = {"model": model_name, "embedder": embedder.name, f"recall@{GUARD_K}": new,
-               f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)),
+               f"active_recall@{GUARD_K}": old, "test_shoppers": int(len(split.users)), "guard": guard,
+               "validation": visrec_settings.VALIDATION,
                "train_events": int(split.train.sum()), "holdout_days": visrec_settings.HOLDOUT_DAYS,
                "window_end": until.isoformat(),
                "blend": weights, f"blend_recall@{GUARD_K}": blend_recall,
@@ -208,8 +263,8 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
                "params": blend.get("params", {}), "params_tried": blend.get("params_tried", []),
                **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
-    if old is not None and new < old:
-        version.notes = f"kept {active.name}: Recall@{GUARD_K} {new:.4f} < {old:.4f} on the held-out days"
+    if not guard["promote"]:
+        version.notes = f"kept {active.name}: {guard['verdict']}"
         version.save(update_fields=["notes"])
         logger.info("visrec: %s", version.notes)
         return version
@@ -223,8 +278,7 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
         bundle = Bundle(final, dataset.subjects, dataset.products, neighbours, warm)
         version.artefact.save(f"{name}.npz", ContentFile(bundle.to_bytes()), save=True)
         publish(version, final, dataset)
-        baseline = "nothing served yet" if old is None else f"{old:.4f} of {active.name}"
-        activate_version(version, note=f"promoted: Recall@{GUARD_K} {new:.4f} >= {baseline}")
+        activate_version(version, note=f"promoted: {guard['verdict']}")
     except Exception:
         drop_vectors(name)
         version.notes = "training failed; the previous model keeps serving"

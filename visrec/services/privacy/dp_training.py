@@ -17,7 +17,7 @@ from ...conf import DEFAULTS, visrec_settings
 from ...evaluation.recommendations import all_metrics
 from ...recommenders import Recommender
 from ...recommenders.dp_itembpr import DPItemBPRRecommender
-from ..foryou.evaluation import fit_model, model_top, temporal_split
+from ..foryou.evaluation import fit_model, make_split, model_top
 from ..foryou.interactions import Dataset
 
 #: The model DP training uses (its only trained parameters are item-side).
@@ -97,10 +97,10 @@ def parse_epsilons(text: str) -> list[float]:
 
 def epsilon_sweep(dataset: Dataset, epsilons: Sequence[float], *, holdout_days: float | None = None,
                   ks: Sequence[int] = (10, 20), repeats: int = 1, params: dict | None = None,
-                  progress: Callable[[str], None] | None = None) -> dict:
+                  progress: Callable[[str], None] | None = None, protocol: str | None = None) -> dict:
     """Recall and NDCG of :data:`DP_MODEL` without DP, at every epsilon, and untrained.
 
-    The split is :func:`~visrec.services.foryou.evaluation.temporal_split`'s, the one
+    The split is :func:`~visrec.services.foryou.evaluation.make_split`'s (``protocol``), the one
     ``visrec_evaluate``'s main table uses, so the rows compare with its models. The
     untrained model (``epsilon`` 0) learns nothing from other shoppers: its item side is
     the catalogue's pictures only, so it is what DP training should beat to be worth its
@@ -120,9 +120,9 @@ def epsilon_sweep(dataset: Dataset, epsilons: Sequence[float], *, holdout_days: 
         "recall@20_sd", "ndcg@20", ...}]}``: the row without DP first, then the epsilons in
         ascending order, then the untrained row (``epsilon`` 0.0).
     """
-    split = temporal_split(dataset, holdout_days)
+    split = make_split(dataset, protocol, holdout_days)
     if len(split.users) == 0:
-        raise LookupError("no shopper bought something new in the held-out days; nothing to evaluate")
+        raise LookupError("no shopper bought something new in the held-out baskets or days; nothing to evaluate")
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
     config = dp_settings()
