@@ -70,7 +70,8 @@ def test_an_old_history_imported_by_account_trains_reaches_its_user_and_survives
     rows, events = ["id,name,category,price,image"], ["user,item,timestamp,event_type"]
     for i in range(12):
         (images / f"p{i}.png").write_bytes(make_image_bytes((20 * i, 200 - 15 * i, 60 + 10 * (i % 3)), fmt="PNG"))
-        rows.append(f"P{i},Item {i},{'Mugs' if i < 6 else 'Lamps'},{'' if i % 4 == 0 else '12.50'},p{i}.png")
+        category = "" if i == 11 else ("Mugs" if i < 6 else "Lamps")
+        rows.append(f"P{i},Item {i},{category},{'' if i % 4 == 0 else '12.50'},p{i}.png")
     ann = django_user_model.objects.create_user("ann-imported", password="pw")
     users = [str(ann.pk)] + [f"9{u}" for u in range(1, 12)]
     for u, user in enumerate(users):
@@ -90,6 +91,9 @@ def test_an_old_history_imported_by_account_trains_reaches_its_user_and_survives
         current_app.send_task = saved
     assert sent == [] and not PendingWork.objects.exists()  # indexed in bulk, here
     assert Product.objects.filter(price__isnull=True).count() == 3
+    # no pseudo-category for the uncategorised product: it is not a category to be judged on
+    assert Product.objects.filter(category__isnull=True).count() == 1
+    assert set(Product.objects.exclude(category=None).values_list("category__name", flat=True)) == {"Mugs", "Lamps"}
     assert purge_expired_events() == 0  # a year of retention does not delete imported history
     version = training.train_recommender("bpr")  # the window ends at the newest event, in 2024
     assert version.metrics["window_end"].startswith("2024-05") and version.metrics["train_events"] > 0

@@ -25,7 +25,8 @@ class Product(models.Model):
     slug = models.SlugField(max_length=220, unique=True)
     price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)  # imports may have none
     stock = models.PositiveIntegerField(default=0)
-    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products")
+    # Imported catalogues may leave it empty (no pseudo-category that would count as one).
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="products", null=True, blank=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -103,9 +103,9 @@ class Command(BaseCommand):
                     skipped += 1
                     continue
                 with transaction.atomic():
-                    name = row["category"].strip() or "Uncategorised"
-                    category, _ = Category.objects.get_or_create(slug=slugify(name)[:100] or "uncategorised",
-                                                                 defaults={"name": name[:100]})
+                    name = row["category"].strip()  # empty: no category, not a pseudo-category
+                    category = Category.objects.get_or_create(slug=slugify(name)[:100] or f"category-{line}",
+                                                              defaults={"name": name[:100]})[0] if name else None
                     slug = f"import-{slugify(row['id'])}"[:220]
                     product, _ = Product.objects.update_or_create(
                         slug=slug, defaults={"name": row["name"][:200], "price": price, "stock": stock,
