@@ -208,3 +208,24 @@ def test_readers_never_see_a_half_built_version(settings):
     assert names == sorted(names, key=lambda name: name == outcome.version)
     expected = outcome.version if outcome.promoted else names[0]
     assert active_embedder_version().name == expected
+
+
+def test_early_stopping_stops_on_a_plateau_not_before():
+    from visrec.training.projection import _plateaued
+
+    assert not _plateaued([5.0, 4.0, 3.0, 2.9, 2.8], patience=3, min_delta=0.01)  # still falling
+    assert _plateaued([5.0, 3.0, 3.0, 2.99, 3.01], patience=3, min_delta=0.01)  # under 1% for 3 epochs
+    assert not _plateaued([5.0, 3.0], patience=3, min_delta=0.01)  # too early to tell
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_large_catalogue_views_a_sample_and_stops_early(settings):
+    """Bounded time: only FINETUNE_MAX_VIEWS training images go through the CNN for their
+    augmented view (plus the held-out ones the judge needs), and training stops on a plateau."""
+    build_catalogue(per_shape=10)
+    settings.VISREC = {**settings.VISREC, "FINETUNE_MAX_VIEWS": 5}
+    outcome = finetuning.train_embedder(TrainingConfig(epochs=200, patience=3, min_delta=0.05))
+    training = ModelVersion.objects.get(name=outcome.version).metrics["training"]
+    assert training["viewed_images"] == 5 + training["held_out_images"]
+    assert training["epochs_run"] < 200

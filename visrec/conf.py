@@ -85,6 +85,9 @@ DEFAULTS: dict[str, Any] = {
     # The colour's share of a fine-tuned embedder's cosine: "auto" (chosen on held-out
     # products, see README) or a number from 0 (shape only) to below 1.
     "COLOUR_WEIGHT": "auto",
+    # Fine-tuning: training images that get an augmented view through the CNN (a stable
+    # sample when there are more; the CNN pass is most of the time on CPUs); 0 = all.
+    "FINETUNE_MAX_VIEWS": 4000,
     # --- widgets and API responses ---------------------------------------------------------
     # Seconds a product's card (name, link, price, first image) stays in Django's cache.
     # Saving or deleting a product or image forgets its card; changes made without signals

@@ -53,6 +53,10 @@ class TrainingConfig:
     supervised_weight: float = 1.0
     instance_weight: float = 1.0
     seed: int = 0
+    # Early stopping: stop once the mean epoch loss has not fallen by ``min_delta`` (relative)
+    # below its best for ``patience`` epochs (0 = run every epoch).
+    patience: int = 5
+    min_delta: float = 0.005
 
 
 class ProjectionHead(nn.Module):
@@ -229,6 +233,17 @@ def train_head(
         history.append(float(np.mean(losses)) if losses else 0.0)
         if progress:
             progress(epoch, history[-1])
+        if config.patience and _plateaued(history, config.patience, config.min_delta):
+            break
     head.eval()
     logger.info("visrec: head trained, %s, final loss %.4f", asdict(config), history[-1] if history else 0.0)
     return head, history
+
+
+def _plateaued(history: list[float], patience: int, min_delta: float) -> bool:
+    """Whether the last ``patience`` epochs' losses all stayed above ``(1 - min_delta)`` × the
+    best loss before them."""
+    if len(history) <= patience:
+        return False
+    best = min(history[:-patience])
+    return min(history[-patience:]) > best - abs(best) * min_delta

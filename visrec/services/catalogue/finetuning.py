@@ -109,14 +109,20 @@ def augment(image: Image.Image, rng: random.Random) -> Image.Image:
     return view.rotate(angle, resample=Image.BILINEAR, expand=True, fillcolor=(255, 255, 255))
 
 
-def training_views(embedder, image_ids: np.ndarray, base: np.ndarray, seed: int, progress=None):
+def training_views(embedder, image_ids: np.ndarray, base: np.ndarray, seed: int, progress=None,
+                   view_rows: np.ndarray | None = None):
     """What training needs from the pixels, in one decoding pass over the catalogue.
+
+    Args:
+        view_rows: bool (N,): the images that get an augmented view through the CNN (default
+            all); the others keep their base vector as their view. The CNN pass is most of a
+            fine-tuning's time on CPUs, so large catalogues view a sample (``FINETUNE_MAX_VIEWS``).
 
     Returns:
         ``(views, colours)``: the backbone vectors of one augmented view of each image
-        (its base vector where the file is unreadable) and the colour descriptor of each
-        image (:func:`visrec.colour.batch_descriptors` of its preprocessed array, the same
-        computation extraction does; a zero row where unreadable).
+        (its base vector where the file is unreadable or not viewed) and the colour descriptor
+        of each image (:func:`visrec.colour.batch_descriptors` of its preprocessed array, the
+        same computation extraction does; a zero row where unreadable).
     """
     Image_ = get_image_model()
     field = visrec_settings.IMAGE_FIELD
@@ -127,7 +133,7 @@ def training_views(embedder, image_ids: np.ndarray, base: np.ndarray, seed: int,
     colours = np.zeros((len(image_ids), DEFAULT_BINS**3), dtype=np.float32)
     batch_size = visrec_settings.EXTRACTION_BATCH_SIZE
     for start in range(0, len(image_ids), batch_size):
-        arrays, originals, rows = [], [], []
+        arrays, originals, rows, colour_rows = [], [], [], []
         for row in range(start, min(start + batch_size, len(image_ids))):
             obj = objs.get(int(image_ids[row]))
             if obj is None:
@@ -136,13 +142,16 @@ def training_views(embedder, image_ids: np.ndarray, base: np.ndarray, seed: int,
                 image = decode_image(read_image_file(getattr(obj, field), config.max_bytes), config)
             except ImageRejected:
                 continue
-            view = augment(image, random.Random(seed * 1_000_003 + int(image_ids[row])))
-            arrays.append(preprocess_image(view, config))
+            if view_rows is None or view_rows[row]:
+                view = augment(image, random.Random(seed * 1_000_003 + int(image_ids[row])))
+                arrays.append(preprocess_image(view, config))
+                rows.append(row)
             originals.append(preprocess_image(image, config))
-            rows.append(row)
+            colour_rows.append(row)
         if arrays:
             views[rows] = backbone.embed(np.stack(arrays))
-            colours[rows] = batch_descriptors(np.stack(originals), backbone.mean, backbone.std, DEFAULT_BINS)
+        if originals:
+            colours[colour_rows] = batch_descriptors(np.stack(originals), backbone.mean, backbone.std, DEFAULT_BINS)
         if progress:
             progress(min(batch_size, len(image_ids) - start))
     return views, colours
@@ -243,7 +252,15 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
     def tick(stage):
         return (lambda n: progress(stage, n)) if progress else None
 
-    views, colours = training_views(embedder, image_ids, base, seed=config.seed, progress=tick("augment"))
+    budget = visrec_settings.FINETUNE_MAX_VIEWS
+    view_rows = None
+    if budget and len(train_rows) > budget:  # a stable sample of the training images, by a hash of the image
+        order = np.argsort([hashlib.sha256(f"visrec-view:{i}".encode()).digest() for i in image_ids[train_rows]])
+        view_rows = np.zeros(len(image_ids), dtype=bool)
+        view_rows[train_rows[order[:budget]]] = True
+        view_rows |= held  # held-out images: the self-retrieval judge needs their views
+    views, colours = training_views(embedder, image_ids, base, seed=config.seed, progress=tick("augment"),
+                                    view_rows=view_rows)
     _, group = np.unique(product_ids, return_inverse=True)
     head, history = train_head(base[train_rows], views[train_rows], cat[train_rows], group[train_rows], config,
                                progress=(lambda e, loss: progress("train", 1)) if progress else None)
@@ -271,6 +288,8 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
                  "fusion": {"colour": colour_weight, "category": category_weight, "bins": DEFAULT_BINS,
                             "selection_precision": trials, "selection_products": len(selection)},
                  "training": {"images": int(len(train_rows)), "held_out_images": int(held.sum()),
+                              "epochs_run": len(history),
+                              "viewed_images": int(len(image_ids) if view_rows is None else view_rows.sum()),
                               "supervised": bool((cat >= 0).any()), "final_loss": history[-1] if history else None,
                               "config": config.__dict__}},
     )
