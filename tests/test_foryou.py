@@ -524,3 +524,23 @@ def test_an_old_history_still_makes_a_session_list():
     assert foryou.session_query("o" * 64) is not None
     ranked, source = foryou.recommend_for_subject("o" * 64, 3)
     assert source == "session" and ranked
+
+
+def test_evaluate_measures_peers_on_the_same_split_with_paired_intervals(shop):
+    """A peer implementation (bench/realdata_eval.py's implicit and Cornac rows) is one more
+    list on the same split, with the blend's paired bootstrap intervals against it."""
+    from visrec.services.foryou.interactions import load_dataset
+    from visrec.services.serving.versions import served_version
+
+    dataset = load_dataset(served_version(ModelKind.EMBEDDER).name)
+    seen = []
+
+    def nothing(dataset, split, n):  # a peer that recommends nothing
+        seen.append(len(split.users))
+        return np.full((len(split.users), n), -1, dtype=np.int64)
+
+    report = recommender_evaluation.evaluate(dataset, protocol="basket", peers={"empty": nothing},
+                                             models=("popularity", "vbpr"))
+    assert seen == [report["split"]["test_shoppers"]] and report["models"]["empty"]["hit_rate@20"] == 0
+    difference, low, high = report["significance"]["empty"]["hit_rate@20"]
+    assert difference == report["models"]["blended"]["hit_rate@20"] and 0 < low <= difference <= high

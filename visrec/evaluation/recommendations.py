@@ -101,4 +101,5 @@ def all_metrics(top: np.ndarray, relevant: Sequence[set[int]], cold_relevant: Se
         out[f"coverage@{k}"] = coverage_at_k(top, len(item_counts), k)
         out[f"novelty@{k}"] = novelty_at_k(top, item_counts, k)
         out[f"cold_recall@{k}"] = recall_at_k(top, cold_relevant, k)
+        out[f"cold_hit_rate@{k}"] = hit_rate_at_k(top, cold_relevant, k)
     return out

@@ -454,7 +454,8 @@ def significance(served: np.ndarray, tops: dict[str, np.ndarray], split: Split, 
 
 
 def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20), curve_max: int = 50,
-             models=("popularity", "itemknn", "bpr", "vbpr"), progress=None, protocol: str | None = None) -> dict:
+             models=("popularity", "itemknn", "bpr", "vbpr"), progress=None, protocol: str | None = None,
+             peers: dict | None = None) -> dict:
     """Fits every model on the past and measures it on the future.
 
     The blend's weights, and the hyper-parameters of every model with a :data:`PARAM_GRID`,
@@ -463,8 +464,12 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     BPR and item-kNN the same way (no image vectors anywhere), so that the gain of the
     blend over its parts is not mistaken for a gain of the visual signal.
 
+    ``peers``: other implementations measured on the same split, ``{name: callable(dataset,
+    split, n) -> int64 (U, n) top lists}`` (the benchmarks' implicit and Cornac rows).
+
     Returns:
-        ``{"split": {...}, "models": {name: {metric: value}}, "curves": {name: [recall@1..curve_max]}}``;
+        ``{"split": {...}, "models": {name: {metric: value}}, "curves": {name: [recall@1..curve_max]},
+        "significance": {name: {metric: [difference, low, high]}}}``;
         ``split["blend"]`` holds the chosen weights and their validation recall,
         ``split["params"]`` each tuned model's chosen hyper-parameters and every candidate's
         validation recall.
@@ -497,6 +502,10 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
         tops["bpr+itemknn"] = blend_top({"model": tops["bpr"], "itemknn": tops["itemknn"]}, control["weights"],
                                         depth)
     tops = {name: top for name, top in tops.items() if name in (*models, "session", "blended", "bpr+itemknn")}
+    for name, make in (peers or {}).items():
+        if progress:
+            progress(f"fit {name}")
+        tops[name] = make(dataset, split, depth)
     results = {name: all_metrics(top, split.relevant, split.cold_relevant, split.item_counts, ks)
                for name, top in tops.items()}
     curves = {name: [recall_at_k(top, split.relevant, k) for k in range(1, curve_max + 1)] for name, top in tops.items()}
