@@ -18,6 +18,7 @@ from visrec.recommenders.blend import new_product_slots, reserve_slots
 from visrec.services.foryou import evaluation as recommender_evaluation
 from visrec.services.foryou import recommend as foryou
 from visrec.services.foryou import training as recommender_training
+from visrec.services.serving.similar import SimilarFilters
 from visrec.services.serving.versions import active_version
 
 from .factories import CategoryFactory, ProductFactory
@@ -278,7 +279,7 @@ def test_training_chooses_the_blend_before_the_held_out_data(shop, monkeypatch, 
     monkeypatch.setattr(recommender_training, "make_split", recording_split)
     version = recommender_training.train_recommender("vbpr")
     weights = version.metrics["blend"]
-    assert set(weights) == {"model", "itemknn", "session"} and abs(sum(weights.values()) - 1) < 1e-9
+    assert set(weights) == {"model", "itemknn", "session", "popularity"} and abs(sum(weights.values()) - 1) < 1e-9
     assert version.metrics["blend_validation_shoppers"] > 0 and version.metrics["validation"] == protocol
     assert 0 <= version.metrics["blend_recall@20"] <= 1
     # The model's hyper-parameters come from the same validation slice, from the shared grid.
@@ -544,3 +545,21 @@ def test_evaluate_measures_peers_on_the_same_split_with_paired_intervals(shop):
     assert seen == [report["split"]["test_shoppers"]] and report["models"]["empty"]["hit_rate@20"] == 0
     difference, low, high = report["significance"]["empty"]["hit_rate@20"]
     assert difference == report["models"]["blended"]["hit_rate@20"] and 0 < low <= difference <= high
+
+
+def test_a_blend_with_a_popularity_part_serves_the_shops_popular_products(shop, monkeypatch, settings):
+    """When validation gives popularity weight, the saved version carries its scores and
+    serving ranks by them, within the shop's filters and without what the shopper bought."""
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
+    monkeypatch.setattr(recommender_training, "select_blend", lambda *a, **k: {
+        "weights": {"model": 0.0, "itemknn": 0.0, "session": 0.0, "popularity": 1.0},
+        "validation_recall@20": None, "validation_shoppers": 0, "params": {}, "params_tried": []})
+    version = recommender_training.train_recommender("vbpr")
+    assert version.is_active
+    bundle = recommender_training.load_bundle(version)
+    assert bundle.popularity is not None and len(bundle.popularity) == len(bundle.products)
+    expected = [int(bundle.products[i]) for i in np.argsort(-bundle.popularity, kind="stable")]
+    ranked, source = foryou.recommend_for_subject(subject_key("demo", 3), 8, SimilarFilters(in_stock=False))
+    bought = set(InteractionEvent.objects.filter(subject_key=subject_key("demo", 3), event_type="purchase")
+                 .values_list("product_id", flat=True))
+    assert source == "popular" and [p for p, _ in ranked] == [p for p in expected if p not in bought][:8]

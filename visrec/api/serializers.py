@@ -207,5 +207,5 @@ class EventBatchResponseSerializer(serializers.Serializer):
 
 
 class ForYouResponseSerializer(serializers.Serializer):
-    source = serializers.ChoiceField(choices=["blended", "model", "session", "trending"])
+    source = serializers.ChoiceField(choices=["blended", "model", "session", "popular", "trending"])
     results = ProductCardSerializer(many=True)

@@ -68,8 +68,11 @@ PARAM_GRID: dict[str, tuple[dict, ...]] = {
     "bpr": ({"reg_bias": 0.01}, {"reg_bias": 0.1}),
     "vbpr": ({"reg_bias": 0.01}, {"reg_bias": 0.1}),
 }
-#: The lists a blend fuses: the trained model, item-kNN on co-interactions, the session model.
-BLEND_PARTS = ("model", "itemknn", "session")
+#: The lists a blend fuses: the trained model, item-kNN on co-interactions, the session model,
+#: and popularity (recency-weighted): on real histories where the next purchase is mostly
+#: what everyone buys (MovieLens 100K's last baskets, bench/RESULTS.md) no personal list beat
+#: it, so the blend may lean on it where validation says so.
+BLEND_PARTS = ("model", "itemknn", "session", "popularity")
 #: Step of the grid of blend weights tried on the validation slice (weights sum to 1).
 BLEND_STEP = 0.1
 #: Recall@K the blend weights are chosen for (the guardrail's K).
@@ -223,7 +226,7 @@ def session_top(split: Split, n: int) -> np.ndarray:
 def default_blend() -> dict[str, float]:
     """Blend weights when none were chosen on validation: ``SESSION_BLEND`` for the session."""
     w = float(visrec_settings.SESSION_BLEND)
-    return {"model": 1.0 - w, "itemknn": 0.0, "session": w}
+    return {"model": 1.0 - w, "itemknn": 0.0, "session": w, "popularity": 0.0}
 
 
 def unchosen_blend() -> dict:
@@ -404,6 +407,8 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
         "model": lambda: model_list,
         "itemknn": lambda: model_top(fit_model("itemknn", validation.dataset, validation.train), validation, depth),
         "session": lambda: session_top(validation, depth),
+        "popularity": lambda: model_top(fit_model("popularity", validation.dataset, validation.train), validation,
+                                        depth),
     }
     weights, recall = choose_blend(validation, {part: make[part]() for part in parts})
     return {"weights": weights, f"validation_recall@{BLEND_K}": recall,
@@ -490,13 +495,14 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
         if name in PARAM_GRID and name not in chosen:  # every tuned model is tuned alike
             chosen[name] = select_params(dataset, split.train, name, holdout_days, protocol)
     tops: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys((*models, "itemknn")):
+    for name in dict.fromkeys((*models, "itemknn", "popularity")):
         if progress:
             progress(f"fit {name}")
         params = chosen[name]["params"] if name in chosen else None
         tops[name] = model_top(fit_model(name, dataset, split.train, params=params), split, depth)
     tops["session"] = session_top(split, depth)
-    parts = {"model": tops[trained], "itemknn": tops["itemknn"], "session": tops["session"]}
+    parts = {"model": tops[trained], "itemknn": tops["itemknn"], "session": tops["session"],
+             "popularity": tops["popularity"]}
     tops["blended"] = blend_top(parts, blend["weights"], depth)
     if "bpr" in models:
         tops["bpr+itemknn"] = blend_top({"model": tops["bpr"], "itemknn": tops["itemknn"]}, control["weights"],

@@ -283,6 +283,22 @@ def new_products(session: list[tuple[int, float]], version: ModelVersion | None 
     return [(p, s) for p, s in session if p not in items or not bundle.warm[items[p]]]
 
 
+def popular_list(k: int, filters: SimilarFilters, exclude, version: ModelVersion | None = None
+                 ) -> list[tuple[int, float]]:
+    """The blend's popularity part: the served version's products by their (recency-weighted)
+    popularity in its training window, restricted to the shop's filters (one query); [] when
+    the version has no popularity part."""
+    version = version or served_version(ModelKind.RECOMMENDER)
+    if version is None or not version.artefact:
+        return []
+    bundle, _, _ = _bundle(version)
+    if bundle.popularity is None:
+        return []
+    order = np.argsort(-bundle.popularity, kind="stable")[: 4 * k + len(exclude)]
+    ranked = [(int(bundle.products[i]), float(bundle.popularity[i])) for i in order]
+    return _passing(ranked, filters, exclude)[:k]
+
+
 def _passing(ranked: list[tuple[int, float]], filters: SimilarFilters, exclude) -> list[tuple[int, float]]:
     """The entries of ``ranked`` whose products pass the shop's filters and are not excluded (one query).
 
@@ -348,10 +364,12 @@ def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilte
         subject, depth, filters, exclude, version, history, weights, cached,
         alongside=(lambda: session_list(subject, depth, filters, exclude, now, query, embedder))
         if query is not None else None)
+    popular = popular_list(depth, filters, exclude, version) if weights.get("popularity", 0) > 0 else []
     if page:
-        trained, neighbours, session = ([(p, s) for p, s in ranked if p not in page]
-                                        for ranked in (trained, neighbours, session))
-    parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session))
+        trained, neighbours, session, popular = ([(p, s) for p, s in ranked if p not in page]
+                                                 for ranked in (trained, neighbours, session, popular))
+    parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session),
+                                               ("popularity", popular))
              if ranked and weights[name] > 0}
     if len(parts) > 1:
         ids = rrf_blend([np.array([p for p, _ in ranked]) for ranked in parts.values()],
@@ -363,7 +381,7 @@ def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilte
         return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"
     if len(parts) == 1:
         name, ranked = next(iter(parts.items()))
-        return ranked[:k], "session" if name == "session" else "model"
+        return ranked[:k], {"session": "session", "popularity": "popular"}.get(name, "model")
     if trained:
         return trained[:k], "model"
     if session:

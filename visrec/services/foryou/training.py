@@ -69,7 +69,8 @@ class Bundle:
 
     ``neighbours`` is the item-kNN model of the blend (None when the blend gives it no weight);
     ``warm`` marks the products that had interactions in the training window (the others
-    are the "new products" that the served list keeps places for).
+    are the "new products" that the served list keeps places for); ``popularity`` scores the
+    blend's popularity part (None when it has no weight).
     """
 
     model: Recommender
@@ -77,6 +78,7 @@ class Bundle:
     products: np.ndarray  # int64 (n_items,) product pks
     neighbours: Recommender | None = None
     warm: np.ndarray | None = None  # bool (n_items,)
+    popularity: np.ndarray | None = None  # float32 (n_items,) the blend's popularity part (None: no weight)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -84,6 +86,8 @@ class Bundle:
             "neighbours": np.frombuffer(self.neighbours.to_bytes(), dtype=np.uint8)}
         if self.warm is not None:
             extra["warm"] = np.asarray(self.warm, dtype=bool)
+        if self.popularity is not None:
+            extra["popularity"] = np.asarray(self.popularity, dtype=np.float32)
         np.savez(buffer, model=np.frombuffer(self.model.to_bytes(), dtype=np.uint8),
                  subjects=np.asarray(self.subjects, dtype="U64"), products=np.asarray(self.products, dtype=np.int64),
                  **extra)
@@ -95,7 +99,8 @@ class Bundle:
         neighbours = (load_model(io.BytesIO(arrays["neighbours"].tobytes())) if "neighbours" in arrays.files
                       else None)
         return cls(load_model(io.BytesIO(arrays["model"].tobytes())), arrays["subjects"], arrays["products"],
-                   neighbours, arrays["warm"] if "warm" in arrays.files else None)
+                   neighbours, arrays["warm"] if "warm" in arrays.files else None,
+                   arrays["popularity"] if "popularity" in arrays.files else None)
 
 
 def load_bundle(version: ModelVersion) -> Bundle:
@@ -163,6 +168,8 @@ def configuration_top(dataset: Dataset, split: Split, model_top_lists: np.ndarra
     parts = {"model": model_top_lists[:, :k], "session": session[:, :k]}
     if weights.get("itemknn", 0) > 0:
         parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, k)
+    if weights.get("popularity", 0) > 0:
+        parts["popularity"] = model_top(fit_model("popularity", dataset, split.train), split, k)
     return with_new_products(blend_top(parts, weights, k), new_products_top(session, split.item_counts, k), k)
 
 
@@ -275,7 +282,9 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
             version.save(update_fields=["metrics"])
         neighbours = fit_model("itemknn", dataset, None) if weights.get("itemknn", 0) > 0 else None
         warm = np.bincount(dataset.interactions().items, minlength=len(dataset.products)) > 0
-        bundle = Bundle(final, dataset.subjects, dataset.products, neighbours, warm)
+        popularity = (fit_model("popularity", dataset, None).item_scores() if weights.get("popularity", 0) > 0
+                      else None)
+        bundle = Bundle(final, dataset.subjects, dataset.products, neighbours, warm, popularity)
         version.artefact.save(f"{name}.npz", ContentFile(bundle.to_bytes()), save=True)
         publish(version, final, dataset)
         activate_version(version, note=f"promoted: {guard['verdict']}")
