@@ -105,18 +105,27 @@ def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split
     end = dataset.times[is_purchase].max() if is_purchase.any() else dataset.times.max()
     split_time = float(end) - holdout_days * DAY
     train = dataset.times < split_time
+    order = np.argsort(dataset.users, kind="stable")
+    bounds = np.searchsorted(dataset.users[order], np.arange(len(dataset.subjects) + 1))
+    cases = []
+    for user in range(len(dataset.subjects)):
+        rows = order[bounds[user]:bounds[user + 1]]
+        past, future = rows[train[rows]], rows[~train[rows] & is_purchase[rows]]
+        if len(past) and len(future):
+            cases.append((user, past, future, split_time))
+    return _split_of(dataset, train, cases, split_time)
+
+
+def _split_of(dataset: Dataset, train: np.ndarray, cases: list, split_time: float) -> Split:
+    """The :class:`Split` of test cases ``(user, past rows, future purchase rows, session
+    reference time)``: a case counts when its future holds a product its past did not buy;
+    its session input is its last ``SESSION_EVENTS`` past events, aged from the reference."""
+    is_purchase = dataset.types == "purchase"
     item_counts = np.bincount(dataset.items[train], minlength=len(dataset.products))
     cold = item_counts == 0
     weights = dataset.weights
     users, relevant, cold_relevant, exclude, histories = [], [], [], [], []
-    order = np.argsort(dataset.users, kind="stable")
-    bounds = np.searchsorted(dataset.users[order], np.arange(len(dataset.subjects) + 1))
-    for user in range(len(dataset.subjects)):
-        rows = order[bounds[user]:bounds[user + 1]]
-        past = rows[train[rows]]
-        future = rows[~train[rows] & is_purchase[rows]]
-        if len(past) == 0 or len(future) == 0:
-            continue
+    for user, past, future, reference in cases:
         bought = set(dataset.items[past[is_purchase[past]]].tolist())
         wanted = set(dataset.items[future].tolist()) - bought
         if not wanted:
@@ -127,7 +136,7 @@ def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split
         exclude.append(np.array(sorted(bought), dtype=np.int64) if visrec_settings.EXCLUDE_PURCHASED
                        else np.zeros(0, dtype=np.int64))
         recent = past[np.argsort(dataset.times[past], kind="stable")][-visrec_settings.SESSION_EVENTS:]
-        ages = (split_time - dataset.times[recent]) / 3600.0
+        ages = (reference - dataset.times[recent]) / 3600.0
         histories.append((dataset.items[recent], session_weights(weights[recent], ages,
                                                                   visrec_settings.SESSION_HALF_LIFE_HOURS)))
     return Split(dataset, split_time, train, np.array(users, dtype=np.int64), relevant, cold_relevant, exclude,
@@ -164,30 +173,13 @@ def basket_split(dataset: Dataset) -> Split:
             continue  # no past to recommend from
         cutoffs[user] = float(basket_start)
         train[rows[dataset.times[rows] >= basket_start]] = False
-    item_counts = np.bincount(dataset.items[train], minlength=len(dataset.products))
-    cold = item_counts == 0
-    weights = dataset.weights
-    users, relevant, cold_relevant, exclude, histories = [], [], [], [], []
+    cases = []
     for user, cutoff in cutoffs.items():
         rows = order[bounds[user]:bounds[user + 1]]
-        past = rows[dataset.times[rows] < cutoff]
         basket = rows[(dataset.times[rows] >= cutoff) & is_purchase[rows] & (days[rows] == np.floor(cutoff / DAY))]
-        had = set(dataset.items[past[is_purchase[past]]].tolist())
-        wanted = set(dataset.items[basket].tolist()) - had
-        if not wanted:
-            continue
-        users.append(user)
-        relevant.append(wanted)
-        cold_relevant.append({i for i in wanted if cold[i]})
-        exclude.append(np.array(sorted(had), dtype=np.int64) if visrec_settings.EXCLUDE_PURCHASED
-                       else np.zeros(0, dtype=np.int64))
-        recent = past[-visrec_settings.SESSION_EVENTS:]  # rows are in time order
-        ages = (cutoff - dataset.times[recent]) / 3600.0
-        histories.append((dataset.items[recent], session_weights(weights[recent], ages,
-                                                                  visrec_settings.SESSION_HALF_LIFE_HOURS)))
+        cases.append((user, rows[dataset.times[rows] < cutoff], basket, cutoff))
     split_time = max(cutoffs.values()) if cutoffs else float(dataset.times.max())
-    return Split(dataset, split_time, train, np.array(users, dtype=np.int64), relevant, cold_relevant, exclude,
-                 histories, item_counts)
+    return _split_of(dataset, train, cases, split_time)
 
 
 def make_split(dataset: Dataset, protocol: str | None = None, holdout_days: float | None = None) -> Split:
