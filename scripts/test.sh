@@ -10,7 +10,7 @@ scripts/setup.sh
 PY="${VISREC_VENV:-.venv}/bin/python"
 was_running="$("$PY" -m shop_demo.devservices status 2>/dev/null || true)"
 cleanup() {
-  rm -rf var/test-worker-media var/oscar-media var/test-worker-*.log
+  rm -rf var/test-worker-media var/oscar-media var/test-media var/test-worker-*.log
   if [ -z "${DATABASE_URL:-}${CELERY_BROKER_URL:-}" ] && [[ "$was_running" != *"redis running: True"* ]]; then
     "$PY" -m shop_demo.devservices stop >/dev/null 2>&1 || true   # nothing else was using them
   fi
