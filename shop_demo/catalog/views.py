@@ -47,18 +47,38 @@ class PhotoSearchForm(forms.Form):
 
 
 def photo_search(request):
-    """Search by photo, as a shop would wire visrec's service into its own page."""
+    """Search by photo, as a shop would wire visrec's service into its own page: the shopper's
+    photo shown back, and a category only when visrec is sure of one."""
     form = PhotoSearchForm(request.POST or None, request.FILES or None)
-    results, error, category = [], "", None
+    results, error, category, note, uploaded = [], "", None, "", ""
     if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data["image"].read()
         try:
-            found = search_by_image(form.cleaned_data["image"].read(), k=12, with_category=True)
+            found = search_by_image(data, k=12, with_category=True)
             results = presentation.product_cards(found.ranked)
             category = Category.objects.filter(pk=found.predicted_category).first()
+            note = found.category_note
+            uploaded = thumbnail_data_url(data)
         except ImageRejected as exc:
             error = f"We could not read that picture: {exc.reason}."
         except NotEmbedded:
             error = "The catalogue is still being indexed; try again in a minute."
     status = 400 if request.method == "POST" and (error or not form.is_valid()) else 200
     return render(request, "catalog/photo_search.html",
-                  {"form": form, "results": results, "error": error, "category": category}, status=status)
+                  {"form": form, "results": results, "error": error, "category": category, "note": note,
+                   "uploaded": uploaded}, status=status)
+
+
+def thumbnail_data_url(data: bytes, size: int = 256) -> str:
+    """The uploaded photo as a small JPEG ``data:`` URL, to show it back (never stored)."""
+    import base64
+    import io
+
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -171,6 +171,8 @@ class SearchResponseSerializer(serializers.Serializer):
     model_version = serializers.CharField()
     predicted_category = serializers.CharField(allow_null=True)
     category_confidence = serializers.FloatField(allow_null=True)
+    category_note = serializers.CharField(help_text="why no category is predicted (the photo looks like nothing "
+                                                    "in the catalogue), else empty")
     results = ProductCardSerializer(many=True)
 
 

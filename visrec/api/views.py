@@ -118,6 +118,7 @@ class PhotoSearchView(VisrecView):
             "model_version": result.model_version,
             "predicted_category": None if category is None else str(_category_label(category)),
             "category_confidence": result.category_confidence,
+            "category_note": result.category_note,
             "results": card_rows(presentation.product_cards(result.ranked)),
         })
 

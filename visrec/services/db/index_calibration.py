@@ -317,6 +317,7 @@ def calibrate_ef_search(version: ModelVersion, *, sample: int = SAMPLE, target: 
         "calibrated": timezone.now().isoformat(timespec="seconds"),
         "hnsw_m": visrec_settings.HNSW_M, "hnsw_ef_construction": visrec_settings.HNSW_EF_CONSTRUCTION,
         "index": index_identity(version),
+        "nn_similarity": similarity_percentiles(exact_scores[:, 0]),
     }
     if not reached:
         logger.warning(
@@ -327,6 +328,34 @@ def calibrate_ef_search(version: ModelVersion, *, sample: int = SAMPLE, target: 
     logger.info("visrec: %s calibrated: ef_search %d, recall@10 %.3f (target %.3f) in %.1fs",
                 version.name, ef_search, recalls[ef_search], target, result["seconds"])
     return result
+
+
+def similarity_percentiles(scores: np.ndarray) -> dict[str, float]:
+    """Percentiles of products' cosine similarity to their nearest other product (p05, p50)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    if not len(scores):
+        return {}
+    return {"p05": round(float(np.percentile(scores, 5)), 4), "p50": round(float(np.percentile(scores, 50)), 4),
+            "sample": int(len(scores))}
+
+
+def nearest_similarity(version: ModelVersion, *, sample: int = 200) -> dict[str, float]:
+    """How similar a catalogue product is to its nearest other product, under ``version``:
+    ``{"p05", "p50", "sample"}`` from its calibration, or measured now (exact, on ``sample``
+    products) and stored for next time. The yardstick of "looks like something we sell"."""
+    known = (version.metrics or {}).get("hnsw", {}).get("nn_similarity") or (version.metrics or {}).get(
+        "nn_similarity")
+    if known:
+        return known
+    ids = sample_products(version, sample)
+    if len(ids) < 2:
+        return {}
+    _, _, scores = exact_neighbours(version, ids, k=1)
+    found = similarity_percentiles(scores[:, 0])
+    if found:
+        store_metrics(version, "nn_similarity", found)
+    return found
 
 
 def store_metrics(version: ModelVersion, key: str, value) -> None:

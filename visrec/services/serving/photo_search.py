@@ -13,6 +13,7 @@ from ...imaging import PreprocessConfig, decode_image, preprocess_image
 from ..catalogue import products
 from ..catalogue.embedders import active_embedder_version, load_embedder
 from ..catalogue.extraction import preprocess_config
+from ..db.index_calibration import nearest_similarity
 from .similar import NotEmbedded, SimilarFilters, search_by_vector
 
 
@@ -22,6 +23,7 @@ class PhotoSearchResult:
     predicted_category: object | None
     category_confidence: float | None
     model_version: str
+    category_note: str = ""  # why no category is predicted, when one was asked for
 
 
 def predict_category(ranked: list[tuple[int, float]]) -> tuple[object | None, float | None]:
@@ -37,6 +39,16 @@ def predict_category(ranked: list[tuple[int, float]]) -> tuple[object | None, fl
         return None, None
     category, weight = votes.most_common(1)[0]
     return category, round(weight / sum(votes.values()), 4)
+
+
+def looks_like_the_catalogue(ranked: list[tuple[int, float]], version) -> bool:
+    """Whether the photo's nearest product is at least as close as the catalogue's own products
+    are to theirs (its 5th percentile): a vote among neighbours that all look unlike the photo
+    (a drawing, a screenshot) says nothing about its category, however unanimous."""
+    if not ranked:
+        return False
+    floor = nearest_similarity(version).get("p05")
+    return floor is None or ranked[0][1] >= floor
 
 
 def search_by_image(data: bytes, k: int = 8, filters: SimilarFilters | None = None, *,
@@ -56,9 +68,12 @@ def search_by_image(data: bytes, k: int = 8, filters: SimilarFilters | None = No
     array = preprocess_image(image, preprocess_config(embedder.backbone))
     vector = embedder.embed_served(array[None])[0]
     ranked = search_by_vector(vector, k, filters, version=version)  # the version that embedded the photo
-    category, confidence = None, None
+    category, confidence, note = None, None, ""
     if with_category:
         neighbours = ranked if len(ranked) >= 10 else search_by_vector(vector, 10, SimilarFilters(in_stock=False),
                                                                        version=version)
-        category, confidence = predict_category(neighbours)
-    return PhotoSearchResult(ranked, category, confidence, version.name)
+        if looks_like_the_catalogue(neighbours, version):
+            category, confidence = predict_category(neighbours)
+        else:
+            note = "the photo looks like nothing in the catalogue closely enough to name a category"
+    return PhotoSearchResult(ranked, category, confidence, version.name, note)
