@@ -61,3 +61,33 @@ def test_keyboard_users_reach_every_card(live_server, lamps):
         assert all(page.locator("section.visrec-similar img").evaluate_all("els => els.map(e => e.alt)"))
         links.first.focus()
         assert page.evaluate("document.activeElement.dataset.visrecProduct") == str(lamps[1].pk)
+
+
+def test_web_components_render_from_the_api_track_clicks_and_vanish_on_errors(live_server, lamps):
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 1280, "height": 2400})
+        page.goto(f"{live_server.url}/p/lamp-0/headless/")
+        similar = page.locator("visrec-similar section.visrec-similar")
+        similar.wait_for()
+        assert similar.get_by_role("heading").inner_text() == "Looks like this"
+        names = similar.locator(".visrec-name").all_inner_texts()
+        assert names[:2] == ["Lamp 1", "Lamp 2"] and "Lamp 0" not in names
+        assert similar.locator(".visrec-price").first.inner_text() == "£19.99"
+        assert all(similar.locator("img").evaluate_all("els => els.map(e => e.alt && e.loading === 'lazy')"))
+        # keyboard: Tab reaches the first card's link
+        links = similar.locator("a[data-visrec-product]")
+        links.first.focus()
+        assert page.evaluate("document.activeElement.dataset.visrecWidget") == "similar"
+        assert wait_for(lambda: InteractionEvent.objects.filter(event_type=EventType.IMPRESSION).exists())
+        with page.expect_navigation():
+            links.nth(0).click()
+        click = wait_for(lambda: InteractionEvent.objects.filter(event_type=EventType.CLICK).first())
+        assert click is not None and (click.product_id, click.source) == (lamps[1].pk, "similar")
+        # errors render nothing: an unknown product (the API's 404) and an unreachable API
+        page.goto(f"{live_server.url}/p/lamp-0/headless/")
+        page.evaluate("""() => document.body.insertAdjacentHTML('beforeend',
+            '<visrec-similar id="gone" product="999999"></visrec-similar>' +
+            '<visrec-similar id="down" api="http://127.0.0.1:1/api/visrec/" product="1"></visrec-similar>')""")
+        for element in ("#gone", "#down"):
+            page.wait_for_function(f"document.querySelector('{element}').hidden === true")
+            assert page.locator(element).inner_html() == ""

@@ -21,7 +21,7 @@ def test_wheel_contains_visrec_only(tmp_path):
     assert "visrec/apps.py" in names
     assert any(n.startswith("visrec/templates/visrec/") for n in names)
     assert any(n.startswith("visrec/static/visrec/") for n in names)
-    assert "visrec/static/visrec/visrec.js" in names
+    assert "visrec/static/visrec/visrec.js" in names and "visrec/static/visrec/visrec-widgets.js" in names
     assert "visrec/contrib/oscar/templates/visrec/oscar/product_widgets.html" in names
     assert not any("shop_demo" in n or n.startswith("tests/") for n in names)
 

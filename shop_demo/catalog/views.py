@@ -42,6 +42,14 @@ def product_detail(request, slug: str):
     return render(request, "catalog/product.html", {"product": product})
 
 
+def headless_product(request, slug: str):
+    """The product page as a shop whose pages are not Django templates would build it: visrec's
+    rows are the web components of ``visrec-widgets.js``, filled from the REST API in the browser."""
+    product = get_object_or_404(_with_first_image(Product.objects.all()), slug=slug)
+    visrec.track(request, "view", product)
+    return render(request, "catalog/headless_product.html", {"product": product})
+
+
 class PhotoSearchForm(forms.Form):
     image = forms.ImageField(label="A photo of something you like")
 
