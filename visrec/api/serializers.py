@@ -208,6 +208,51 @@ class EventBatchResponseSerializer(serializers.Serializer):
     accepted = serializers.IntegerField()
 
 
+class BecauseSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    name = serializers.CharField()
+    url = serializers.CharField()
+    image_url = serializers.CharField()
+    alt = serializers.CharField()
+
+
+class ReasonSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["session", "new", "model", "itemknn", "popularity", "trending"])
+    text = serializers.CharField(help_text='e.g. "Because you looked at", "Popular in Shoes now"')
+    because = BecauseSerializer(allow_null=True, help_text="the shopper's own product that caused it")
+
+
+class ForYouCardSerializer(ProductCardSerializer):
+    reason = ReasonSerializer(required=False, help_text="with explain=true: why this product is in the list")
+
+
+class ForYouParamsSerializer(serializers.Serializer):
+    explain = serializers.BooleanField(default=False, help_text="say why each product is in the list")
+
+
 class ForYouResponseSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=["blended", "model", "session", "popular", "trending"])
-    results = ProductCardSerializer(many=True)
+    results = ForYouCardSerializer(many=True)
+
+
+def with_reasons(rows: list[dict], reasons: dict) -> list[dict]:
+    """Card rows with their ``reason`` (:func:`visrec.services.foryou.explain.reason_fields`)."""
+    out = []
+    for row in rows:
+        reason = reasons.get(row["id"])
+        if reason is not None:
+            because = reason["because"]
+            row = {**row, "reason": {"kind": reason["kind"], "text": reason["text"], "because": None if because is None
+                                     else {"id": because["pk"], "name": because["name"], "url": because["url"],
+                                           "image_url": because["image_url"], "alt": because["alt"]}}}
+        out.append(row)
+    return out
+
+
+def explain_param(query_params) -> bool:
+    refuse_empty(query_params, ("explain",))
+    if "explain" not in query_params:
+        return False
+    params = ForYouParamsSerializer(data=query_params)
+    params.is_valid(raise_exception=True)
+    return params.validated_data["explain"]

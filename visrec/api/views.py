@@ -25,14 +25,17 @@ from .serializers import (
     EventBatchResponseSerializer,
     EventBatchSerializer,
     FilterParamsSerializer,
+    ForYouParamsSerializer,
     ForYouResponseSerializer,
     LeaveOutParamsSerializer,
     SearchRequestSerializer,
     SearchResponseSerializer,
     SimilarResponseSerializer,
     card_rows,
+    explain_param,
     filter_params,
     leave_out_params,
+    with_reasons,
 )
 
 
@@ -172,7 +175,7 @@ class EventBatchView(VisrecView):
 
 
 @extend_schema(
-    parameters=[FilterParamsSerializer, LeaveOutParamsSerializer],
+    parameters=[FilterParamsSerializer, LeaveOutParamsSerializer, ForYouParamsSerializer],
     responses={200: ForYouResponseSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
     summary="Recommended for you",
     description="Products for the shopper making the request (their login or session): the trained "
@@ -183,10 +186,14 @@ class ForYouView(VisrecView):
     """The requesting shopper's "for you" list. No parameter selects another shopper."""
 
     def get(self, request):
-        from ..services.foryou.recommend import recommend_for_subject
+        from ..services.foryou.explain import reason_fields
+        from ..services.foryou.recommend import recommend
 
         limit, filters = filter_params(request.query_params)
         leave_out = leave_out_params(request.query_params)
-        ranked, source = recommend_for_subject(reading_subject(request), limit, filters, leave_out=leave_out)
-        return Response({"source": source,
-                         "results": card_rows(presentation.product_cards(ranked))})
+        explain = explain_param(request.query_params)
+        found = recommend(reading_subject(request), limit, filters, leave_out=leave_out)
+        rows = card_rows(presentation.product_cards(found.ranked))
+        if explain:
+            rows = with_reasons(rows, reason_fields(found))
+        return Response({"source": found.source, "results": rows})

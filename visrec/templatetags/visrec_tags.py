@@ -48,11 +48,12 @@ def visually_similar(context, product, limit: int = 8, title: str = "Looks like 
 
 
 @register.inclusion_tag("visrec/widgets/recommended_for_you.html", takes_context=True)
-def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", product=None, **filters) -> dict:
+def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", product=None, explain: bool = False,
+                        **filters) -> dict:
     """A row of products for the requesting shopper (trained model + session, or trending).
 
     ``product``: the page's product, left out, with whatever visrec's widgets already showed
-    on this page.
+    on this page. ``explain``: each card says why it is there (``item.reason``).
     """
     from ..services.foryou import recommend
     from ..services.privacy.tracking import reading_subject
@@ -64,9 +65,15 @@ def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", 
             leave_out = set(_shown(request))
             if product is not None:
                 leave_out.add(getattr(product, "pk", product))
-            ranked, source = recommend.recommend_for_subject(
-                reading_subject(request), int(limit), similar.parse_filters(**filters), leave_out=leave_out)
-            cards = presentation.product_cards(ranked)
+            found = recommend.recommend(reading_subject(request), int(limit), similar.parse_filters(**filters),
+                                        leave_out=leave_out)
+            source = found.source
+            cards = presentation.product_cards(found.ranked)
+            if explain:
+                from ..services.foryou.explain import reason_fields
+
+                reasons = reason_fields(found)
+                cards = [{**card, "reason": reasons.get(card["pk"])} for card in cards]
     except Exception:  # noqa: BLE001 - a widget must never break the page
         logger.exception("visrec: recommended_for_you failed")
         cards = []

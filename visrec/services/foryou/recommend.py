@@ -338,9 +338,38 @@ def trending_list(k: int, filters: SimilarFilters, exclude: list[int] = (), now:
     return found[:k]
 
 
+@dataclass
+class ForYouList:
+    """A shopper's served list and how it was made (what :mod:`.explain` says why from).
+
+    Attributes:
+        ranked: ``[(product_id, score), ...]`` served, best first.
+        source: ``blended``, ``model``, ``session``, ``popular`` or ``trending``.
+        parts: the blend's lists by part name (``model``, ``itemknn``, ``session``,
+            ``popularity``), those with weight, as blended.
+        weights: the blend weights.
+        history: the shopper's events as read for this list.
+        new: the products given a new-product place.
+    """
+
+    ranked: list[tuple[int, float]]
+    source: str
+    parts: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    history: ShopperHistory = field(default_factory=ShopperHistory)
+    new: set = field(default_factory=set)
+
+
 def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilters | None = None,
                           now: dt.datetime | None = None, leave_out=()) -> tuple[list[tuple[int, float]], str]:
-    """The shopper's list and where it came from: ``blended``, ``model``, ``session`` or ``trending``.
+    """The shopper's list and where it came from (:func:`recommend`'s ``ranked`` and ``source``)."""
+    found = recommend(subject, k, filters, now, leave_out)
+    return found.ranked, found.source
+
+
+def recommend(subject: str | None, k: int = 8, filters: SimilarFilters | None = None,
+              now: dt.datetime | None = None, leave_out=()) -> ForYouList:
+    """The shopper's list: ``blended``, ``model``, ``session``, ``popular`` or ``trending``.
 
     ``leave_out``: products the page shows already (its own product, a "similar" row), left
     out of every part after the shopper's cached lists are read, so they do not split the
@@ -349,7 +378,7 @@ def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilte
     filters = filters or SimilarFilters()
     page = set(products.canonical_ids(leave_out).values()) if leave_out else set()
     if not subject:  # a shopper visrec has not seen (or whose session cannot be read)
-        return trending_list(k, filters, list(page), now), "trending"
+        return ForYouList(trending_list(k, filters, list(page), now), "trending")
     depth = max(DEPTH, k + len(page))
     # One cache round trip: the generation (both versions' memo) and the shopper's model lists.
     generation, cached = generation_and_entry(_parts_key(subject) if visrec_settings.FOR_YOU_CACHE_SECONDS else None)
@@ -371,19 +400,25 @@ def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilte
     parts = {name: ranked for name, ranked in (("model", trained), ("itemknn", neighbours), ("session", session),
                                                ("popularity", popular))
              if ranked and weights[name] > 0}
+
+    def made(ranked, source, new=()) -> ForYouList:
+        return ForYouList(ranked, source, parts, weights, history, set(new))
+
     if len(parts) > 1:
         ids = rrf_blend([np.array([p for p, _ in ranked]) for ranked in parts.values()],
                         [weights[name] for name in parts], k).tolist()
+        head = set(ids[:k])
         slots = new_product_slots(k, visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
         if slots:
             ids = reserve_slots(ids, [p for p, _ in new_products(session, version)], k, slots)
         scores = {p: s for p, s in trained}
-        return [(int(p), scores.get(int(p), 0.0)) for p in ids], "blended"
+        return made([(int(p), scores.get(int(p), 0.0)) for p in ids], "blended",
+                    new=[int(p) for p in ids if p not in head])
     if len(parts) == 1:
         name, ranked = next(iter(parts.items()))
-        return ranked[:k], {"session": "session", "popularity": "popular"}.get(name, "model")
+        return made(ranked[:k], {"session": "session", "popularity": "popular"}.get(name, "model"))
     if trained:
-        return trained[:k], "model"
+        return made(trained[:k], "model")
     if session:
-        return session[:k], "session"
-    return trending_list(k, filters, [*exclude, *page], now), "trending"
+        return made(session[:k], "session")
+    return made(trending_list(k, filters, [*exclude, *page], now), "trending")

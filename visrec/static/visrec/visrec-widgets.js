@@ -7,7 +7,8 @@
  *   <visrec-for-you limit="8" product="12" exclude="3,4"></visrec-for-you>
  *
  * Attributes: api (default "/api/visrec/"), limit, title, and the API's filters (in-stock,
- * category, min-price, max-price, diversity). Each renders the same accessible markup as the
+ * category, min-price, max-price, diversity); on <visrec-for-you> also product, exclude and
+ * explain="true" (each card says why it is there, with the shopper's product that caused it). Each renders the same accessible markup as the
  * template tags (a titled section, a list of linked cards with alt text, lazy images, the
  * shop's price text), and hands its cards to visrec.js for impression and click reports. Any
  * error (network, 4xx, 5xx, bad JSON) renders nothing and fires a "visrec:error" event; a
@@ -54,6 +55,26 @@
       price.textContent = item.price_display;
       li.appendChild(price);
     }
+    if (item.reason) {
+      var reason = document.createElement("span");
+      reason.className = "visrec-reason";
+      reason.textContent = text(item.reason.text);
+      var because = item.reason.because;
+      if (because) {
+        if (because.image_url) {
+          var thumb = document.createElement("img");
+          thumb.src = because.image_url;
+          thumb.alt = "";
+          thumb.width = 28;
+          thumb.height = 28;
+          thumb.loading = "lazy";
+          reason.appendChild(document.createTextNode(" "));
+          reason.appendChild(thumb);
+        }
+        reason.appendChild(document.createTextNode(" " + text(because.name)));
+      }
+      li.appendChild(reason);
+    }
     return li;
   }
 
@@ -87,7 +108,7 @@
           }
         });
         if (widget === "foryou") {
-          ["product", "exclude"].forEach(function (name) {
+          ["product", "exclude", "explain"].forEach(function (name) {
             var value = self.getAttribute(name);
             if (value) {
               params.set(name, value);
