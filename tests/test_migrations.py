@@ -67,7 +67,8 @@ def test_migrate_from_zero_on_an_empty_database(empty_database):
     assert tables == {
         "visrec_imageembedding", "visrec_productembedding", "visrec_interactionevent", "visrec_modelversion",
         "visrec_recommenderitemvector", "visrec_shoppervector", "visrec_privacyrelease",
-        "visrec_randomizedresponsedomain", "visrec_categoryreport", "visrec_pendingwork",
+        "visrec_randomizedresponsedomain", "visrec_categoryreport", "visrec_pendingwork", "visrec_taskrun",
+        "visrec_experiment",
     }
     assert catalog_tables == {"catalog_category", "catalog_product", "catalog_productimage"}
 

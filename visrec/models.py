@@ -121,6 +121,11 @@ class EventType(models.TextChoices):
     IMPRESSION = "impression", _("shown in a visrec widget")
 
 
+class ExperimentArm(models.TextChoices):
+    A = "a", _("A")
+    B = "b", _("B")
+
+
 class InteractionEvent(models.Model):
     """One shopper interaction with a product.
 
@@ -142,10 +147,14 @@ class InteractionEvent(models.Model):
         default=True, db_default=True, help_text=_("counts toward releases shown to everyone (trending, statistics): the shopper "
                                   "was established (logged in, or a session of some age and several views)")
     )
+    experiment = models.ForeignKey("Experiment", on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="events", help_text=_("the A/B test the shopper was in"))
+    arm = models.CharField(max_length=1, blank=True, choices=ExperimentArm.choices)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         indexes = [
+            models.Index(fields=["experiment", "arm", "event_type"], name="visrec_event_experiment_arm"),
             models.Index(fields=["subject_key", "occurred_at"], name="visrec_event_subject_time"),
             models.Index(fields=["occurred_at"], name="visrec_event_time"),
             models.Index(fields=["product", "event_type"], name="visrec_event_product_type"),
@@ -280,3 +289,85 @@ class CategoryReport(models.Model):
 
     def __str__(self) -> str:
         return f"category {self.category} by {self.subject_key[:8]}…"
+
+
+class RunOutcome(models.TextChoices):
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    SKIPPED = "skipped", _("nothing done")
+    FAILED = "failed", _("failed")
+
+
+class TaskRun(models.Model):
+    """One run of a scheduled job (nightly training, purge, indexing), for the health page.
+
+    Written by :func:`visrec.services.runs.recorded_run`; a run that is still ``running``
+    long after it started was killed (the worker died before it could say so).
+    """
+
+    task = models.CharField(max_length=50)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=RunOutcome.choices, default=RunOutcome.RUNNING)
+    summary = models.TextField(blank=True, help_text=_("what the run did, or why it did nothing or failed"))
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["task", "started_at"], name="visrec_taskrun_task_time")]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.started_at:%Y-%m-%d %H:%M} {self.outcome}"
+
+
+def _experiment_salt() -> str:
+    import secrets
+
+    return secrets.token_hex(16)
+
+
+class Experiment(models.Model):
+    """An online A/B test of the "for you" list: shoppers split deterministically between two arms.
+
+    Arm A serves ``version_a``; arm B serves ``version_b``, or the shop's own list
+    (``VISREC["SHOP_LIST"]``) when ``b_is_shop_list``. A shopper's arm is a keyed hash of
+    their pseudonym and ``salt`` (:mod:`visrec.services.experiments`), the same on every
+    request and worker without storing an assignment. Events of assigned shoppers carry
+    ``experiment``/``arm``, and the report released from them goes through the privacy ledger.
+    At most one experiment runs (has no ``ended_at``) per ``surface``.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    surface = models.CharField(max_length=20, default="for_you", editable=False)
+    hypothesis = models.TextField(blank=True)
+    version_a = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+",
+                                  limit_choices_to={"kind": ModelKind.RECOMMENDER},
+                                  help_text=_("the recommender version arm A serves"))
+    version_b = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+", null=True, blank=True,
+                                  limit_choices_to={"kind": ModelKind.RECOMMENDER},
+                                  help_text=_("the recommender version arm B serves (empty: the shop's own list)"))
+    b_is_shop_list = models.BooleanField(default=False, help_text=_("arm B shows the shop's own list (SHOP_LIST)"))
+    share_b = models.FloatField(default=0.5, help_text=_("the share of shoppers in arm B (0.01 to 0.99)"))
+    salt = models.CharField(max_length=32, default=_experiment_salt, editable=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["surface"], condition=Q(ended_at__isnull=True),
+                                    name="visrec_experiment_one_running"),
+            models.CheckConstraint(condition=Q(version_b__isnull=False, b_is_shop_list=False)
+                                   | Q(version_b__isnull=True, b_is_shop_list=True),
+                                   name="visrec_experiment_b_is_version_or_shop"),
+            models.CheckConstraint(condition=Q(share_b__gte=0.01, share_b__lte=0.99),
+                                   name="visrec_experiment_share_b_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def running(self) -> bool:
+        return self.ended_at is None

@@ -10,6 +10,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from .services import health
+from .services.runs import recorded_run
 from .services.catalogue import extraction, outbox
 
 #: Errors worth retrying: the database or storage was briefly unreachable.
@@ -55,9 +56,14 @@ def sweep_pending_work() -> int:
 @shared_task(name="visrec.index_catalogue")
 def index_catalogue(mode: str = "missing", chunk_size: int = 256) -> int:
     """Queues the catalogue's images for extraction in chunks; returns how many."""
-    ids = extraction.images_to_index(mode)
-    for chunk in extraction.chunked(ids, chunk_size):
-        embed_images.delay(chunk, force=mode != "missing")
+    with recorded_run("index_catalogue") as run:
+        ids = extraction.images_to_index(mode)
+        for chunk in extraction.chunked(ids, chunk_size):
+            embed_images.delay(chunk, force=mode != "missing")
+        if ids:
+            run.done(f"{len(ids)} images queued ({mode})", images=len(ids), mode=mode)
+        else:
+            run.skipped(f"no images to index ({mode})", images=0, mode=mode)
     return len(ids)
 
 
@@ -66,11 +72,15 @@ def train_embedder() -> dict:
     """Nightly: fine-tunes the embedder; switches only if not worse (see services.finetuning)."""
     from .services.catalogue import finetuning
 
-    try:
-        outcome = finetuning.train_embedder()
-    except finetuning.NothingToTrain as exc:
-        return {"promoted": False, "reason": str(exc)}
-    return asdict(outcome)
+    with recorded_run("train_embedder") as run:
+        try:
+            outcome = finetuning.train_embedder()
+        except finetuning.NothingToTrain as exc:
+            run.skipped(str(exc))
+            return {"promoted": False, "reason": str(exc)}
+        result = asdict(outcome)
+        run.done(_verdict(result.get("promoted"), result.get("version"), result.get("reason", "")), **result)
+    return result
 
 
 @shared_task(name="visrec.train_recommender", acks_late=False)
@@ -78,10 +88,14 @@ def train_recommender() -> dict:
     """Nightly: trains "for you" on recent events; switches only if Recall@20 is not worse."""
     from .services.foryou import training as recommender_training
 
-    try:
-        version = recommender_training.train_recommender()
-    except recommender_training.NothingToLearn as exc:
-        return {"promoted": False, "reason": str(exc)}
+    with recorded_run("train_recommender") as run:
+        try:
+            version = recommender_training.train_recommender()
+        except recommender_training.NothingToLearn as exc:
+            run.skipped(str(exc))
+            return {"promoted": False, "reason": str(exc)}
+        run.done(_verdict(version.is_active, version.name, version.notes), version=version.name,
+                 promoted=version.is_active)
     return {"version": version.name, "promoted": version.is_active, "notes": version.notes, "metrics": version.metrics}
 
 
@@ -90,4 +104,13 @@ def purge_expired_events() -> int:
     """Nightly: deletes raw events older than RETENTION_DAYS, in batches."""
     from .services.privacy.shopper_data import purge_expired_events as purge
 
-    return purge()
+    with recorded_run("purge_expired_events") as run:
+        deleted = purge()
+        run.done(f"{deleted} expired events deleted", deleted=deleted)
+    return deleted
+
+
+def _verdict(promoted: bool | None, version: str | None, notes: str) -> str:
+    """One line for the health page: what a training run produced and whether it is served."""
+    head = f"{version} promoted" if promoted else f"{version} trained, not promoted" if version else "not promoted"
+    return f"{head}: {notes}" if notes else head

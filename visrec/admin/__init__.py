@@ -1,0 +1,10 @@
+"""visrec's admin: its own models' pages, and a mixin a host adds to its product admin.
+
+One module per page: importing them registers the ModelAdmins.
+"""
+from __future__ import annotations
+
+from . import embeddings, events, privacy, versions  # noqa: F401 - registers the ModelAdmins
+from .products import VisuallySimilarAdminMixin
+
+__all__ = ["VisuallySimilarAdminMixin"]
