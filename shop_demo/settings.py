@@ -122,6 +122,8 @@ VISREC = {
     "IN_STOCK_FILTER": {"stock__gt": 0},
     "PRICE_FIELD": "price",
     "PRICE_FORMAT": "shop_demo.catalog.prices.format_price",
+    # The shop's own list, for A/B tests of visrec against it (admin -> Experiments).
+    "SHOP_LIST": "shop_demo.catalog.lists.new_arrivals",
     # One torch thread per worker process on small machines; more for one-off commands.
     "TORCH_THREADS": int(os.environ.get("VISREC_TORCH_THREADS", "1")),
 }

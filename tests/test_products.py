@@ -148,6 +148,7 @@ def test_tracking_script_tag_names_the_endpoint_and_the_csrf_token():
     ("PARENT_FIELD", "category", "visrec.E020"),
     ("PRODUCT_QUERYSET", "shop.nowhere.hook", "visrec.E021"),
     ("PRICE_FORMAT", "shop.nowhere.format", "visrec.E021"),
+    ("SHOP_LIST", "shop.nowhere.bestsellers", "visrec.E021"),
     ("PRICE_FIELD", "images__no_such_field", "visrec.E007"),
     ("IN_STOCK_FILTER", {"images__no_such_field__gt": 0}, "visrec.E006"),
 ])

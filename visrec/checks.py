@@ -24,7 +24,8 @@ visrec.E017 ``VISREC["HNSW_EF_SEARCH"]`` is neither None nor an integer from 1 t
 visrec.E018 a setting where 0 means off is not an integer of 0 or more
 visrec.E019 ``VISREC["VISIBILITY_FILTER"]`` is not a valid filter of the product model
 visrec.E020 ``VISREC["PARENT_FIELD"]`` is not a foreign key from the product model to itself
-visrec.E021 ``VISREC["PRODUCT_QUERYSET"]`` or ``VISREC["PRICE_FORMAT"]`` cannot be imported or fails
+visrec.E021 ``VISREC["PRODUCT_QUERYSET"]``, ``VISREC["PRICE_FORMAT"]`` or ``VISREC["SHOP_LIST"]`` cannot be
+            imported, or the queryset hook fails
 visrec.W001 the scheduled DP releases spend more than the period's privacy budget
 =========== ==================================================================
 """
@@ -48,7 +49,8 @@ POSITIVE_INTEGER_SETTINGS = ("EXTRACTION_BATCH_SIZE", "MAX_IMAGE_BYTES", "MAX_IM
 NON_NEGATIVE_INTEGER_SETTINGS = ("CARD_CACHE_SECONDS", "FOR_YOU_CACHE_SECONDS", "CANDIDATE_SQL_SECONDS",
                                  "QUERY_THREADS", "ESTABLISHED_AFTER_SECONDS", "EVENTS_PER_NETWORK_PER_MINUTE",
                                  "FINETUNE_MAX_VIEWS")
-EPSILON_SETTINGS = ("PRIVACY_BUDGET_EPSILON", "TRENDING_EPSILON", "STATISTICS_EPSILON", "LOCAL_DP_EPSILON")
+EPSILON_SETTINGS = ("PRIVACY_BUDGET_EPSILON", "TRENDING_EPSILON", "STATISTICS_EPSILON", "LOCAL_DP_EPSILON",
+                    "EXPERIMENT_EPSILON")
 
 
 def _model_or_error(setting_name: str, check_id: str, getter, errors: list):
@@ -142,7 +144,7 @@ def _check_product_fields(product_model) -> list[checks.CheckMessage]:
                 id="visrec.E020",
             ))
     hooks_ok = True
-    for key in ("PRODUCT_QUERYSET", "PRICE_FORMAT"):
+    for key in ("PRODUCT_QUERYSET", "PRICE_FORMAT", "SHOP_LIST"):
         value = getattr(visrec_settings, key)
         if value and isinstance(value, str):
             try:

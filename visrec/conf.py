@@ -201,6 +201,14 @@ DEFAULTS: dict[str, Any] = {
     # Epsilon of one report, and reports kept per shopper and UTC day.
     "LOCAL_DP_EPSILON": 2.0,
     "LOCAL_DP_REPORTS_PER_DAY": 1,
+    # A/B tests of "for you" (admin -> Experiments): epsilon of one release of an experiment's
+    # report (exposed, clicking, carting and buying shoppers per arm), and how long a release
+    # is shown again before a new one may be made.
+    "EXPERIMENT_EPSILON": 0.5,
+    "EXPERIMENT_REPORT_REUSE_MINUTES": 60,
+    # Dotted path to callable(request, k, leave_out) -> product pks: the shop's own list, which
+    # an experiment's arm B can serve against visrec ("" = none).
+    "SHOP_LIST": "",
     # DP training of "for you" (PRIVACY.md, "DP training"): when ENABLED, the nightly model is
     # "dp_itembpr" trained with DP-SGD to at most EPSILON (DELTA None = 1 / shoppers^1.1),
     # one shopper's gradient clipped to MAX_GRAD_NORM.

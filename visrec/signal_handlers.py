@@ -130,7 +130,8 @@ def user_logged_in_handler(sender, request, user, **kwargs) -> None:
 def register_signal_handlers() -> None:
     """Connects the handlers to the host's image and product models and visrec's versions
     (called from ``VisrecConfig.ready``)."""
-    from .models import ModelVersion
+    from .models import Experiment, ModelVersion
+    from .services.experiments.assignment import forget as forget_experiments
     from .services.serving.versions import forget_served_versions
 
     image_model = get_image_model()
@@ -142,6 +143,8 @@ def register_signal_handlers() -> None:
         signal.connect(image_changed, sender=image_model, dispatch_uid=f"visrec_card_image_{name}")
     post_save.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_save")
     post_delete.connect(forget_served_versions, sender=ModelVersion, dispatch_uid="visrec_forget_served_on_delete")
+    post_save.connect(forget_experiments, sender=Experiment, dispatch_uid="visrec_forget_experiment_on_save")
+    post_delete.connect(forget_experiments, sender=Experiment, dispatch_uid="visrec_forget_experiment_on_delete")
     user_logged_in.connect(user_logged_in_handler, dispatch_uid="visrec_user_logged_in")
     # Deferred cache writes go out after each response and each Celery task.
     request_finished.connect(cache_writes.flush, dispatch_uid="visrec_flush_cache_writes")

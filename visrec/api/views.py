@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from ..conf import get_product_model
 from ..imaging import ImageRejected
 from ..models import ModelKind
-from ..services.privacy.tracking import EventIn, TrackingError, reading_subject, record_events, subject_for_request
+from ..services.privacy.tracking import EventIn, TrackingError, record_events, subject_for_request
 from ..services.serving import presentation
 from ..services.serving.photo_search import search_by_image
 from ..services.serving.similar import NotEmbedded, fallback_products, similar_list
@@ -187,12 +187,12 @@ class ForYouView(VisrecView):
 
     def get(self, request):
         from ..services.foryou.explain import reason_fields
-        from ..services.foryou.recommend import recommend
+        from ..services.foryou.recommend import recommend_for_request
 
         limit, filters = filter_params(request.query_params)
         leave_out = leave_out_params(request.query_params)
         explain = explain_param(request.query_params)
-        found = recommend(reading_subject(request), limit, filters, leave_out=leave_out)
+        found = recommend_for_request(request, limit, filters, leave_out=leave_out)
         rows = card_rows(presentation.product_cards(found.ranked))
         if explain:
             rows = with_reasons(rows, reason_fields(found))

@@ -56,7 +56,6 @@ def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", 
     on this page. ``explain``: each card says why it is there (``item.reason``).
     """
     from ..services.foryou import recommend
-    from ..services.privacy.tracking import reading_subject
 
     request = context.get("request")
     cards, source = [], ""
@@ -65,8 +64,8 @@ def recommended_for_you(context, limit: int = 8, title: str = "Picked for you", 
             leave_out = set(_shown(request))
             if product is not None:
                 leave_out.add(getattr(product, "pk", product))
-            found = recommend.recommend(reading_subject(request), int(limit), similar.parse_filters(**filters),
-                                        leave_out=leave_out)
+            found = recommend.recommend_for_request(request, int(limit), similar.parse_filters(**filters),
+                                                    leave_out=leave_out)
             source = found.source
             cards = presentation.product_cards(found.ranked)
             if explain:

@@ -350,6 +350,7 @@ class ForYouList:
         weights: the blend weights.
         history: the shopper's events as read for this list.
         new: the products given a new-product place.
+        arm: the shopper's arm of the running experiment (``"a"``/``"b"``), else ``""``.
     """
 
     ranked: list[tuple[int, float]]
@@ -358,6 +359,7 @@ class ForYouList:
     weights: dict[str, float] = field(default_factory=dict)
     history: ShopperHistory = field(default_factory=ShopperHistory)
     new: set = field(default_factory=set)
+    arm: str = ""
 
 
 def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilters | None = None,
@@ -367,13 +369,60 @@ def recommend_for_subject(subject: str | None, k: int = 8, filters: SimilarFilte
     return found.ranked, found.source
 
 
+def recommend_for_request(request, k: int = 8, filters: SimilarFilters | None = None, leave_out=()) -> ForYouList:
+    """The requesting shopper's list, from the arm of the running experiment they are in.
+
+    What the tag and the REST view serve. Without an experiment this is :func:`recommend`
+    for the request's shopper; in one, arm A serves its version, arm B its version or the
+    shop's own list (``SHOP_LIST``), and the list says its ``arm``.
+    """
+    from ..experiments.assignment import assignment, version_of
+    from ..privacy.tracking import reading_subject
+
+    subject = reading_subject(request)
+    assigned = assignment(subject)
+    if assigned is None:
+        return recommend(subject, k, filters, leave_out=leave_out)
+    experiment, arm = assigned
+    version = version_of(experiment, arm)
+    if version is None:
+        found = shop_list(request, k, filters or SimilarFilters(), leave_out)
+    else:
+        found = recommend(subject, k, filters, leave_out=leave_out, version=version)
+    found.arm = arm
+    return found
+
+
+def shop_list(request, k: int, filters: SimilarFilters, leave_out=()) -> ForYouList:
+    """The shop's own list (``VISREC["SHOP_LIST"]``) through visrec's filters, as source ``shop``.
+
+    The callable gets ``(request, k, leave_out)`` and returns product primary keys, best
+    first. If it fails, the list is empty (logged): the arm never borrows visrec's list,
+    which would make the two arms alike.
+    """
+    import logging
+
+    from django.utils.module_loading import import_string
+
+    page = set(products.canonical_ids(leave_out).values()) if leave_out else set()
+    try:
+        ids = list(import_string(visrec_settings.SHOP_LIST)(request, k, set(page)))[: 4 * k]
+    except Exception:  # noqa: BLE001 - the host's code: an empty arm, not a broken page
+        logging.getLogger(__name__).exception("visrec: SHOP_LIST failed")
+        return ForYouList([], "shop")
+    order = list(dict.fromkeys(products.canonical_ids(ids).values()))
+    ranked = [(pid, float(len(order) - i)) for i, pid in enumerate(order) if pid not in page]
+    return ForYouList(_passing(ranked, filters, ())[:k], "shop")
+
+
 def recommend(subject: str | None, k: int = 8, filters: SimilarFilters | None = None,
-              now: dt.datetime | None = None, leave_out=()) -> ForYouList:
+              now: dt.datetime | None = None, leave_out=(), version: ModelVersion | None = None) -> ForYouList:
     """The shopper's list: ``blended``, ``model``, ``session``, ``popular`` or ``trending``.
 
     ``leave_out``: products the page shows already (its own product, a "similar" row), left
     out of every part after the shopper's cached lists are read, so they do not split the
-    cache per page.
+    cache per page. ``version``: the recommender version to serve (an experiment's arm);
+    default the served one.
     """
     filters = filters or SimilarFilters()
     page = set(products.canonical_ids(leave_out).values()) if leave_out else set()
@@ -382,7 +431,7 @@ def recommend(subject: str | None, k: int = 8, filters: SimilarFilters | None = 
     depth = max(DEPTH, k + len(page))
     # One cache round trip: the generation (both versions' memo) and the shopper's model lists.
     generation, cached = generation_and_entry(_parts_key(subject) if visrec_settings.FOR_YOU_CACHE_SECONDS else None)
-    version = served_version(ModelKind.RECOMMENDER, generation)
+    version = version or served_version(ModelKind.RECOMMENDER, generation)
     embedder = served_version(ModelKind.EMBEDDER, generation)
     history = shopper_history(subject, embedder)  # events read once: exclusion, session, item-kNN
     exclude = history.purchased

@@ -125,14 +125,16 @@ def purge_expired_events(*, days: int | None = None, batch_size: int = 5000, now
 def export_subject(subject: str | list[str]) -> dict:
     """Every stored event and category report of one subject (one or several pseudonyms), JSON-ready."""
     subjects = [subject] if isinstance(subject, str) else list(subject)
-    events = InteractionEvent.objects.filter(subject_key__in=subjects).order_by("occurred_at", "pk")
+    events = (InteractionEvent.objects.filter(subject_key__in=subjects).select_related("experiment")
+              .order_by("occurred_at", "pk"))
     reports = CategoryReport.objects.filter(subject_key__in=subjects).order_by("occurred_at", "pk")
     return {
         "subject": subjects[0],
         "pseudonyms": subjects,
         "events": [
             {"type": e.event_type, "product": e.product_id, "timestamp": e.occurred_at.isoformat(),
-             "source": e.source, "position": e.position}
+             "source": e.source, "position": e.position,
+             **({"experiment": e.experiment.name, "arm": e.arm} if e.experiment_id else {})}
             for e in events
         ],
         "category_reports": [

@@ -190,6 +190,7 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
     Under ``LOCAL_DP`` they also yield randomised category reports
     (:mod:`visrec.services.privacy.local_dp`).
     """
+    from ..experiments.assignment import stamp as stamp_experiment
     from .network import network_allows
     from .shopper_data import bound_contributions, count_dropped, has_consent
 
@@ -206,6 +207,7 @@ def record_events(subject: str, events: Iterable[EventIn], request=None) -> int:
         row.subject_key = subject
         row.public = public
     rows, _ = bound_contributions(subject, rows)
+    stamp_experiment(subject, rows)
     InteractionEvent.objects.bulk_create(rows)
     if visrec_settings.LOCAL_DP:
         from .local_dp import record_category_reports
