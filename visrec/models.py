@@ -149,7 +149,8 @@ class InteractionEvent(models.Model):
     )
     experiment = models.ForeignKey("Experiment", on_delete=models.SET_NULL, null=True, blank=True,
                                    related_name="events", help_text=_("the A/B test the shopper was in"))
-    arm = models.CharField(max_length=1, blank=True, choices=ExperimentArm.choices)
+    arm = models.CharField(max_length=1, blank=True, choices=ExperimentArm.choices,  # raw COPY of history: ""
+                           default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
