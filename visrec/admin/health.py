@@ -84,10 +84,14 @@ class TaskRunAdmin(admin.ModelAdmin):
 
         from ..models import ImageEmbedding, ModelVersion
 
-        if self.admin_site.is_registered(ImageEmbedding) and report.coverage and report.coverage.version:
+        def viewable(model) -> bool:
+            model_admin = self.admin_site._registry.get(model)
+            return model_admin is not None and model_admin.has_view_permission(request)
+
+        if viewable(ImageEmbedding) and report.coverage and report.coverage.version:
             links["failed_images"] = url("visrec_imageembedding_changelist", query="?" + urlencode(
                 {"status__exact": "failed", "model_version": report.coverage.version}))
-        if self.admin_site.is_registered(ModelVersion):
+        if viewable(ModelVersion):
             links["versions"] = url("visrec_modelversion_changelist")
             for served in report.served:
                 if served.version is not None:

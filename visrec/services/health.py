@@ -240,8 +240,8 @@ def task_health(now: dt.datetime | None = None) -> list[TaskHealth]:
     for task, label in names.items():
         run, success = last.get(task), succeeded.get(task)
         nightly = task in NIGHTLY_TASKS
-        out.append(TaskHealth(task, label, nightly, *_judge(run, success, nightly, now), last=run,
-                              last_success=success))
+        state, problem = _judge(run, success, nightly, now)
+        out.append(TaskHealth(task, label, nightly, state, last=run, last_success=success, problem=problem))
     return out
 
 
