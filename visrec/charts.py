@@ -200,7 +200,7 @@ def line_chart(title: str, points: Sequence[tuple[float, float]], *, x_label: st
 
 
 def interval_chart(title: str, value: float, low: float, high: float, *, label: str = "difference",
-                   digits: int = 3, width: int = 420, height: int = 70) -> str:
+                   digits: int = 3, width: int = 420, height: int = 76) -> str:
     """One estimate with its interval on a horizontal axis around zero (a paired difference:
     left of the zero line is worse, right is better)."""
     if not (_finite(value) and _finite(low) and _finite(high)):
@@ -209,7 +209,7 @@ def interval_chart(title: str, value: float, low: float, high: float, *, label: 
     reach = max(abs(low), abs(high), abs(value), 1e-6) * 1.15
     left, right = 60, 60
     plot_w = width - left - right
-    mid = 28
+    mid = 34
 
     def px(v: float) -> float:
         return left + plot_w * (v + reach) / (2 * reach)
@@ -218,7 +218,7 @@ def interval_chart(title: str, value: float, low: float, high: float, *, label: 
     side = ("the whole interval is below zero (worse)" if high < 0 else
             "the whole interval is above zero (better)" if low > 0 else "the interval includes zero")
     out = [_open(title, f"{words}: {side}.", width, height, (value, low, high))]
-    out.append(f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="8" y2="{mid + 14}" stroke="currentColor" '
+    out.append(f'<line x1="{px(0):.1f}" x2="{px(0):.1f}" y1="{mid - 8}" y2="{mid + 14}" stroke="currentColor" '
                f'stroke-opacity="0.6"/><text x="{px(0):.1f}" y="{height - 6}" text-anchor="middle" '
                f'fill="currentColor" {FONT}>0</text>')
     out.append(f'<text x="{left - 6}" y="{mid + 4}" text-anchor="end" fill="currentColor" {FONT}>worse</text>'
@@ -227,9 +227,10 @@ def interval_chart(title: str, value: float, low: float, high: float, *, label: 
                f'<path d="M{px(low):.1f},{mid}H{px(high):.1f}M{px(low):.1f},{mid - 6}v12M{px(high):.1f},{mid - 6}v12" '
                f'stroke="currentColor" stroke-width="1.5" fill="none"/>'
                f'<circle cx="{px(value):.1f}" cy="{mid}" r="5" style="fill:{HIGHLIGHT}"/></g>')
-    for v in (low, high):
-        out.append(f'<text x="{px(v):.1f}" y="{height - 6}" text-anchor="middle" fill="currentColor" {FONT}>'
-                   f'{_fmt(v, digits)}</text>')
+    ends = (low,) if px(high) - px(low) < 36 else (low, high)  # one label where the ends would overlap
+    for v in ends:
+        out.append(f'<text x="{px(v):.1f}" y="{mid - 10}" text-anchor="middle" fill="currentColor" {FONT}>'
+                   f'{_fmt(v, digits)}{"" if len(ends) == 2 or high == low else f" to {_fmt(high, digits)}"}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from ..models import RunOutcome, TaskRun
 from ..services.health import health_report
@@ -62,9 +63,10 @@ class TaskRunAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         report = health_report()
-        for problem in report.problems[:1]:
-            self.message_user(request, _("%(count)d thing(s) need attention; the first: %(problem)s.")
-                              % {"count": len(report.problems), "problem": problem}, messages.WARNING)
+        if report.problems:
+            self.message_user(request, ngettext("%d thing needs attention (listed below).",
+                                                "%d things need attention (listed below).", len(report.problems))
+                              % len(report.problems), messages.WARNING)
         context = {**self.admin_site.each_context(request), "opts": self.opts, "title": _("visrec health"),
                    "report": report, "links": self._links(request, report)}
         return TemplateResponse(request, "admin/visrec/health.html", context)

@@ -249,7 +249,7 @@ def _judge(run: TaskRun | None, success: TaskRun | None, nightly: bool, now: dt.
     """``(state, problem)`` of one task from its last run and last success."""
     if run is None:
         if nightly:
-            return "never", "never ran: is Celery beat running with visrec's beat_schedule()?"
+            return "never", "no run on record: is Celery beat running with visrec's beat_schedule()?"
         return "never", ""
     if run.outcome == RunOutcome.RUNNING:
         if now - run.started_at > KILLED_AFTER:

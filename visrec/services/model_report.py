@@ -35,6 +35,8 @@ PART_NAMES = {"model": "Trained model", "itemknn": "Item-kNN (co-interactions)",
 LIST_NAMES = {"": "Trained model alone", "blend_": "Blend as served (this version)",
               "active_": "Served version, retrained on the same split",
               "blend_validation_": "Blend on the validation slice"}
+#: The same, short enough for a chart's axis.
+BAR_NAMES = {"": "Model alone", "blend_": "Blend (this)", "active_": "Served version"}
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG", "precision": "Precision", "hit_rate": "Hit rate",
                 "mrr": "MRR", "map": "MAP"}
 LIST_METRIC = re.compile(r"^(blend_validation_|blend_|active_|)(recall|ndcg|precision|hit_rate|mrr|map)@(\d+)$")
@@ -292,7 +294,7 @@ def _list_metrics(metrics: dict) -> tuple[Table | None, Plot | None]:
                   "The blend is what shoppers see; the guardrail compares it with the served version's configuration "
                   "retrained on the same events (like with like).")
     first = f"{columns[0][0]}@{columns[0][1]}"
-    bars = [(LIST_NAMES[p], found[p][first], None, None, p == "blend_")
+    bars = [(BAR_NAMES[p], found[p][first], None, None, p == "blend_")
             for p in ("", "blend_", "active_") if first in found.get(p, {})]
     plot = Plot("bars", f"{METRIC_NAMES[columns[0][0]]}@{columns[0][1]} of each list", y_label=headers[0],
                 bars=bars) if bars else None
@@ -358,6 +360,8 @@ def _data_facts(metrics: dict) -> list[tuple[str, str]]:
         value = metrics.get(key)
         if value is None or isinstance(value, (dict, list)):
             continue
+        if key == "holdout_days" and metrics.get("validation") == "basket":
+            continue  # the held-out days do not apply to the basket split
         if key == "validation":
             value = {"basket": "each returning shopper's last basket",
                      "days": "the last days' purchases"}.get(value, value)
