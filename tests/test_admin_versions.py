@@ -103,3 +103,18 @@ def test_pages_of_old_or_odd_versions_render(admin_client, metrics):
         version = ModelVersion.objects.create(kind=kind, name=f"old-{kind}", metrics=metrics)
         assert admin_client.get(change_url(version)).status_code == 200
     assert admin_client.get("/admin/visrec/modelversion/").status_code == 200
+
+
+def test_an_embedder_page_shows_before_after_and_the_hnsw_curve(admin_client):
+    version = ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="effnet@1+ft1", metrics={
+        "backbone": "efficientnet_lite0", "base_version": "effnet@1",
+        "evaluation": {"new": 0.5, "old": 0.4555, "metric": "held-out precision@10 (same category)",
+                       "old_version": "effnet@1", "held_out_products": 18},
+        "training": {"images": 42, "epochs_run": 3, "final_loss": 5.858, "loss_history": [6.1, 5.9, 5.858]},
+        "hnsw": {"ef_search": 80, "target": 0.98, "reached": True, "recall": {"40": 0.95, "80": 0.99}}})
+    html = admin_client.get(change_url(version)).content.decode()
+    assert "Better: held-out precision@10 (same category) 0.500 vs 0.456 of effnet@1" in html
+    for title in ("Before and after fine-tuning (held-out precision@10 (same category))",
+                  "HNSW recall@10 by ef_search", "Training loss by epoch"):
+        assert f">{title}</title>" in html
+    assert "Serve this version" in html  # nothing served: not a roll-back
