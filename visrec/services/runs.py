@@ -79,3 +79,12 @@ def last_runs(tasks: list[str] | None = None) -> dict[str, TaskRun]:
     if tasks is not None:
         rows = rows.filter(task__in=tasks)
     return {row.task: row for row in rows}
+
+
+def last_successes(tasks: list[str] | None = None) -> dict[str, TaskRun]:
+    """The newest run of each task that finished without failing (did work, or had nothing to do)."""
+    rows = (TaskRun.objects.filter(outcome__in=[RunOutcome.DONE, RunOutcome.SKIPPED])
+            .order_by("task", "-started_at").distinct("task"))
+    if tasks is not None:
+        rows = rows.filter(task__in=tasks)
+    return {row.task: row for row in rows}
