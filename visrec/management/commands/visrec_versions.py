@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from visrec.models import ModelKind, ModelVersion, RecommenderItemVector
-from visrec.services.catalogue.embedders import activate_embedder
-from visrec.services.catalogue.extraction import coverage
-from visrec.services.serving.versions import activate_version
+from visrec.models import ModelKind, ModelVersion
+from visrec.services.serving.switching import NotServable, serve_version
 
 
 class Command(BaseCommand):
@@ -21,15 +19,10 @@ class Command(BaseCommand):
             version = ModelVersion.objects.filter(name=activate).first()
             if version is None:
                 raise CommandError(f"no model version named {activate!r}")
-            if version.kind == ModelKind.RECOMMENDER:
-                if not RecommenderItemVector.objects.filter(model_version=version.name).exists():
-                    raise CommandError(f"{version.name} was never published (kept out by its guardrail or failed)")
-                activate_version(version, note="switched by visrec_versions")
-            else:
-                state = coverage(version)
-                if state["done"] + state["failed"] < state["images"]:
-                    raise CommandError(f"{version.name} covers {state['done']} of {state['images']} images")
-                activate_embedder(version, note="switched by visrec_versions")
+            try:
+                serve_version(version, note="switched by visrec_versions")
+            except NotServable as exc:
+                raise CommandError(str(exc)) from exc
             self.stdout.write(f"{version.name} is now served")
             return
         versions = ModelVersion.objects.all() if kind is None else ModelVersion.objects.filter(kind=kind)
