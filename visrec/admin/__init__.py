@@ -4,7 +4,7 @@ One module per page: importing them registers the ModelAdmins.
 """
 from __future__ import annotations
 
-from . import embeddings, events, privacy, versions  # noqa: F401 - registers the ModelAdmins
+from . import catalogue, embeddings, events, privacy, versions  # noqa: F401 - registers the ModelAdmins
 from .products import VisuallySimilarAdminMixin
 
 __all__ = ["VisuallySimilarAdminMixin"]

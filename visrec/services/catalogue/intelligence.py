@@ -216,16 +216,15 @@ def catalogue_neighbours(*, k: int | None = None, limit: int | None = None, use_
     Raises:
         NothingEmbedded: nothing is embedded yet.
     """
-    k = max(1, int(k or visrec_settings.CATALOGUE_NEIGHBOURS))
-    limit = max(1, int(limit or visrec_settings.CATALOGUE_MAX_PRODUCTS))
-    version = served_version(version)
-    key = f"visrec:catalogue:neighbours:{version.name}:{k}:{limit}"
-    if use_cache and not refresh:
-        found = cache.get(key)
+    named = ModelVersion.objects.filter(name=version).first() if version else active_embedder_version()
+    if named is not None and use_cache and not refresh:
+        found = cache.get(_neighbours_key(named.name, k, limit)[0])
         if found is not None:
             if progress:
                 progress(found.queried)
             return found
+    version = served_version(named.name if named else version)
+    key, k, limit = _neighbours_key(version.name, k, limit)
     ids, total = _analysed_ids(version, limit)
     position = {pid: i for i, pid in enumerate(ids)}
     index = np.full((len(ids), k), -1, dtype=np.int32)
@@ -246,6 +245,21 @@ def catalogue_neighbours(*, k: int | None = None, limit: int | None = None, use_
     if use_cache:
         cache.set(key, found, visrec_settings.CATALOGUE_CACHE_SECONDS)
     return found
+
+
+def cached_neighbours(*, k: int | None = None, limit: int | None = None) -> Neighbourhood | None:
+    """The served version's cached neighbour lists, or None when they are not computed (never computes)."""
+    version = active_embedder_version()
+    if version is None:
+        return None
+    return cache.get(_neighbours_key(version.name, k, limit)[0])
+
+
+def _neighbours_key(version: str, k: int | None, limit: int | None) -> tuple[str, int, int]:
+    """The cache key of a version's neighbour lists, and ``k`` and ``limit`` with their defaults."""
+    k = max(1, int(k or visrec_settings.CATALOGUE_NEIGHBOURS))
+    limit = max(1, int(limit or visrec_settings.CATALOGUE_MAX_PRODUCTS))
+    return f"visrec:catalogue:neighbours:{version}:{k}:{limit}", k, limit
 
 
 # --------------------------------------------------------------------------- suggestions
@@ -577,12 +591,14 @@ def embedding_failures(*, top: int = 5) -> FailureSummary:
         rows = rows.filter(model_version=version.name)
     counts: Counter = Counter()
     examples: dict = {}
-    for error, n in rows.order_by().values("error").annotate(n=Count("pk")).values_list("error", "n"):
+    grouped = rows.order_by("error").values("error").annotate(n=Count("pk")).values_list("error", "n")
+    for error, n in grouped:
         reason = _reason(error)
         counts[reason] += n
         examples.setdefault(reason, error)
     return FailureSummary(version.name if version else "", sum(counts.values()),
-                          [(reason, n, examples[reason]) for reason, n in counts.most_common(top)])
+                          [(reason, n, examples[reason]) for reason, n in
+                           sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]])
 
 
 def _reason(error: str) -> str:
