@@ -220,6 +220,22 @@ DEFAULTS: dict[str, Any] = {
     "PSEUDONYM_SECRET_FALLBACKS": [],
     # Where visrec keeps model artefacts (a path under MEDIA_ROOT's storage).
     "ARTEFACT_DIR": "visrec/models",
+    # --- catalogue intelligence (admin: category suggestions, near-duplicates, the map) ---
+    # Nearest products (cosine, served version) whose primary categories vote on a product's category.
+    "CATALOGUE_NEIGHBOURS": 10,
+    # A categorised product is "likely mis-categorised" when another category wins at least
+    # this share of the vote, its own category gets at most CATALOGUE_CURRENT_SUPPORT_MAX of
+    # it, and at least CATALOGUE_MIN_VOTERS neighbours have a category.
+    "CATALOGUE_MISCATEGORISED_CONFIDENCE": 0.8,
+    "CATALOGUE_CURRENT_SUPPORT_MAX": 0.1,
+    "CATALOGUE_MIN_VOTERS": 3,
+    # Cosine similarity of two product vectors from which they count as near-duplicates.
+    "CATALOGUE_DUPLICATE_SIMILARITY": 0.97,
+    # Bounds of the work: products analysed (lowest ids first) and points drawn on the map.
+    "CATALOGUE_MAX_PRODUCTS": 20000,
+    "CATALOGUE_MAP_POINTS": 3000,
+    # Seconds neighbour lists and map coordinates stay cached (new vectors make them stale at once).
+    "CATALOGUE_CACHE_SECONDS": 3600,
 }
 
 #: pgvector's largest ``hnsw.ef_search`` (the bound of ``HNSW_EF_SEARCH``, check E017).

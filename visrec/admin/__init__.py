@@ -4,7 +4,15 @@ One module per page: importing them registers the ModelAdmins.
 """
 from __future__ import annotations
 
-from . import embeddings, events, experiments, health, privacy, versions  # noqa: F401 - registers the ModelAdmins
+from . import (  # noqa: F401 - registers the ModelAdmins
+    catalogue,
+    embeddings,
+    events,
+    experiments,
+    health,
+    privacy,
+    versions,
+)
 from .products import VisuallySimilarAdminMixin
 
 __all__ = ["VisuallySimilarAdminMixin"]

@@ -5,7 +5,6 @@ a client, so it cannot be turned into a server-side request forgery.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 from ...conf import visrec_settings
@@ -13,6 +12,7 @@ from ...imaging import PreprocessConfig, decode_image, preprocess_image
 from ..catalogue import products
 from ..catalogue.embedders import active_embedder_version, load_embedder
 from ..catalogue.extraction import preprocess_config
+from ..catalogue.intelligence import category_vote
 from ..db.index_calibration import nearest_similarity
 from .similar import NotEmbedded, SimilarFilters, search_by_vector
 
@@ -27,18 +27,12 @@ class PhotoSearchResult:
 
 
 def predict_category(ranked: list[tuple[int, float]]) -> tuple[object | None, float | None]:
-    """The category most of the nearest products share (similarity-weighted vote), and its share."""
+    """The category most of the nearest products share (similarity-weighted vote,
+    :func:`~visrec.services.catalogue.intelligence.category_vote`), and its share."""
     if not visrec_settings.CATEGORY_FIELD or not ranked:
         return None, None
-    categories = products.primary_categories(p for p, _ in ranked)
-    votes: Counter = Counter()
-    for pid, score in ranked:
-        if categories.get(pid) is not None:
-            votes[categories[pid]] += max(score, 0.0)
-    if not votes:
-        return None, None
-    category, weight = votes.most_common(1)[0]
-    return category, round(weight / sum(votes.values()), 4)
+    vote = category_vote(ranked, products.primary_categories(p for p, _ in ranked))
+    return vote.category, None if vote.confidence is None else round(vote.confidence, 4)
 
 
 def looks_like_the_catalogue(ranked: list[tuple[int, float]], version) -> bool:
