@@ -36,7 +36,7 @@ def main() -> None:
         with page.expect_navigation():
             page.click("input[type=submit]")
         for name, path in PAGES.items():
-            page.goto(f"{args.url}/admin/visrec/productembedding/{path}")
+            page.goto(f"{args.url}/admin/visrec/catalogueintelligence/{path}")
             page.wait_for_load_state("networkidle")
             target = args.out / f"admin-catalogue-{name}.png"
             page.screenshot(path=str(target), full_page=name != "duplicates")

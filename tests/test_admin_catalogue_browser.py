@@ -25,7 +25,7 @@ def log_in(page, live_server) -> None:
 def test_tick_a_suggestion_accept_it_and_see_it_written(live_server, shop):  # noqa: F811
     with chromium_page() as page:
         log_in(page, live_server)
-        page.goto(f"{live_server.url}/admin/visrec/productembedding/suggestions/")
+        page.goto(f"{live_server.url}/admin/visrec/catalogueintelligence/suggestions/")
         row = page.locator(f"#visrec-suggestions tr[data-product='{shop['stray'].pk}']")
         assert "looks like Bags" in row.inner_text()
         row.get_by_role("checkbox").check()
@@ -39,7 +39,7 @@ def test_tick_a_suggestion_accept_it_and_see_it_written(live_server, shop):  # n
 def test_map_points_link_to_the_product_and_are_reached_by_keyboard(live_server, shop):  # noqa: F811
     with chromium_page() as page:
         log_in(page, live_server)
-        page.goto(f"{live_server.url}/admin/visrec/productembedding/map/")
+        page.goto(f"{live_server.url}/admin/visrec/catalogueintelligence/map/")
         points = page.locator("svg.visrec-map a")
         assert points.count() == len(shop.products)
         loose = page.locator(f"svg.visrec-map a[data-product='{shop['loose'].pk}']")

@@ -69,7 +69,7 @@ def test_read_the_verdict_roll_back_in_one_click_and_open_the_health_page(live_s
 
         page.goto(f"{live_server.url}/admin/")
         with page.expect_navigation():
-            page.get_by_role("link", name="Task runs").click()
+            page.get_by_role("link", name="Scheduled runs").click()
         with page.expect_navigation():
             page.get_by_role("link", name="Health").click()
         assert page.locator("h1").inner_text() == "visrec health"

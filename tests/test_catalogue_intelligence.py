@@ -34,10 +34,10 @@ from .test_similar import DIMS, make_version, plant
 
 pytestmark = pytest.mark.django_db
 
-SUGGESTIONS = "/admin/visrec/productembedding/suggestions/"
-DUPLICATES = "/admin/visrec/productembedding/duplicates/"
-MAP = "/admin/visrec/productembedding/map/"
-OVERVIEW = "/admin/visrec/productembedding/"
+SUGGESTIONS = "/admin/visrec/catalogueintelligence/suggestions/"
+DUPLICATES = "/admin/visrec/catalogueintelligence/duplicates/"
+MAP = "/admin/visrec/catalogueintelligence/map/"
+OVERVIEW = "/admin/visrec/catalogueintelligence/"
 
 
 class Shop:
@@ -364,7 +364,7 @@ def test_non_staff_are_sent_to_log_in_and_staff_need_permissions(client, shop):
     user.save()
     for url in (OVERVIEW, SUGGESTIONS, DUPLICATES, MAP):
         assert client.get(url).status_code == 403, url
-    user.user_permissions.add(Permission.objects.get(codename="view_productembedding"))
+    user.user_permissions.add(Permission.objects.get(codename="view_catalogueintelligence"))
     user = User.objects.get(pk=user.pk)
     client.force_login(user)
     html = client.get(SUGGESTIONS).content.decode()

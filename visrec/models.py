@@ -315,6 +315,7 @@ class TaskRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        verbose_name = _("scheduled run")
         indexes = [models.Index(fields=["task", "started_at"], name="visrec_taskrun_task_time")]
 
     def __str__(self) -> str:
@@ -372,3 +373,13 @@ class Experiment(models.Model):
     @property
     def running(self) -> bool:
         return self.ended_at is None
+
+
+class CatalogueIntelligence(ProductEmbedding):
+    """The admin's catalogue intelligence pages (category suggestions, near-duplicates, the
+    map), read from the served product vectors: a proxy, no table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("catalogue intelligence")
+        verbose_name_plural = _("catalogue intelligence")

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from ..conf import get_product_model, visrec_settings
-from ..models import EmbeddingStatus, ProductEmbedding
+from ..models import CatalogueIntelligence, EmbeddingStatus, ProductEmbedding
 from ..services.catalogue import intelligence
 from ..services.catalogue.categories import category_labels
 from ..services.catalogue.embedders import active_embedder_version
@@ -35,7 +35,7 @@ PER_PAGE = 100
 MAP_WIDTH, MAP_HEIGHT, MAP_MARGIN = 960, 640, 12
 
 
-@admin.register(ProductEmbedding)
+@admin.register(CatalogueIntelligence)
 class CatalogueIntelligenceAdmin(admin.ModelAdmin):
     """The catalogue intelligence pages (see the module's note)."""
 
@@ -51,7 +51,7 @@ class CatalogueIntelligenceAdmin(admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
-            path("", view(self.overview_view), name="visrec_productembedding_changelist"),
+            path("", view(self.overview_view), name="visrec_catalogueintelligence_changelist"),
             path("suggestions/", view(self.suggestions_view), name="visrec_catalogue_suggestions"),
             path("duplicates/", view(self.duplicates_view), name="visrec_catalogue_duplicates"),
             path("map/", view(self.map_view), name="visrec_catalogue_map"),
