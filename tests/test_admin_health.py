@@ -188,3 +188,21 @@ def test_the_runs_list_links_to_the_health_page_and_is_read_only(admin_client):
 def test_the_database_health_of_the_worker_task_still_answers():
     ModelVersion.objects.create(kind=ModelKind.EMBEDDER, name="x@1")
     assert set(health.database_health()) == {"pgvector", "image_embeddings", "product_embeddings"}
+
+
+def test_a_running_experiment_is_on_the_health_page(admin_client, settings):
+    from visrec.services.experiments import assignment
+
+    from .factories import ProductFactory
+    from .test_experiments import recommender
+    from .test_similar import make_version
+
+    make_version()
+    products = [ProductFactory() for _ in range(3)]
+    experiment = assignment.start(name="bigger photos", version_a=recommender("rec-a", products, 3),
+                                  b_is_shop_list=True)
+    page = admin_client.get("/admin/visrec/taskrun/health/").content.decode()
+    assert "A/B test “bigger photos” is running" in page and "arm B the shop's own list" in page
+    assert f"/admin/visrec/experiment/{experiment.pk}/report/" in page
+    assignment.end(experiment)
+    assert "is running since" not in admin_client.get("/admin/visrec/taskrun/health/").content.decode()

@@ -152,6 +152,7 @@ class HealthReport:
     coverage: CoverageHealth | None = None
     tasks: list[TaskHealth] = field(default_factory=list)
     served: list[ServedVersion] = field(default_factory=list)
+    experiment: object | None = None  # the running A/B test (visrec.models.Experiment), if any
     budget: BudgetHealth | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -290,6 +291,13 @@ def served_versions() -> list[ServedVersion]:
     return out
 
 
+def running_experiment():
+    """The A/B test running now (its arms serve in place of the served recommender), or ``None``."""
+    from ..models import Experiment
+
+    return Experiment.objects.select_related("version_a", "version_b").filter(ended_at__isnull=True).first()
+
+
 def budget_health() -> BudgetHealth:
     """The privacy budget of the current period: epsilon spent and left, and when it renews."""
     from .privacy.dp_releases import period_start, spent
@@ -322,6 +330,7 @@ def health_report(now: dt.datetime | None = None, *, broker_timeout: float = BRO
     report.tasks = part("the scheduled runs", lambda: task_health(now)) or []
     report.served = part("the served versions", served_versions) or []
     report.budget = part("the privacy budget", budget_health)
+    report.experiment = part("the running experiment", running_experiment)
 
     if report.database and not report.database.get("pgvector"):
         problems.append("the pgvector extension is not installed in the database")
