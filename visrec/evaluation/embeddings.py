@@ -48,7 +48,7 @@ TSNE_MAX_ITEMS = 5000
 # --------------------------------------------------------------------------- neighbours
 
 
-def _as_unit_rows(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero): float32 ``(N, D)``."""
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
@@ -112,7 +112,7 @@ def nearest_neighbours(
     Raises:
         ValueError: fewer than two items, ``k < 1`` or ``chunk < 1``.
     """
-    x = _as_unit_rows(vectors)
+    x = unit_rows(vectors)
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"need at least two items, got {n}")
@@ -208,7 +208,7 @@ def neighbour_table(
         first), ``sims`` (list of floats), and ``hits`` (neighbours sharing a non-None
         label; ``None`` when labels are not given).
     """
-    x = _as_unit_rows(vectors)
+    x = unit_rows(vectors)
     n = len(x)
     if n < 2:
         raise ValueError(f"need at least two items, got {n}")
@@ -273,10 +273,10 @@ def project_2d(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
     Returns:
         ``(coords, method)``: float32 ``(N, 2)`` and ``"umap"``, ``"tsne"`` or ``"pca"``.
     """
-    x = _as_unit_rows(vectors)
+    x = unit_rows(vectors)
     n = len(x)
     if n < 5:  # too few for a neighbourhood method; PCA handles any shape below
-        return _pca_2d(x), "pca"
+        return pca_2d(x), "pca"
     try:
         import umap  # type: ignore[import-not-found]
     except ImportError:
@@ -297,10 +297,10 @@ def project_2d(vectors: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, str]:
             random_state=seed,
         )
         return np.asarray(tsne.fit_transform(x), dtype=np.float32), "tsne"
-    return _pca_2d(x), "pca"
+    return pca_2d(x), "pca"
 
 
-def _pca_2d(x: np.ndarray) -> np.ndarray:
+def pca_2d(x: np.ndarray) -> np.ndarray:
     """First two principal components of float32 ``(N, D)``, zero-padded: float32 ``(N, 2)``."""
     centred = x - x.mean(axis=0, keepdims=True)
     coords = np.zeros((len(x), 2), dtype=np.float32)

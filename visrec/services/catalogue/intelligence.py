@@ -39,7 +39,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from ...conf import get_product_model, visrec_settings
-from ...evaluation.embeddings import _as_unit_rows, _pca_2d
+from ...evaluation.embeddings import unit_rows, pca_2d
 from ...models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
 from ..db import vector_index
 from ..db.cache_guard import cache
@@ -538,7 +538,7 @@ def catalogue_map(*, max_points: int | None = None, use_cache: bool = True) -> C
         if len(ids) > max_points:
             ids = [ids[i] for i in np.linspace(0, len(ids) - 1, max_points).round().astype(int)]
         vectors = _vectors(version, ids)
-        coords = _pca_2d(_as_unit_rows(vectors)).astype(np.float64)
+        coords = pca_2d(unit_rows(vectors)).astype(np.float64)
         span = coords.max(axis=0) - coords.min(axis=0) if len(coords) else np.ones(2)
         coords = (coords - coords.min(axis=0)) / np.where(span > 0, span, 1.0) if len(coords) else coords
         if len(coords):
