@@ -118,3 +118,15 @@ def test_an_embedder_page_shows_before_after_and_the_hnsw_curve(admin_client):
                   "HNSW recall@10 by ef_search", "Training loss by epoch"):
         assert f">{title}</title>" in html
     assert "Serve this version" in html  # nothing served: not a roll-back
+
+
+def test_the_served_version_cannot_be_deleted(admin_client):
+    from visrec.models import ModelKind, ModelVersion
+    from visrec.services.serving.versions import activate_version
+
+    served = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name="served-one")
+    old = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name="old-one")
+    activate_version(served)
+    assert admin_client.get(f"/admin/visrec/modelversion/{served.pk}/delete/").status_code == 403
+    assert admin_client.post(f"/admin/visrec/modelversion/{old.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not ModelVersion.objects.filter(pk=old.pk).exists() and ModelVersion.objects.filter(pk=served.pk).exists()

@@ -115,6 +115,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        """A served version cannot be deleted (serve another first); one an A/B test uses is protected too."""
+        if obj is not None and obj.is_active:
+            return False
+        return super().has_delete_permission(request, obj)
+
 
 def _shorten(text: str, size: int) -> str:
     return text if len(text) <= size else text[:size - 1].rstrip() + "…"
