@@ -79,8 +79,7 @@ def measure() -> dict:
     from visrec.models import ModelKind, ModelVersion, ProductEmbedding
     from visrec.services.catalogue.embedders import active_embedder_version
     from visrec.services.catalogue.embedding_evaluation import evaluate_embeddings
-    from visrec.services.catalogue.finetuning import (MIN_JUDGED_PRODUCTS, in_selection_half, is_held_out,
-                                                      product_categories)
+    from visrec.services.catalogue.finetuning import is_held_out, judging_split, product_categories
 
     versions = list(ModelVersion.objects.filter(kind=ModelKind.EMBEDDER).order_by("created_at"))
 
@@ -92,9 +91,8 @@ def measure() -> dict:
                       .values_list("product_id", flat=True))
     categories = product_categories(products)
     held = [p for p in products if is_held_out(p)]
-    selection = {p for p in held if in_selection_half(p)}
-    split = min(len(selection), len(held) - len(selection)) > MIN_JUDGED_PRODUCTS
-    judged = [p for p in held if p not in selection] if split else held
+    _, split, judged_set = judging_split(set(held))  # as train_embedder's judge
+    judged = [p for p in held if p in judged_set]
     labels_all = [categories.get(p) for p in products]
     labels_judged = [categories.get(p) for p in judged]
     counts = Counter(labels_judged)
