@@ -107,18 +107,32 @@ def measure() -> dict:
     position = {p: i for i, p in enumerate(products)}
     judged_rows = np.array([position[p] for p in judged])
     codes = np.array([hash(c) for c in labels_all])
-    rows = []
+    rows, per_query = [], {}
     for version in with_vectors:
         found = dict(ProductEmbedding.objects.filter(model_version=version.name).values_list("product_id", "vector"))
         if set(found) != set(products):
             continue
         x = np.stack([np.asarray(found[p], dtype=np.float32) for p in products])
         neighbours, _ = nearest_neighbours(x, K)
+        among, _ = nearest_neighbours(x[judged_rows], K)
+        judged_codes = codes[judged_rows]
+        per_query[version.name] = (judged_codes[among] == judged_codes[:, None]).mean(axis=1)
         vs_catalogue = float((codes[neighbours[judged_rows]] == codes[judged_rows, None]).mean())
         rows.append({"version": version.name,
                      "fine_tuned": fine_tuned(version),
                      f"judged_P@{K}": precision_at_k(x[judged_rows], labels_judged, k=K),
                      f"judged_vs_catalogue_P@{K}": vs_catalogue})
+    # Paired bootstrap over the judged products of (fine-tuned - pretrained) precision@10.
+    bootstrap = None
+    tuned = [x["version"] for x in rows if x["fine_tuned"]]
+    plain = [x["version"] for x in rows if not x["fine_tuned"]]
+    if tuned and plain:
+        diff = per_query[tuned[-1]] - per_query[plain[0]]
+        draws = np.random.default_rng(0).integers(0, n, size=(2000, n))
+        means = diff[draws].mean(axis=1)
+        bootstrap = {"mean_difference": float(diff.mean()), "ci95": [float(np.percentile(means, 2.5)),
+                                                                     float(np.percentile(means, 97.5))],
+                     "products_better": int((diff > 0).sum()), "products_worse": int((diff < 0).sum())}
     whole = evaluate_embeddings(k=K, output_dir=None)
     active = active_embedder_version()
     trained = [v for v in versions if fine_tuned(v)]
@@ -126,7 +140,7 @@ def measure() -> dict:
             "judged": n, "judged_categories": len(counts), "split": split,
             "category_prior_judged": prior, "ceiling_judged": ceiling, "category_prior_catalogue": prior_all,
             "category_prior_judged_vs_catalogue": prior_vs,
-            "rows": rows, "whole_catalogue": whole.rows, "active": active.name if active else None,
+            "rows": rows, "bootstrap_judged": bootstrap, "whole_catalogue": whole.rows, "active": active.name if active else None,
             "trained": [{"name": v.name, "notes": v.notes,
                          "metrics": {k: m for k, m in v.metrics.items() if k != "hnsw"}} for v in trained]}
 
@@ -141,7 +155,22 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="VISREC_TORCH_THREADS for indexing and training")
     p.add_argument("--epochs", type=int, default=None, help="visrec_train_embedder --epochs (default its own)")
     p.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--remeasure", metavar="RUN", help="measure an earlier run's database again (var/ftreal/RUN)")
     args = p.parse_args(argv)
+    if args.remeasure:
+        var_dir = ROOT / "var" / "ftreal" / args.remeasure
+        result = json.loads((var_dir / "result.json").read_text())
+        env = _env(var_dir, args.threads)
+        try:
+            out = subprocess.run([PY, __file__, "--measure"], cwd=ROOT, env=env, capture_output=True, text=True)
+        finally:
+            subprocess.run([PY, "-m", "shop_demo.devservices", "stop"], cwd=ROOT, env=env, capture_output=True)
+        if out.returncode:
+            raise SystemExit(out.stderr[-4000:])
+        result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        (var_dir / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        report(result)
+        return 0
     if args.measure:
         print(json.dumps(measure(), default=str))
         return 0
@@ -215,6 +244,11 @@ def report(r: dict) -> None:
     hist = next((row for m, row in whole.items() if "histogram" in m), None)
     if hist and col in hist:
         print(f"{'colour histogram, whole catalogue':44} {hist[col]:8.4f}")
+    b = r.get("bootstrap_judged")
+    if b:
+        print(f"fine-tuned - pretrained, judged: {b['mean_difference']:+.4f}, 95% CI "
+              f"[{b['ci95'][0]:+.4f}, {b['ci95'][1]:+.4f}] (paired bootstrap); better for "
+              f"{b['products_better']} products, worse for {b['products_worse']}")
     t = r["timings"]
     print(f"\nvisrec_index: {t['index_s']:.0f} s ({r['index_images_per_s']:.1f} images/s); visrec_train_embedder: "
           f"{t['train_s']:.0f} s wall clock, {r['threads']} torch threads, epochs run {tr.get('epochs_run')}, "
