@@ -174,6 +174,20 @@ def in_selection_half(product_id: int) -> bool:
     return hashlib.sha256(f"visrec-fusion:{product_id}".encode()).digest()[0] % 2 == 0
 
 
+def judging_split(held_products: set[int]) -> tuple[set[int], bool, set[int]]:
+    """Which held-out products choose the fusion weights and which judge the version.
+
+    Returns:
+        ``(selection, split, judged)``: with enough held-out products the two halves of
+        :func:`in_selection_half` (``split`` true); otherwise both are all of them.
+    """
+    selection = {p for p in held_products if in_selection_half(p)}
+    split = min(len(selection), len(held_products) - len(selection)) > MIN_JUDGED_PRODUCTS
+    if not split:  # too few to split: the weights are chosen and judged on the same products
+        return set(held_products), False, set(held_products)
+    return selection, True, held_products - selection
+
+
 def choose_fusion(fused, product_ids, rows, categories) -> tuple[float, float, dict]:
     """The shares of colour and category affinity in the served vectors.
 
@@ -252,13 +266,17 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
     def tick(stage):
         return (lambda n: progress(stage, n)) if progress else None
 
+    held_products = {int(p) for p in product_ids[held]}
+    selection, split, judged_products = judging_split(held_products)
+    by_category = bool(categories) and len(judged_products) > MIN_JUDGED_PRODUCTS
     budget = visrec_settings.FINETUNE_MAX_VIEWS
     view_rows = None
     if budget and len(train_rows) > budget:  # a stable sample of the training images, by a hash of the image
         order = np.argsort([hashlib.sha256(f"visrec-view:{i}".encode()).digest() for i in image_ids[train_rows]])
         view_rows = np.zeros(len(image_ids), dtype=bool)
         view_rows[train_rows[order[:budget]]] = True
-        view_rows |= held  # held-out images: the self-retrieval judge needs their views
+        if not by_category:  # only the self-retrieval judge needs the held-out images' views
+            view_rows |= held
     views, colours = training_views(embedder, image_ids, base, seed=config.seed, progress=tick("augment"),
                                     view_rows=view_rows)
     _, group = np.unique(product_ids, return_inverse=True)
@@ -266,11 +284,6 @@ def train_embedder(config: TrainingConfig | None = None, progress=None) -> Train
                                progress=(lambda e, loss: progress("train", 1)) if progress else None)
     head_vectors = head.project(base)  # once: every fusion tried below reuses it
     head.prototypes = category_prototypes(head_vectors[train_rows], cat[train_rows])
-    held_products = {int(p) for p in product_ids[held]}
-    selection = {p for p in held_products if in_selection_half(p)}
-    split = min(len(selection), len(held_products) - len(selection)) > MIN_JUDGED_PRODUCTS
-    if not split:  # too few to split: the weights are chosen and judged on the same products
-        selection = held_products
     selection_rows = np.flatnonzero([int(p) in selection for p in product_ids])
 
     def fused(colour: float, category: float, rows=slice(None)) -> np.ndarray:
