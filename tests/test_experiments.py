@@ -11,10 +11,21 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from visrec.models import Experiment, InteractionEvent, ModelKind, ModelVersion, RecommenderItemVector, ShopperVector
+from visrec.models import (
+    Experiment,
+    InteractionEvent,
+    ModelKind,
+    ModelVersion,
+    RecommenderItemVector,
+    ShopperVector,
+)
 from visrec.services.experiments import assignment, report
 from visrec.services.foryou.recommend import recommend_for_request
-from visrec.services.privacy.tracking import EventIn, reading_subject, record_events, subject_for_request
+from visrec.services.privacy.tracking import (
+    EventIn,
+    record_events,
+    subject_for_request,
+)
 
 from .factories import CategoryFactory, ProductFactory
 from .test_similar import DIMS, make_version, plant

@@ -56,8 +56,8 @@ def test_each_shopper_sees_their_arm_and_their_click_counts_for_it(live_server, 
             if arm not in seen and names:
                 with page.expect_navigation():
                     row.locator("a[data-visrec-product]").first.click()
-                click = wait_for(lambda: InteractionEvent.objects.filter(
-                    event_type=EventType.CLICK, subject_key=view.subject_key).first())
+                click = wait_for(lambda subject=view.subject_key: InteractionEvent.objects.filter(
+                    event_type=EventType.CLICK, subject_key=subject).first())
                 assert click is not None and (click.source, click.arm, click.experiment_id) == ("foryou", arm,
                                                                                                  experiment.pk)
                 seen[arm] = names

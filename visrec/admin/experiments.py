@@ -81,7 +81,11 @@ class ExperimentAdmin(admin.ModelAdmin):
     def report_view(self, request, pk: int):
         """The latest released report (GET, free); POST releases new figures (spends epsilon)."""
         from ..conf import visrec_settings
-        from ..services.privacy.dp_releases import BudgetExceeded, noise_margin, remaining
+        from ..services.privacy.dp_releases import (
+            BudgetExceeded,
+            noise_margin,
+            remaining,
+        )
 
         if not self.has_view_permission(request):
             raise PermissionDenied

@@ -254,7 +254,7 @@ def verdict(version: ModelVersion) -> Verdict:
         if getattr(version, "kind", None) == ModelKind.RECOMMENDER:
             return recommender_verdict(metrics, notes)
         return embedder_verdict(metrics, notes, str(getattr(version, "name", "")))
-    except Exception:  # noqa: BLE001 - a version's odd contents must never break a page
+    except Exception:
         logger.exception("visrec: could not read the verdict of %s", getattr(version, "name", "?"))
         return Verdict("no_record", "No readable record", "the version's metrics could not be read.")
 
@@ -513,14 +513,14 @@ def model_report(version: ModelVersion) -> ModelReport:
     sections = (_recommender_sections if kind == ModelKind.RECOMMENDER else _embedder_sections)
     try:
         sections(report, metrics, name)
-    except Exception:  # noqa: BLE001 - a version's odd contents must never break a page
+    except Exception:
         logger.exception("visrec: could not read the metrics of %s", name)
     try:
         report.switch_note = _switch_note(getattr(version, "notes", ""))
         other = _other_numbers(metrics)
         if other:
             report.tables.append(other)
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("visrec: could not read the metrics of %s", name)
     return report
 

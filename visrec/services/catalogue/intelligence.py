@@ -39,7 +39,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from ...conf import get_product_model, visrec_settings
-from ...evaluation.embeddings import unit_rows, pca_2d
+from ...evaluation.embeddings import pca_2d, unit_rows
 from ...models import EmbeddingStatus, ImageEmbedding, ModelVersion, ProductEmbedding
 from ..db import vector_index
 from ..db.cache_guard import cache

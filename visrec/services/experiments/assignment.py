@@ -19,7 +19,14 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from ...models import Experiment, ExperimentArm, InteractionEvent, ModelKind, ModelVersion, RecommenderItemVector
+from ...models import (
+    Experiment,
+    ExperimentArm,
+    InteractionEvent,
+    ModelKind,
+    ModelVersion,
+    RecommenderItemVector,
+)
 
 #: How long a process trusts its memo of the running experiment (starting and ending one in
 #: this process forgets it at once; other processes follow within this many seconds).
