@@ -227,7 +227,8 @@ def test_the_admin_starts_reports_and_ends_an_experiment(shop, admin_client):
     admin_client.post(f"/admin/visrec/experiment/{experiment.pk}/report/")
     release = PrivacyRelease.objects.get(kind=f"experiment-{experiment.pk}")
     page = admin_client.get(f"/admin/visrec/experiment/{experiment.pk}/report/").content.decode()
-    assert "no shoppers exposed in one arm yet" in page and f"release #{release.pk}" in page
+    # Noisy counts of nobody (DP cannot say "zero"): a verdict per rate, from that release.
+    assert page.count("<li>", page.index('class="visrec-verdicts"')) >= 3 and f"release #{release.pk}" in page
     admin_client.post("/admin/visrec/experiment/", {"action": "end_experiments", "_selected_action": [experiment.pk]})
     experiment.refresh_from_db()
     assert experiment.ended_at is not None and assignment.running_experiment() is None
