@@ -370,10 +370,6 @@ class Experiment(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def running(self) -> bool:
-        return self.ended_at is None
-
 
 class CatalogueIntelligence(ProductEmbedding):
     """The admin's catalogue intelligence pages (category suggestions, near-duplicates, the

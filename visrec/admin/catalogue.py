@@ -29,6 +29,7 @@ from ..services.catalogue import intelligence
 from ..services.catalogue.categories import category_labels
 from ..services.catalogue.embedders import active_embedder_version
 from ..services.serving import presentation
+from .base import ViewOnlyAdmin
 
 PER_PAGE = 100
 #: Map drawing area (SVG user units).
@@ -36,17 +37,8 @@ MAP_WIDTH, MAP_HEIGHT, MAP_MARGIN = 960, 640, 12
 
 
 @admin.register(CatalogueIntelligence)
-class CatalogueIntelligenceAdmin(admin.ModelAdmin):
+class CatalogueIntelligenceAdmin(ViewOnlyAdmin):
     """The catalogue intelligence pages (see the module's note)."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         view = self.admin_site.admin_view

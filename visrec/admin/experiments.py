@@ -61,10 +61,6 @@ class ExperimentAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a>', reverse("admin:visrec_experiment_report", args=[obj.pk]),
                            _("report"))
 
-    def save_model(self, request, obj, form, change) -> None:
-        super().save_model(request, obj, form, change)
-        assignment.forget()
-
     @admin.action(description=_("End the selected experiments"))
     def end_experiments(self, request, queryset) -> None:
         running = list(queryset.filter(ended_at__isnull=True))

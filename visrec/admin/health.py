@@ -17,10 +17,11 @@ from django.utils.translation import ngettext
 
 from ..models import RunOutcome, TaskRun
 from ..services.health import health_report
+from .base import ViewOnlyAdmin
 
 
 @admin.register(TaskRun)
-class TaskRunAdmin(admin.ModelAdmin):
+class TaskRunAdmin(ViewOnlyAdmin):
     """Every recorded run of a scheduled task, newest first; nobody edits them."""
 
     list_display = ["task", "started_at", "outcome_text", "duration", "summary"]
@@ -42,15 +43,6 @@ class TaskRunAdmin(admin.ModelAdmin):
             return "—"
         seconds = (obj.finished_at - obj.started_at).total_seconds()
         return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         from django.urls import path

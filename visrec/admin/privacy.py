@@ -5,10 +5,11 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 
 from ..models import PrivacyRelease
+from .base import ViewOnlyAdmin
 
 
 @admin.register(PrivacyRelease)
-class PrivacyReleaseAdmin(admin.ModelAdmin):
+class PrivacyReleaseAdmin(ViewOnlyAdmin):
     """The privacy budget ledger, and the shop statistics released through it.
 
     ``statistics/`` shows per-product view/cart/purchase counts and per-category shares
@@ -21,16 +22,8 @@ class PrivacyReleaseAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in PrivacyRelease._meta.fields]
     change_list_template = "admin/visrec/privacyrelease/change_list.html"
 
-    # The ledger is append-only (a database trigger refuses UPDATE and DELETE too): deleting
-    # a release would refund budget that was spent.
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # View-only: the ledger is append-only (a database trigger refuses UPDATE and DELETE
+    # too): deleting a release would refund budget that was spent.
 
     def get_urls(self):
         from django.urls import path

@@ -28,6 +28,7 @@ from ..models import (
     TaskRun,
     WorkKind,
 )
+from .experiments.assignment import current_experiment
 
 logger = logging.getLogger(__name__)
 
@@ -291,13 +292,6 @@ def served_versions() -> list[ServedVersion]:
     return out
 
 
-def running_experiment():
-    """The A/B test running now (its arms serve in place of the served recommender), or ``None``."""
-    from ..models import Experiment
-
-    return Experiment.objects.select_related("version_a", "version_b").filter(ended_at__isnull=True).first()
-
-
 def budget_health() -> BudgetHealth:
     """The privacy budget of the current period: epsilon spent and left, and when it renews."""
     from .privacy.dp_releases import period_start, spent
@@ -330,7 +324,7 @@ def health_report(now: dt.datetime | None = None, *, broker_timeout: float = BRO
     report.tasks = part("the scheduled runs", lambda: task_health(now)) or []
     report.served = part("the served versions", served_versions) or []
     report.budget = part("the privacy budget", budget_health)
-    report.experiment = part("the running experiment", running_experiment)
+    report.experiment = part("the running experiment", current_experiment)  # its arms serve, not the recommender
 
     if report.database and not report.database.get("pgvector"):
         problems.append("the pgvector extension is not installed in the database")

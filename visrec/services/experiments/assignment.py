@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -25,8 +24,8 @@ from ...models import (
     InteractionEvent,
     ModelKind,
     ModelVersion,
-    RecommenderItemVector,
 )
+from ..serving.switching import published, unpublished_message
 
 #: How long a process trusts its memo of the running experiment (starting and ending one in
 #: this process forgets it at once; other processes follow within this many seconds).
@@ -40,14 +39,19 @@ def running_experiment(surface: str = "for_you") -> Experiment | None:
     memo = _memo.get(surface)
     if memo is not None and now - memo[0] < MEMO_SECONDS:
         return memo[1]
-    found = (Experiment.objects.select_related("version_a", "version_b")
-             .filter(surface=surface, ended_at__isnull=True).first())
+    found = current_experiment(surface)
     _memo[surface] = (now, found)
     return found
 
 
+def current_experiment(surface: str = "for_you") -> Experiment | None:
+    """The experiment running on ``surface``, read now (one query, no memo)."""
+    return (Experiment.objects.select_related("version_a", "version_b")
+            .filter(surface=surface, ended_at__isnull=True).first())
+
+
 def forget(*args, **kwargs) -> None:
-    """Drops this process's memo (an experiment was saved or deleted)."""
+    """Drops this process's memo; connected to saving and deleting an experiment."""
     _memo.clear()
 
 
@@ -85,11 +89,6 @@ def stamp(subject: str, rows: Iterable[InteractionEvent]) -> None:
         row.experiment_id, row.arm = experiment.pk, arm
 
 
-def published(version: ModelVersion) -> bool:
-    """Whether a recommender version's vectors are in the database (it can be served)."""
-    return RecommenderItemVector.objects.filter(model_version=version.name).exists()
-
-
 def validate(experiment: Experiment) -> None:
     """Raises ``ValidationError`` (by field) unless the experiment can run as configured."""
     from ...conf import visrec_settings
@@ -98,7 +97,7 @@ def validate(experiment: Experiment) -> None:
     for field in ("version_a", "version_b"):
         version = getattr(experiment, field, None) if getattr(experiment, f"{field}_id") else None
         if version is not None and (version.kind != ModelKind.RECOMMENDER or not published(version)):
-            errors[field] = _("%s was never published (kept out by its guardrail or failed)") % version.name
+            errors[field] = unpublished_message(version)
     if experiment.b_is_shop_list == bool(experiment.version_b_id):
         errors["version_b"] = _("arm B serves either a recommender version or the shop's own list, not both")
     elif experiment.b_is_shop_list and not visrec_settings.SHOP_LIST:
@@ -118,9 +117,7 @@ def start(**fields) -> Experiment:
     """Creates and starts an experiment after :func:`validate`."""
     experiment = Experiment(**fields)
     validate(experiment)
-    with transaction.atomic():
-        experiment.save()
-    forget()
+    experiment.save()
     return experiment
 
 
@@ -129,5 +126,4 @@ def end(experiment: Experiment) -> Experiment:
     if experiment.ended_at is None:
         experiment.ended_at = timezone.now()
         experiment.save(update_fields=["ended_at"])
-    forget()
     return experiment

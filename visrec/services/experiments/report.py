@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from ...conf import visrec_settings
 from ...models import Experiment, InteractionEvent, PrivacyRelease
-from ..privacy.dp_releases import BudgetExceeded, release_vectors  # noqa: F401 - BudgetExceeded re-exported
+from ..privacy.dp_releases import release_vectors
 
 #: The widget the report attributes to (``data-visrec-widget`` of "for you" rows).
 WIDGET = "foryou"

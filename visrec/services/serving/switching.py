@@ -17,6 +17,15 @@ class NotServable(ValueError):
     """The version cannot be served now; the message says why, in words for the admin."""
 
 
+def published(version: ModelVersion) -> bool:
+    """Whether a recommender version's vectors are in the database (it can be served)."""
+    return RecommenderItemVector.objects.filter(model_version=version.name).exists()
+
+
+def unpublished_message(version: ModelVersion) -> str:
+    return _("%s was never published (kept out by its guardrail or failed).") % version.name
+
+
 def serve_version(version: ModelVersion, *, note: str = "") -> None:
     """Makes ``version`` the served one of its kind, or raises :class:`NotServable`.
 
@@ -26,8 +35,8 @@ def serve_version(version: ModelVersion, *, note: str = "") -> None:
     if version.kind == ModelKind.RECOMMENDER:
         from .versions import activate_version
 
-        if not RecommenderItemVector.objects.filter(model_version=version.name).exists():
-            raise NotServable(_("%s was never published (kept out by its guardrail or failed).") % version.name)
+        if not published(version):
+            raise NotServable(unpublished_message(version))
         activate_version(version, note=note)
         return
     from ..catalogue.embedders import activate_embedder
