@@ -268,6 +268,15 @@ class VisrecSettings:
         setattr(self, attr, value)
         return value
 
+    def hook(self, attr: str):
+        """A setting naming the host's callable (a dotted path, or the callable itself) as that
+        callable; ``None`` when it is empty. The path is imported on each call, so a test's
+        ``override_settings`` takes effect at once (import_string caches the module)."""
+        value = getattr(self, attr)
+        if not value:
+            return None
+        return import_string(value) if isinstance(value, str) else value
+
     def reload(self) -> None:
         for attr in self._cached:
             delattr(self, attr)

@@ -29,7 +29,6 @@ from collections.abc import Iterable
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
-from django.utils.module_loading import import_string
 
 from ...conf import get_product_model, visrec_settings
 
@@ -40,10 +39,8 @@ PRICE_ANNOTATION = "_visrec_price"
 def base_queryset() -> QuerySet:
     """The product manager's products through the host's ``PRODUCT_QUERYSET`` hook (if any)."""
     queryset = get_product_model()._default_manager.all()
-    hook = visrec_settings.PRODUCT_QUERYSET
-    if hook:
-        queryset = import_string(hook)(queryset) if isinstance(hook, str) else hook(queryset)
-    return queryset
+    hook = visrec_settings.hook("PRODUCT_QUERYSET")
+    return hook(queryset) if hook is not None else queryset
 
 
 def shown_products() -> QuerySet:

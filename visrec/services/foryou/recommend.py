@@ -21,6 +21,7 @@ left out (``EXCLUDE_PURCHASED``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from ..serving.similar import SimilarFilters, candidate_sql, candidates_where, s
 from ..serving.versions import served_version
 from .evaluation import BLEND_PARTS, SESSION_DEPTH, default_blend
 from .training import Bundle, load_bundle
+
+logger = logging.getLogger(__name__)
 
 #: Products each part of the blend ranks (the session list's also feed the new-product places).
 DEPTH = SESSION_DEPTH
@@ -400,15 +403,11 @@ def shop_list(request, k: int, filters: SimilarFilters, leave_out=()) -> ForYouL
     first. If it fails, the list is empty (logged): the arm never borrows visrec's list,
     which would make the two arms alike.
     """
-    import logging
-
-    from django.utils.module_loading import import_string
-
     page = set(products.canonical_ids(leave_out).values()) if leave_out else set()
     try:
-        ids = list(import_string(visrec_settings.SHOP_LIST)(request, k, set(page)))[: 4 * k]
+        ids = list(visrec_settings.hook("SHOP_LIST")(request, k, set(page)))[: 4 * k]
     except Exception:  # noqa: BLE001 - the host's code: an empty arm, not a broken page
-        logging.getLogger(__name__).exception("visrec: SHOP_LIST failed")
+        logger.exception("visrec: SHOP_LIST failed")
         return ForYouList([], "shop")
     order = list(dict.fromkeys(products.canonical_ids(ids).values()))
     ranked = [(pid, float(len(order) - i)) for i, pid in enumerate(order) if pid not in page]

@@ -22,7 +22,6 @@ from collections import Counter
 from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from ...conf import visrec_settings
 from ...models import CategoryReport, EventType, InteractionEvent, ShopperVector
@@ -40,10 +39,10 @@ IMPORT_SOURCE = "import"
 
 def has_consent(request) -> bool:
     """The host's consent check for this request (``True`` when none is configured)."""
-    path = visrec_settings.CONSENT_CHECK
-    if not path or request is None:
+    check = visrec_settings.hook("CONSENT_CHECK")
+    if check is None or request is None:
         return True
-    return bool(import_string(path)(request))
+    return bool(check(request))
 
 
 def bound_contributions(subject: str, events: list[InteractionEvent]) -> tuple[list[InteractionEvent], int]:

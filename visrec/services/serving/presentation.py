@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Sequence
 from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.db import connection
 from django.db.models import F, OuterRef, Q, Subquery
-from django.utils.module_loading import import_string
 
 from ...conf import get_image_model, get_product_model, visrec_settings
 from ..catalogue import products
@@ -61,10 +60,9 @@ def product_cards(ranked: Sequence[tuple[int, float]]) -> list[dict]:
 
 def price_formatter() -> Callable[[object], str]:
     """``PRICE_FORMAT`` as a callable (``str`` of the number without one; "" for no price)."""
-    hook = visrec_settings.PRICE_FORMAT
-    if not hook:
+    format_price = visrec_settings.hook("PRICE_FORMAT")
+    if format_price is None:
         return lambda value: "" if value is None else str(value)
-    format_price = import_string(hook) if isinstance(hook, str) else hook
     return lambda value: "" if value is None else str(format_price(value))
 
 
