@@ -23,6 +23,8 @@ left alone and every run starts from an empty shop):
     .venv/bin/python bench/finetune_real.py myntra-ruturaj --limit 1000
     .venv/bin/python bench/finetune_real.py myntra-ruturaj            # every product kept
     .venv/bin/python bench/finetune_real.py hm-mewprakarn --threads 2
+    .venv/bin/python bench/finetune_real.py --demo 20000   # timing at 20,000 products: the drawn demo
+                                                           # catalogue (steps 1-2: visrec_seed_demo)
 
 Writes ``var/ftreal/<run>/result.json`` and prints a table.
 """
@@ -148,6 +150,9 @@ def measure() -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("catalogue", nargs="?")
+    p.add_argument("--demo", type=int, metavar="N", default=None,
+                   help="instead of a real catalogue: the demo shop's N drawn products (visrec_seed_demo "
+                        "--shoppers 0), to time fine-tuning at a size no real labelled catalogue here has")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-per-category", type=int, default=20)
@@ -176,9 +181,12 @@ def main(argv=None) -> int:
         return 0
     from catalogues import SOURCES, build
 
-    if args.catalogue not in SOURCES:
-        p.error(f"catalogue: one of {', '.join(SOURCES)}")
-    run = f"{args.catalogue}-{args.label or 'default'}-n{args.limit or 'all'}-s{args.seed}"
+    if args.demo:
+        run = f"demo-drawn-n{args.demo}-s{args.seed}"
+    elif args.catalogue not in SOURCES:
+        p.error(f"catalogue: one of {', '.join(SOURCES)}, or --demo N")
+    else:
+        run = f"{args.catalogue}-{args.label or 'default'}-n{args.limit or 'all'}-s{args.seed}"
     var_dir = ROOT / "var" / "ftreal" / run
     env = _env(var_dir, args.threads)
     if var_dir.exists():  # every run starts from an empty shop
@@ -186,14 +194,21 @@ def main(argv=None) -> int:
         shutil.rmtree(var_dir)
     var_dir.mkdir(parents=True)
     log = var_dir / "run.log"
-    data = build(args.catalogue, limit=args.limit, seed=args.seed, min_per_category=args.min_per_category,
-                 label=args.label, out=ROOT / "var" / "realdata" / run)
-    stats = json.loads((data / "stats.json").read_text())
+    if not args.demo:
+        data = build(args.catalogue, limit=args.limit, seed=args.seed, min_per_category=args.min_per_category,
+                     label=args.label, out=ROOT / "var" / "realdata" / run)
+        stats = json.loads((data / "stats.json").read_text())
+    else:
+        stats = {"products": args.demo, "source": "demo shop, drawn products (visrec_seed_demo)"}
     timings: dict[str, float] = {}
     try:
         _run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], env, log)
-        timings["import_s"] = _run([PY, "manage.py", "visrec_import", "--products", str(data / "products.csv"),
-                                    "--images", str(data / "photos")], env, log)
+        if args.demo:
+            timings["import_s"] = _run([PY, "manage.py", "visrec_seed_demo", "--products", str(args.demo),
+                                        "--shoppers", "0", "--seed", str(args.seed)], env, log)
+        else:
+            timings["import_s"] = _run([PY, "manage.py", "visrec_import", "--products",
+                                        str(data / "products.csv"), "--images", str(data / "photos")], env, log)
         timings["index_s"] = _run([PY, "manage.py", "visrec_index"], env, log)
         train = [PY, "manage.py", "visrec_train_embedder"] + (["--epochs", str(args.epochs)] if args.epochs else [])
         timings["train_s"] = _run(train, env, log)
