@@ -4,6 +4,7 @@ leave-last-basket-out, with the served blend's paired bootstrap intervals agains
     .venv/bin/python bench/realdata.py ml100k-posters          # rebuilds var/realdata/<source>/
     .venv/bin/pip install --no-deps --target .benchlib -r bench/requirements.txt   # the peers
     PYTHONPATH=.benchlib .venv/bin/python bench/realdata_eval.py ml100k-posters [--reuse]
+    PYTHONPATH=.benchlib .venv/bin/python bench/realdata_eval.py ml100k-posters --reuse --withhold-products 0.2
 
 The data go into a database of their own (``visrec_real_<source>`` on the embedded server,
 or the server of ``DATABASE_URL``), through the demo's ``visrec_import`` (shoppers under the
@@ -12,6 +13,10 @@ Rows: visrec's popularity, item-kNN, BPR, VBPR, the session model (visual kNN of
 shopper's history in image space), the served blend; implicit's BPR and Cornac's VBPR (at
 visrec's 64 + 32 factors) on the same split. Prints a table (NDCG@20, HR@20, cold HR@20,
 Recall@20) and the paired differences, and writes ``var/eval/realdata-<source>.json``.
+``--withhold-products 0.2`` takes a fifth of the products out of the past (``visrec_evaluate
+--withhold-products``: by a hash of their id, for every shopper), so that the cold half is
+measured on real shoppers' real choices: their purchases of those products in the held-out
+baskets are what only the image path can reach (``-withheld20`` is added to the file's name).
 """
 from __future__ import annotations
 
@@ -47,6 +52,10 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="the database is imported and indexed already")
     parser.add_argument("--no-peers", action="store_true", help="skip implicit and Cornac")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--withhold-products", type=float, default=0.0, metavar="SHARE")
+    parser.add_argument("--new-product-shares", default="", metavar="0,0.05,0.1",
+                        help="also measure the served blend at each share of new-product places, and plot "
+                             "HR@20 and cold HR@20 against it (docs/foryou-new-product-share-<source>.png)")
     args = parser.parse_args()
     data = ROOT / "var" / "realdata" / args.source
     if not (data / "products.csv").is_file():
@@ -72,11 +81,16 @@ def main() -> None:
     version = active_embedder_version()
     dataset = load_dataset(version.name)
     peers = {} if args.no_peers else peer_lists(args.seed)
-    report = evaluate(dataset, protocol="basket", peers=peers, progress=lambda s: print(f"  {s}", flush=True))
+    shares = [float(x) for x in args.new_product_shares.split(",") if x.strip()]
+    report = evaluate(dataset, protocol="basket", peers=peers, withhold=args.withhold_products,
+                      new_product_shares=shares, progress=lambda s: print(f"  {s}", flush=True))
     report["data"] = {"source": args.source, "stats": json.loads((data / "stats.json").read_text()),
                       "embedder": version.name, "seconds": round(time.perf_counter() - t0, 1)}
     print_tables(report)
-    out = ROOT / "var" / "eval" / f"realdata-{args.source}.json"
+    if shares:
+        print_shares(report, ROOT / "docs" / f"foryou-new-product-share-{args.source}.png")
+    suffix = f"-withheld{round(args.withhold_products * 100)}" if args.withhold_products else ""
+    out = ROOT / "var" / "eval" / f"realdata-{args.source}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nnumbers: {out}")
@@ -101,11 +115,52 @@ def peer_lists(seed: int) -> dict:
     return {"implicit BPR": implicit_bpr, "Cornac VBPR (64+32)": cornac_vbpr}
 
 
+def print_shares(report: dict, png: Path) -> None:
+    """The blend at each share of new-product places, beside the visual baselines' cold HR@20."""
+    models = report["models"]
+    visual = {name: models[name][f"cold_hit_rate@{K}"] for name in ("session", "vbpr", "Cornac VBPR (64+32)")
+              if name in models}
+    print("\nthe served blend at each share of new-product places (RECOMMENDER_NEW_PRODUCT_SHARE)\n")
+    print(f"| share | places of {K} | NDCG@{K} | HR@{K} | cold HR@{K} |")
+    print("|---|---|---|---|---|")
+    for row in report["new_product_shares"]:
+        print(f"| {row['share']:g} | {int(row['share'] * K + 0.5)} | {row[f'ndcg@{K}']:.4f} | "
+              f"{row[f'hit_rate@{K}']:.4f} | {row[f'cold_hit_rate@{K}']:.4f} |")
+    print("visual baselines' cold HR@20: " + ", ".join(f"{n} {v:.4f}" for n, v in visual.items()))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["new_product_shares"]
+    x = [r["share"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(x, [r[f"hit_rate@{K}"] for r in rows], "o-", label="served blend")
+    left.axhline(models["popularity"][f"hit_rate@{K}"], color="grey", ls="--", label="popularity")
+    left.set(xlabel="share of new-product places", ylabel=f"HR@{K}", title="all held-out purchases")
+    right.plot(x, [r[f"cold_hit_rate@{K}"] for r in rows], "o-", label="served blend")
+    for (name, value), style in zip(visual.items(), (":", "-.", "--")):
+        right.axhline(value, color="grey", ls=style, label=name if name != "session" else "visual kNN (session)")
+    right.set(xlabel="share of new-product places", ylabel=f"cold HR@{K}", title="purchases of new products")
+    for ax in (left, right):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    split = report["split"]
+    fig.suptitle(f"{report['data']['source']}: {split['test_shoppers']} shoppers' last baskets, "
+                 f"{split.get('withheld_share', 0):.0%} of products withheld", fontsize=10)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    print(f"plot: {png}")
+
+
 def print_tables(report: dict) -> None:
     split = report["split"]
     print(f"\n{report['data']['source']}: leave-last-basket-out, {split['test_shoppers']} test shoppers "
           f"({split['shoppers_with_cold_purchases']} with cold products), {split['items']} products, "
-          f"{split['train_events']} training events; embedder {report['data']['embedder']}\n")
+          f"{split['train_events']} training events; embedder {report['data']['embedder']}"
+          + (f"; {split['withheld_share']:.0%} of the products withheld from the past ({split['cold_items']} cold)"
+             if split.get("withheld_share") else "") + "\n")
     print(f"| list | NDCG@{K} | HR@{K} | cold HR@{K} | Recall@{K} |")
     print("|---|---|---|---|---|")
     for name, metrics in report["models"].items():

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -162,7 +163,7 @@ def test_no_shopper_can_read_another_shoppers_list(shop, client, django_user_mod
 
 @pytest.mark.slow
 def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
-    call_command("visrec_evaluate", "--output", str(tmp_path), "--seeds", "2")
+    call_command("visrec_evaluate", "--output", str(tmp_path), "--seeds", "2", "--new-product-shares", "0,0.05,0.5")
     out = capsys.readouterr().out
     assert "Leave-last-basket-out" in out and "95% bootstrap CI" in out
     for name in ("popularity", "itemknn", "bpr", "vbpr", "session", "blended"):
@@ -173,8 +174,9 @@ def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
         for part in results["split"]["blend"]["weights"]:
             assert f"{part} " in out.split("blended = ", 1)[1].splitlines()[0]
     assert (tmp_path / "results.json").exists() and (tmp_path / "recall_at_k.png").stat().st_size > 5000
-    # BPR and VBPR are tuned alike, on validation, and the choice is printed.
-    assert set(results["split"]["params"]) == {"bpr", "vbpr"}
+    # BPR and VBPR are tuned alike, on validation, item-kNN too (its EASE weight), and the choice is printed.
+    assert set(results["split"]["params"]) == {"bpr", "vbpr", "itemknn"}
+    assert results["split"]["params"]["itemknn"]["params"] == results["split"]["blend"]["itemknn_params"]
     for name, chosen in results["split"]["params"].items():
         assert chosen["params"] in recommender_evaluation.PARAM_GRID[name]
         assert f"{name}: " in out
@@ -183,6 +185,16 @@ def test_evaluate_command_prints_every_model(shop, tmp_path, capsys):
         assert low <= difference <= high
     call_command("visrec_evaluate", "--output", str(tmp_path), "--protocol", "days")
     assert "Temporal split" in capsys.readouterr().out
+    # the share sweep: the configured share's row is the blend's own row
+    assert [row["share"] for row in results["new_product_shares"]] == [0.0, 0.05, 0.5] and "new-product share" in out
+    configured = recommender_evaluation.visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE
+    row = next(r for r in results["new_product_shares"] if r["share"] == configured)
+    assert row["hit_rate@20"] == pytest.approx(results["models"]["blended"]["hit_rate@20"])
+    assert row["cold_hit_rate@20"] == pytest.approx(results["models"]["blended"]["cold_hit_rate@20"])
+    with pytest.raises(CommandError, match="--new-product-shares"):
+        call_command("visrec_evaluate", "--output", str(tmp_path), "--new-product-shares", "0,2")
+    with pytest.raises(CommandError, match="--withhold-products"):
+        call_command("visrec_evaluate", "--output", str(tmp_path), "--withhold-products", "1")
     # --seeds: BPR and VBPR retrained per seed; seed 0 at the chosen parameters is the table's own run.
     spread = results["seeds"]
     assert [row["seed"] for row in spread["rows"]] == [0, 1]
@@ -285,6 +297,7 @@ def test_training_chooses_the_blend_before_the_held_out_data(shop, monkeypatch, 
     # The model's hyper-parameters come from the same validation slice, from the shared grid.
     assert version.metrics["params"] in recommender_evaluation.PARAM_GRID["vbpr"]
     assert [t["params"] for t in version.metrics["params_tried"]] == list(recommender_evaluation.PARAM_GRID["vbpr"])
+    assert version.metrics["itemknn_params"] in recommender_evaluation.PARAM_GRID["itemknn"]  # the same slice
     # The validation slice is cut from the training events only: without the held-out data.
     (latest, validation_latest, events, validation_events), = seen
     assert validation_events == int(splits[0].train.sum()) < events
@@ -310,6 +323,36 @@ def test_basket_split_holds_out_each_returning_shoppers_last_basket():
     assert split.exclude[0].tolist() == [1, 2]
     validation = recommender_evaluation.basket_split(recommender_evaluation.before(dataset, split.train))
     assert validation.users.tolist() == [0] and validation.relevant == [{1, 2}]
+
+
+def test_withheld_products_are_cold_in_the_future_and_absent_from_every_past():
+    from visrec.services.foryou.interactions import Dataset
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, day = 60, 40, 86400.0
+    users = np.repeat(np.arange(n_users), 12)
+    items = rng.integers(0, n_items, len(users))
+    times = (np.tile(np.arange(12), n_users) // 4) * 3 * day + rng.uniform(0, 3600, len(users))  # 3 baskets
+    dataset = Dataset(subjects=np.array([f"s{u}" for u in range(n_users)]), products=np.arange(100, 100 + n_items),
+                      users=users, items=items, types=np.array(["purchase"] * len(users), dtype=object),
+                      times=times, features=np.eye(n_items, dtype=np.float32))
+    withheld = recommender_evaluation.withheld_products(dataset, 0.25)
+    np.testing.assert_array_equal(withheld, recommender_evaluation.withheld_products(dataset, 0.25))  # stable
+    assert 4 <= withheld.sum() <= 18 and not recommender_evaluation.withheld_products(dataset, 0.0).any()
+    with pytest.raises(ValueError):
+        recommender_evaluation.withheld_products(dataset, 1.0)
+    plain = recommender_evaluation.make_split(dataset, "basket")
+    split = recommender_evaluation.make_split(dataset, "basket", withhold=0.25)
+    assert not withheld[dataset.items[split.train]].any()  # no training event of a withheld product
+    assert (split.item_counts[withheld] == 0).all() and (split.item_counts[~withheld] > 0).all()
+    assert split.train.sum() == (plain.train & ~withheld[dataset.items]).sum()
+    for history_items, _ in split.histories:  # nor in any shopper's session input
+        assert not withheld[history_items].any()
+    # the held-out baskets are the same; their withheld products are now the cold purchases
+    assert split.users.tolist() == plain.users.tolist()
+    for relevant, cold in zip(split.relevant, split.cold_relevant):
+        assert cold == {i for i in relevant if withheld[i]}
+    assert sum(1 for cold in split.cold_relevant if cold) > sum(1 for cold in plain.cold_relevant if cold)
 
 
 @pytest.mark.slow

@@ -398,6 +398,8 @@ class TestPopularity(RecommenderContract):
 
 
 class TestItemKNN(RecommenderContract):
+    """Item-kNN with its default EASE weights."""
+
     @staticmethod
     def model_factory() -> Recommender:
         return ItemKNNRecommender(neighbours=50)
@@ -405,8 +407,68 @@ class TestItemKNN(RecommenderContract):
     def test_neighbours_are_pruned_and_exclude_self(self, model):
         ids, sims = model.similar_items(3)
         assert 0 < len(ids) <= 50 and 3 not in ids.tolist()
+        assert np.all(np.diff(sims) <= 0) and sims.min() > 0
+        assert fraction_of_kind(ids[:10], int(kind_of(3))) >= 0.8
+
+
+class TestItemKNNCosine(RecommenderContract):
+    @staticmethod
+    def model_factory() -> Recommender:
+        return ItemKNNRecommender(neighbours=50, similarity="cosine")
+
+    def test_neighbours_are_pruned_and_exclude_self(self, model):
+        ids, sims = model.similar_items(3)
+        assert 0 < len(ids) <= 50 and 3 not in ids.tolist()
         assert np.all(np.diff(sims) <= 0) and sims.max() <= 1.0 + 1e-5
         assert fraction_of_kind(ids[:10], int(kind_of(3))) >= 0.8
+
+
+def _ease_weights(x: np.ndarray, reg: float) -> np.ndarray:
+    """EASE's B written out from the paper (Steck 2019, eq. 8), λ relative as ItemKNN takes it."""
+    gram = x.T @ x
+    diagonal = np.diag(gram)
+    p = np.linalg.inv(gram + reg * diagonal[diagonal > 0].mean() * np.eye(len(gram)))
+    b = np.eye(len(gram)) - p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_itemknn_ease_weights_are_the_closed_form_pruned_to_the_positive_ones():
+    rng = np.random.default_rng(3)
+    x = (rng.random((40, 9)) < 0.35).astype(np.float32)
+    users, items = np.nonzero(x)
+    data = Interactions(users=users, items=items, weights=np.ones(len(users), np.float32),
+                        times=np.zeros(len(users)), n_users=40, n_items=9)
+    expected = _ease_weights(x.astype(np.float64), reg=2.0)
+    model = ItemKNNRecommender(neighbours=8, ease_reg=2.0).fit(data)
+    for item in range(9):
+        ids, weights = model.similar_items(item)
+        want = np.flatnonzero(expected[item] > 0)
+        assert set(ids.tolist()) == set(want.tolist())
+        np.testing.assert_allclose(weights, expected[item, ids], rtol=1e-4)
+    # a user's score is their history times the weights
+    np.testing.assert_allclose(model.score(0), x[0] @ np.where(expected > 0, expected, 0.0), rtol=1e-4, atol=1e-6)
+    assert len(ItemKNNRecommender(neighbours=2, ease_reg=2.0).fit(data).similar_items(0)[0]) <= 2
+
+
+def test_itemknn_ease_inverts_only_the_most_interacted_items_when_capped():
+    # item i is touched by i + 1 users: the cap of 3 keeps items 5, 6 and 7
+    users = np.concatenate([np.arange(i + 1) for i in range(8)])
+    items = np.concatenate([np.full(i + 1, i) for i in range(8)])
+    data = Interactions(users=users, items=items, weights=np.ones(len(users), np.float32),
+                        times=np.zeros(len(users)), n_users=8, n_items=8)
+    model = ItemKNNRecommender(ease_max_items=3).fit(data)
+    linked = {item for item in range(8) if len(model.similar_items(item)[0])}
+    linked |= {int(j) for item in range(8) for j in model.similar_items(item)[0]}
+    assert linked == {5, 6, 7}
+    assert len(ItemKNNRecommender(ease_max_items=8).fit(data).similar_items(0)[0]) > 0
+
+
+@pytest.mark.parametrize("kwargs", [{"similarity": "jaccard"}, {"ease_reg": 0}, {"ease_max_items": 0},
+                                    {"neighbours": 0}])
+def test_itemknn_rejects_bad_parameters(kwargs):
+    with pytest.raises(ValueError):
+        ItemKNNRecommender(**kwargs)
 
 
 class TestBPR(RecommenderContract):

@@ -1,10 +1,22 @@
 """Item-kNN on co-interactions: "people who engaged with this also engaged with ...".
 
-Item-item cosine similarity of the columns of the (weighted) user-item matrix, pruned to
-each item's ``neighbours`` most similar items; a user's score for item i is the sum over
-their history of ``weight_j * sim(j, i)``. No factors to train, robust on small shops,
-and it scores new visitors straight from their session history. It cannot reach items
-nobody interacted with, and is not one inner product (no pgvector vectors).
+Each item keeps its ``neighbours`` best-weighted items; a user's score for item i is the sum
+over their history of ``weight_j * w(j, i)``. Two ways to weight a pair:
+
+* ``"ease"`` (default): the item-item weights of EASE (Steck, "Embarrassingly Shallow
+  Autoencoders for Sparse Data", WWW 2019): the ridge regression of every item's column on
+  all the others, in closed form ``B = I - P / diag(P)`` with ``P = (XᵀX + λI)⁻¹``, then
+  pruned to the positive weights. Unlike a cosine it discounts a neighbour that only
+  co-occurs because both items are popular (the regression explains it by the others). On
+  the real MovieLens history of bench/realdata_eval.py it lifted item-kNN's HR@20 from
+  0.475 (cosine) to about 0.61. The inverse is dense and cubic in the items, so it is taken
+  over the ``ease_max_items`` items with the most interactions (the others keep no
+  neighbours in this list; the blend's other lists still reach them).
+* ``"cosine"``: the cosine of the item columns.
+
+No factors to train, robust on small shops, and it scores new visitors straight from their
+session history. It cannot reach items nobody interacted with, and is not one inner
+product (no pgvector vectors).
 """
 from __future__ import annotations
 
@@ -42,19 +54,43 @@ def top_k_rows(matrix: sp.csr_matrix, k: int, row_offset: int = 0) -> tuple[np.n
     return rows[keep], cols[keep], values[keep]
 
 
+def _concatenated(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """rows, cols and values of several ``top_k_rows`` results as three arrays."""
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return tuple(np.concatenate([part[i] for part in parts]) for i in range(3))
+
+
 class ItemKNNRecommender(Recommender):
-    """Item-kNN with cosine similarity on co-interactions.
+    """Item-kNN with EASE (default) or cosine weights on co-interactions.
 
     Args:
-        neighbours: similar items kept per item (K).
+        neighbours: items kept per item (K).
+        similarity: ``"ease"`` or ``"cosine"`` (module docstring).
+        ease_reg: EASE's L2 weight λ relative to the mean of the Gram matrix's non-zero
+            diagonal (the items' summed squared event weights), so that it does not depend on
+            the scale of the event weights: 5 gives λ ≈ 275 on MovieLens 100K, inside the
+            200-500 where its HR@20 was flat.
+        ease_max_items: most items the dense inverse is taken over: memory about 16 n² bytes
+            (256 MB at the default 4,000), time cubic in n (a few seconds at 4,000 on 2 cores).
     """
 
     name = "itemknn"
 
-    def __init__(self, *, neighbours: int = 100) -> None:
+    def __init__(self, *, neighbours: int = 100, similarity: str = "ease", ease_reg: float = 5.0,
+                 ease_max_items: int = 4000) -> None:
         if neighbours < 1:
             raise ValueError("neighbours must be >= 1")
+        if similarity not in ("ease", "cosine"):
+            raise ValueError(f"similarity must be 'ease' or 'cosine', not {similarity!r}")
+        if ease_reg <= 0:
+            raise ValueError("ease_reg must be > 0")
+        if ease_max_items < 1:
+            raise ValueError("ease_max_items must be >= 1")
         self.neighbours = int(neighbours)
+        self.similarity = similarity
+        self.ease_reg = float(ease_reg)
+        self.ease_max_items = int(ease_max_items)
 
     def fit(
         self,
@@ -63,26 +99,12 @@ class ItemKNNRecommender(Recommender):
         progress: ProgressCallback | None = None,
     ) -> ItemKNNRecommender:
         user_items = interactions.matrix()
-        item_users = user_items.T.tocsr()
-        norms = np.sqrt(np.asarray(item_users.multiply(item_users).sum(axis=1)).reshape(-1))
-        inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-        normalised = sp.diags(inverse.astype(np.float32)) @ item_users  # (I, U) unit rows
-        normalised = normalised.tocsr().astype(np.float32)
-        transposed = normalised.T.tocsr()  # (U, I)
         n_items = interactions.n_items
-        parts_rows, parts_cols, parts_values = [], [], []
-        for start in range(0, n_items, _ROWS_PER_CHUNK):
-            block = (normalised[start:start + _ROWS_PER_CHUNK] @ transposed).tocsr()
-            rows, cols, values = top_k_rows(block, self.neighbours, row_offset=start)
-            parts_rows.append(rows + start)
-            parts_cols.append(cols)
-            parts_values.append(values)
-        rows = np.concatenate(parts_rows) if parts_rows else np.zeros(0, np.int64)
-        similarity = sp.csr_matrix(
-            (np.concatenate(parts_values) if parts_values else np.zeros(0, np.float32),
-             (rows, np.concatenate(parts_cols) if parts_cols else np.zeros(0, np.int64))),
-            shape=(n_items, n_items), dtype=np.float32,
-        )
+        if self.similarity == "ease":
+            rows, cols, values = self._ease_neighbours(user_items)
+        else:
+            rows, cols, values = self._cosine_neighbours(user_items)
+        similarity = sp.csr_matrix((values, (rows, cols)), shape=(n_items, n_items), dtype=np.float32)
         self.n_users, self.n_items = interactions.n_users, n_items
         self._similarity = similarity
         self._user_items = user_items
@@ -90,8 +112,43 @@ class ItemKNNRecommender(Recommender):
             progress(0, None)
         return self
 
+    def _cosine_neighbours(self, user_items: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        item_users = user_items.T.tocsr()
+        norms = np.sqrt(np.asarray(item_users.multiply(item_users).sum(axis=1)).reshape(-1))
+        inverse = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        normalised = sp.diags(inverse.astype(np.float32)) @ item_users  # (I, U) unit rows
+        normalised = normalised.tocsr().astype(np.float32)
+        transposed = normalised.T.tocsr()  # (U, I)
+        parts = []
+        for start in range(0, user_items.shape[1], _ROWS_PER_CHUNK):
+            block = (normalised[start:start + _ROWS_PER_CHUNK] @ transposed).tocsr()
+            rows, cols, values = top_k_rows(block, self.neighbours, row_offset=start)
+            parts.append((rows + start, cols, values))
+        return _concatenated(parts)
+
+    def _ease_neighbours(self, user_items: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = np.diff(user_items.tocsc().indptr)  # users per item
+        active = np.flatnonzero(counts > 0)
+        if len(active) > self.ease_max_items:  # the most interacted-with items; ties: lower id
+            active = np.sort(active[np.lexsort((active, -counts[active]))[:self.ease_max_items]])
+        if len(active) < 2:
+            return _concatenated([])
+        x = user_items[:, active]
+        matrix = (x.T @ x).toarray().astype(np.float64)  # the Gram matrix, then its inverse P
+        diagonal = matrix.diagonal().copy()
+        matrix[np.diag_indices_from(matrix)] += self.ease_reg * float(diagonal[diagonal > 0].mean())
+        matrix = np.linalg.inv(matrix)
+        matrix /= -matrix.diagonal()[None, :]  # B[j, i] = -P[j, i] / P[i, i]: item j's weight for item i
+        np.fill_diagonal(matrix, 0.0)
+        parts = []
+        for start in range(0, len(active), _ROWS_PER_CHUNK):
+            block = sp.csr_matrix(matrix[start:start + _ROWS_PER_CHUNK].astype(np.float32))
+            rows, cols, values = top_k_rows(block, self.neighbours, row_offset=start)
+            parts.append((active[rows + start], active[cols], values))
+        return _concatenated(parts)
+
     def similar_items(self, item: int) -> tuple[np.ndarray, np.ndarray]:
-        """The stored neighbours of one item: ids int64 (<=K,) and cosines float32, best first."""
+        """The stored neighbours of one item: ids int64 (<=K,) and weights float32, best first."""
         self._check_fitted()
         row = self._similarity[int(item)]
         order = np.lexsort((row.indices, -row.data))

@@ -1,11 +1,13 @@
 """``python manage.py visrec_evaluate [--protocol basket|days] [--holdout-days 7] [--output var/eval]
-[--dp-epsilons 1,4,8] [--seeds 5]``.
+[--withhold-products 0.2] [--dp-epsilons 1,4,8] [--seeds 5]``.
 
 Every "for you" model on one split (leave-last-basket-out or the last days), with the served
 blend's paired bootstrap intervals against each; with ``--dp-epsilons``, also the DP-trainable
 model without DP and at each epsilon (Recall@20 against epsilon, so a shop can choose);
 with ``--seeds``, BPR and VBPR retrained with that many training seeds (the gap between
-them against the draw of one training).
+them against the draw of one training); with ``--withhold-products``, that share of the
+products taken out of the past, so that the cold half (what only the images can reach) is
+measurable on a history with few new products of its own.
 """
 from __future__ import annotations
 
@@ -43,6 +45,13 @@ class Command(BaseCommand):
                                  "(default: VISREC['VALIDATION'])")
         parser.add_argument("--holdout-days", type=float, default=None,
                             help="the most recent days held out (--protocol days)")
+        parser.add_argument("--withhold-products", type=float, default=0.0, metavar="SHARE",
+                            help="take this share of the products (0 to 1, by a hash of their id) out of the "
+                                 "past, so that their held-out purchases are cold: measures the cold half on a "
+                                 "history with few new products of its own")
+        parser.add_argument("--new-product-shares", default=None, metavar="0,0.05,0.2",
+                            help="also measure the blend at each of these shares of new-product places "
+                                 "(RECOMMENDER_NEW_PRODUCT_SHARE): HR@20 and cold HR@20 against the share")
         parser.add_argument("--output", default=None, help="folder for results.json and recall_at_k.png")
         parser.add_argument("--dp-epsilons", default=None, metavar="1,4,8",
                             help="also train the DP model (dp_itembpr) without DP and with DP-SGD at each epsilon, "
@@ -54,11 +63,19 @@ class Command(BaseCommand):
                                  "seeds and print Recall@20 per seed and on average")
 
     def handle(self, *args, holdout_days, output, dp_epsilons=None, dp_repeats=1, seeds=0, protocol=None,
-               **options) -> None:
+               withhold_products=0.0, new_product_shares=None, **options) -> None:
         if dp_repeats < 1:
             raise CommandError("--dp-repeats must be at least 1")
         if seeds < 0:
             raise CommandError("--seeds must be 0 or more")
+        if not 0.0 <= withhold_products < 1.0:
+            raise CommandError("--withhold-products must be at least 0 and below 1")
+        try:
+            shares = [float(x) for x in (new_product_shares or "").split(",") if x.strip()]
+        except ValueError as exc:
+            raise CommandError(f"--new-product-shares: {exc}") from exc
+        if any(not 0.0 <= share <= 1.0 for share in shares):
+            raise CommandError("--new-product-shares: each share must be between 0 and 1")
         try:
             epsilons = None if dp_epsilons is None else parse_epsilons(dp_epsilons)
         except ValueError as exc:
@@ -70,8 +87,8 @@ class Command(BaseCommand):
         out.mkdir(parents=True, exist_ok=True)
         dataset = load_dataset(version.name)
         try:
-            report = evaluate(dataset, holdout_days=holdout_days, protocol=protocol,
-                              progress=lambda stage: self.stderr.write(f"  {stage}…"))
+            report = evaluate(dataset, holdout_days=holdout_days, protocol=protocol, withhold=withhold_products,
+                              new_product_shares=shares, progress=lambda stage: self.stderr.write(f"  {stage}…"))
         except LookupError as exc:
             raise CommandError(str(exc)) from exc
         split = report["split"]
@@ -81,16 +98,23 @@ class Command(BaseCommand):
                 f"Leave-last-basket-out: each of {split['test_shoppers']} returning shoppers' last basket held out "
                 f"({split['shoppers_with_cold_purchases']} with cold products), trained on the {split['train_events']} "
                 f"other events (baskets up to {when:%Y-%m-%d}). Catalogue: {split['items']} products, "
-                f"{split['cold_items']} cold. Image vectors: {version.name}.\n")
+                f"{split['cold_items']} cold{self._withheld(split)}. Image vectors: {version.name}.\n")
         else:
             self.stdout.write(
                 f"Temporal split: trained on {split['train_events']} events before {when:%Y-%m-%d %H:%M} UTC; "
                 f"tested on the purchases of the following {split['holdout_days']:g} days by "
                 f"{split['test_shoppers']} shoppers ({split['shoppers_with_cold_purchases']} bought cold products). "
-                f"Catalogue: {split['items']} products, {split['cold_items']} cold. Image vectors: {version.name}.\n")
+                f"Catalogue: {split['items']} products, {split['cold_items']} cold{self._withheld(split)}. "
+                f"Image vectors: {version.name}.\n")
         rows = [{"model": name, **metrics} for name, metrics in report["models"].items()]
         self.stdout.write(results_table(rows, COLUMNS))
         self._significance_table(report["significance"])
+        if report["new_product_shares"]:
+            rows = [{"new-product share": f"{row['share']:g}", **{key: value for key, value in row.items()
+                                                                 if key != "share"}}
+                    for row in report["new_product_shares"]]
+            self.stdout.write("\nthe blend at each share of new-product places (RECOMMENDER_NEW_PRODUCT_SHARE)\n")
+            self.stdout.write(results_table(rows, ["new-product share", "ndcg@20", "hit_rate@20", "cold_hit_rate@20"]))
         blend = split.get("blend") or {}
         if blend.get("weights"):
             weights = ", ".join(f"{part} {weight:g}" for part, weight in blend["weights"].items())
@@ -112,6 +136,11 @@ class Command(BaseCommand):
         (out / "results.json").write_text(json.dumps({**report, "embedder": version.name}, indent=2))
         self._plot(report["curves"], out / "recall_at_k.png", split)
         self.stdout.write(f"\nnumbers: {out / 'results.json'}\nplot: {out / 'recall_at_k.png'}")
+
+    @staticmethod
+    def _withheld(split: dict) -> str:
+        share = split.get("withheld_share") or 0
+        return f" (of them {share:.0%} of the catalogue withheld from the past)" if share else ""
 
     def _significance_table(self, significance: dict) -> None:
         self.stdout.write("\nblended against each list, paired over the same shoppers: difference [95% bootstrap CI]")

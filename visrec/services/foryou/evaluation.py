@@ -14,11 +14,21 @@ before the weights, BPR and VBPR each choose their hyper-parameters from one sma
 grid (:data:`PARAM_GRID`, :func:`choose_params`), so that the two are tuned alike. Nightly
 training chooses both the same way and stores them with the model version; the test days
 never take part in the choice.
+
+Real histories have few products that nobody touched before a shopper's last basket (a
+closed catalogue such as MovieLens has almost none), so the cold half can also be made
+measurable: ``withhold`` (``visrec_evaluate --withhold-products 0.2``) takes that share of
+the products (chosen by a hash of their id) out of the past entirely, for every shopper, as
+if they had been added to the catalogue at the split; their purchases in the held-out
+baskets are then cold purchases that only the image path can reach
+(:func:`withheld_products`).
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,9 +74,14 @@ DEFAULT_PARAMS: dict[str, dict] = {
 #: against 0.575 / 0.561 at 0.01) and about even for BPR (0.551 / 0.559 against 0.547 /
 #: 0.550); 1.0 was no better than 0.1 for either. Each candidate is one more fit on the
 #: validation slice (the winner's list is reused for the blend).
+#: Item-kNN's EASE weight ``ease_reg`` (:class:`~visrec.recommenders.ItemKNNRecommender`) is
+#: chosen the same way, for the blend's item-kNN list as well: the best value differed between
+#: the demo (1, of 0.3-20: Recall@20 0.756 against 0.671 at 5) and MovieLens 100K (flat
+#: between 0.3 and 20), so each shop's own validation slice decides.
 PARAM_GRID: dict[str, tuple[dict, ...]] = {
     "bpr": ({"reg_bias": 0.01}, {"reg_bias": 0.1}),
     "vbpr": ({"reg_bias": 0.01}, {"reg_bias": 0.1}),
+    "itemknn": ({"ease_reg": 0.5}, {"ease_reg": 2.0}, {"ease_reg": 8.0}),
 }
 #: The lists a blend fuses: the trained model, item-kNN on co-interactions, the session model,
 #: and popularity (recency-weighted): on real histories where the next purchase is mostly
@@ -92,7 +107,7 @@ class Split:
     item_counts: np.ndarray | None = None  # training interactions per item
 
 
-def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split:
+def temporal_split(dataset: Dataset, holdout_days: float | None = None, withheld: np.ndarray | None = None) -> Split:
     """Splits ``holdout_days`` before the last purchase (see module docstring).
 
     The last purchase, not the last event: views after it (a stray test click days later)
@@ -113,13 +128,30 @@ def temporal_split(dataset: Dataset, holdout_days: float | None = None) -> Split
         past, future = rows[train[rows]], rows[~train[rows] & is_purchase[rows]]
         if len(past) and len(future):
             cases.append((user, past, future, split_time))
-    return _split_of(dataset, train, cases, split_time)
+    return _split_of(dataset, train, cases, split_time, withheld)
 
 
-def _split_of(dataset: Dataset, train: np.ndarray, cases: list, split_time: float) -> Split:
+def withheld_products(dataset: Dataset, share: float) -> np.ndarray:
+    """bool (I,) about ``share`` of the products, the same ones on every run and machine:
+    those whose SHA-1 of their id falls in the lowest ``share`` of its range."""
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"the share of products withheld must be in [0, 1), not {share}")
+    cut = int(share * 2**32)
+    return np.array([int.from_bytes(hashlib.sha1(str(p).encode()).digest()[:4], "big") < cut
+                     for p in dataset.products.tolist()], dtype=bool)
+
+
+def _split_of(dataset: Dataset, train: np.ndarray, cases: list, split_time: float,
+              withheld: np.ndarray | None = None) -> Split:
     """The :class:`Split` of test cases ``(user, past rows, future purchase rows, session
     reference time)``: a case counts when its future holds a product its past did not buy;
-    its session input is its last ``SESSION_EVENTS`` past events, aged from the reference."""
+    its session input is its last ``SESSION_EVENTS`` past events, aged from the reference.
+    ``withheld`` (bool per product): products whose every past event is dropped (training,
+    the shoppers' histories), so that they are cold in the future."""
+    if withheld is not None and withheld.any():
+        train = train & ~withheld[dataset.items]
+        cases = [(user, past[~withheld[dataset.items[past]]], future, reference)
+                 for user, past, future, reference in cases]
     is_purchase = dataset.types == "purchase"
     item_counts = np.bincount(dataset.items[train], minlength=len(dataset.products))
     cold = item_counts == 0
@@ -143,7 +175,7 @@ def _split_of(dataset: Dataset, train: np.ndarray, cases: list, split_time: floa
                  histories, item_counts)
 
 
-def basket_split(dataset: Dataset) -> Split:
+def basket_split(dataset: Dataset, withheld: np.ndarray | None = None) -> Split:
     """Leave-last-basket-out: each shopper's last basket (their purchases of their last UTC
     day with one) is their future, everything before it their past.
 
@@ -179,17 +211,20 @@ def basket_split(dataset: Dataset) -> Split:
         basket = rows[(dataset.times[rows] >= cutoff) & is_purchase[rows] & (days[rows] == np.floor(cutoff / DAY))]
         cases.append((user, rows[dataset.times[rows] < cutoff], basket, cutoff))
     split_time = max(cutoffs.values()) if cutoffs else float(dataset.times.max())
-    return _split_of(dataset, train, cases, split_time)
+    return _split_of(dataset, train, cases, split_time, withheld)
 
 
-def make_split(dataset: Dataset, protocol: str | None = None, holdout_days: float | None = None) -> Split:
+def make_split(dataset: Dataset, protocol: str | None = None, holdout_days: float | None = None,
+               withhold: float = 0.0) -> Split:
     """The evaluation split of ``protocol`` (``VISREC["VALIDATION"]``): ``"basket"``
-    (:func:`basket_split`) or ``"days"`` (:func:`temporal_split`, the last ``holdout_days``)."""
+    (:func:`basket_split`) or ``"days"`` (:func:`temporal_split`, the last ``holdout_days``),
+    with the share ``withhold`` of the products taken out of the past (:func:`withheld_products`)."""
     protocol = protocol or visrec_settings.VALIDATION
+    withheld = withheld_products(dataset, withhold) if withhold else None
     if protocol == "basket":
-        return basket_split(dataset)
+        return basket_split(dataset, withheld)
     if protocol == "days":
-        return temporal_split(dataset, holdout_days)
+        return temporal_split(dataset, holdout_days, withheld)
     raise ValueError(f"unknown validation protocol {protocol!r}; use 'basket' or 'days'")
 
 
@@ -225,7 +260,7 @@ def unchosen_blend() -> dict:
     """:func:`select_blend`'s answer when nothing was chosen on validation: :func:`default_blend`
     and the model's default hyper-parameters."""
     return {"weights": default_blend(), f"validation_recall@{BLEND_K}": None, "validation_shoppers": 0,
-            "params": {}, "params_tried": []}
+            "params": {}, "params_tried": [], "itemknn_params": {}, "itemknn_params_tried": []}
 
 
 def new_products_top(session: np.ndarray, item_counts: np.ndarray, k: int) -> np.ndarray:
@@ -383,9 +418,13 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
     ``parts`` (of ``model`` / ``itemknn`` / ``session``) with the best Recall@20 on the
     validation shoppers' purchases are kept. Without validation shoppers, :func:`unchosen_blend`.
 
+    Item-kNN's own hyper-parameters (its :data:`PARAM_GRID`) are chosen on the same slice
+    when it is one of ``parts``.
+
     Returns:
         ``{"weights": {part: w}, "validation_recall@20": float | None, "validation_shoppers": int,
-        "params": {...}, "params_tried": [{"params": {...}, "recall@20": float}]}``.
+        "params": {...}, "params_tried": [{"params": {...}, "recall@20": float}],
+        "itemknn_params": {...}, "itemknn_params_tried": [...]}``.
     """
     validation = validation_split(dataset, train, holdout_days, protocol)
     if validation is None:
@@ -395,16 +434,20 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
         progress(f"choose {model_name}'s hyper-parameters and the blend weights on {len(validation.users)} "
                  "validation shoppers")
     params, model_list, tried = choose_params(validation, model_name, depth)
+    knn_params, knn_list, knn_tried = ({}, None, [])
+    if "itemknn" in parts:
+        knn_params, knn_list, knn_tried = choose_params(validation, "itemknn", depth)
     make = {
         "model": lambda: model_list,
-        "itemknn": lambda: model_top(fit_model("itemknn", validation.dataset, validation.train), validation, depth),
+        "itemknn": lambda: knn_list,
         "session": lambda: session_top(validation, depth),
         "popularity": lambda: model_top(fit_model("popularity", validation.dataset, validation.train), validation,
                                         depth),
     }
     weights, recall = choose_blend(validation, {part: make[part]() for part in parts})
     return {"weights": weights, f"validation_recall@{BLEND_K}": recall,
-            "validation_shoppers": int(len(validation.users)), "params": params, "params_tried": tried}
+            "validation_shoppers": int(len(validation.users)), "params": params, "params_tried": tried,
+            "itemknn_params": knn_params, "itemknn_params_tried": knn_tried}
 
 
 def seed_spread(dataset: Dataset, seeds: int, *, holdout_days: float | None = None,
@@ -452,7 +495,7 @@ def significance(served: np.ndarray, tops: dict[str, np.ndarray], split: Split, 
 
 def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20), curve_max: int = 50,
              models=("popularity", "itemknn", "bpr", "vbpr"), progress=None, protocol: str | None = None,
-             peers: dict | None = None) -> dict:
+             peers: dict | None = None, withhold: float = 0.0, new_product_shares: Sequence[float] = ()) -> dict:
     """Fits every model on the past and measures it on the future.
 
     The blend's weights, and the hyper-parameters of every model with a :data:`PARAM_GRID`,
@@ -463,6 +506,11 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
 
     ``peers``: other implementations measured on the same split, ``{name: callable(dataset,
     split, n) -> int64 (U, n) top lists}`` (the benchmarks' implicit and Cornac rows).
+    ``withhold``: the share of products taken out of the past (module docstring), so that
+    the cold half can be measured on a history that has few new products of its own.
+    ``new_product_shares``: the served blend measured again at each of these shares of
+    new-product places (``RECOMMENDER_NEW_PRODUCT_SHARE``): what a shop trades of its warm
+    hits for cold ones (``new_product_shares`` in the result, one row per share).
 
     Returns:
         ``{"split": {...}, "models": {name: {metric: value}}, "curves": {name: [recall@1..curve_max]},
@@ -471,13 +519,16 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
         ``split["params"]`` each tuned model's chosen hyper-parameters and every candidate's
         validation recall.
     """
-    split = make_split(dataset, protocol, holdout_days)
+    split = make_split(dataset, protocol, holdout_days, withhold)
     if len(split.users) == 0:
         raise LookupError("no shopper bought something new in the held-out baskets or days; nothing to evaluate")
     depth = max(BLEND_DEPTH, curve_max, *ks)
     trained = visrec_settings.RECOMMENDER if visrec_settings.RECOMMENDER in models else models[-1]
     blend = select_blend(dataset, split.train, trained, holdout_days, progress, protocol=protocol)
     chosen = {trained: blend}
+    if trained != "itemknn":  # the blend's item-kNN list and its own row: one choice
+        chosen["itemknn"] = {"params": blend["itemknn_params"], "params_tried": blend["itemknn_params_tried"],
+                             "validation_shoppers": blend["validation_shoppers"]}
     if "bpr" in models:
         if progress:
             progress("choose bpr's hyper-parameters and the control's weights on validation")
@@ -509,14 +560,17 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     curves = {name: [recall_at_k(top, split.relevant, k) for k in range(1, curve_max + 1)] for name, top in tops.items()}
     # The served blend keeps places for new products, and how many depends on the list's
     # length: each K is measured on the list of length K that would be served.
-    def served(k: int) -> np.ndarray:
-        return with_new_products(tops["blended"], new_products_top(tops["session"], split.item_counts, k), k)
+    def served(k: int, share: float | None = None) -> np.ndarray:
+        return with_new_products(tops["blended"], new_products_top(tops["session"], split.item_counts, k), k, share)
 
     results["blended"] = {key: value for k in ks for key, value in all_metrics(
         served(k), split.relevant, split.cold_relevant, split.item_counts, (k,)).items()}
     curves["blended"] = [recall_at_k(served(k), split.relevant, k) for k in range(1, curve_max + 1)]
     cold_users = sum(1 for c in split.cold_relevant if c)
+    shares = [{"share": float(share), **all_metrics(served(20, share), split.relevant, split.cold_relevant,
+                                                    split.item_counts, (20,))} for share in new_product_shares]
     return {
+        "new_product_shares": shares,
         "significance": significance(served(20), tops, split, 20),
         "split": {
             "protocol": protocol or visrec_settings.VALIDATION,
@@ -528,6 +582,7 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
             "shoppers_with_cold_purchases": cold_users,
             "items": int(len(dataset.products)),
             "cold_items": int((split.item_counts == 0).sum()),
+            "withheld_share": withhold,
             "blended_from": trained,
             "blend": blend,
             "new_product_share": visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE,

@@ -160,14 +160,15 @@ def drop_vectors(name: str) -> None:
 
 
 def configuration_top(dataset: Dataset, split: Split, model_top_lists: np.ndarray, weights: dict[str, float],
-                      k: int = GUARD_K) -> np.ndarray:
+                      k: int = GUARD_K, itemknn_params: dict | None = None) -> np.ndarray:
     """int64 (U, k) lists a configuration serves on the split's test shoppers: its trained
-    model's lists blended with item-kNN and the session model by ``weights``, with the
-    new-product places, as :func:`~visrec.services.foryou.recommend.recommend_for_subject` serves."""
+    model's lists blended with item-kNN (fitted with ``itemknn_params``) and the session model
+    by ``weights``, with the new-product places, as
+    :func:`~visrec.services.foryou.recommend.recommend_for_subject` serves."""
     session = session_top(split, max(SESSION_DEPTH, k))
     parts = {"model": model_top_lists[:, :k], "session": session[:, :k]}
     if weights.get("itemknn", 0) > 0:
-        parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train), split, k)
+        parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train, params=itemknn_params), split, k)
     if weights.get("popularity", 0) > 0:
         parts["popularity"] = model_top(fit_model("popularity", dataset, split.train), split, k)
     return with_new_products(blend_top(parts, weights, k), new_products_top(session, split.item_counts, k), k)
@@ -186,7 +187,9 @@ def served_configuration_top(active: ModelVersion, dataset: Dataset, split: Spli
         raise LookupError(f"{active.name} has no configuration to retrain ({name})")
     model = fit_model(name, dataset, split.train, params=metrics.get("params") or None)
     weights = metrics.get("blend") if isinstance(metrics.get("blend"), dict) else unchosen_blend()["weights"]
-    return configuration_top(dataset, split, model_top(model, split, k), weights, k)
+    # Versions from before item-kNN had EASE weights (no "itemknn_params") served cosines.
+    knn = metrics["itemknn_params"] if isinstance(metrics.get("itemknn_params"), dict) else {"similarity": "cosine"}
+    return configuration_top(dataset, split, model_top(model, split, k), weights, k, itemknn_params=knn)
 
 
 def guard_verdict(split: Split, candidate: np.ndarray, baseline: np.ndarray | None, k: int = GUARD_K) -> dict:
@@ -247,7 +250,8 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
     candidate = fit_model(model_name, dataset, split.train, progress=progress, params=params)
     candidate_top = model_top(candidate, split, GUARD_K)
     new = recall_at_k(candidate_top, split.relevant, GUARD_K)
-    served = configuration_top(dataset, split, candidate_top, weights)
+    knn_params = blend.get("itemknn_params") or {}
+    served = configuration_top(dataset, split, candidate_top, weights, itemknn_params=knn_params)
     blend_recall = recall_at_k(served, split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     baseline = None
@@ -268,6 +272,7 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
                f"blend_validation_recall@{BLEND_K}": blend[f"validation_recall@{BLEND_K}"],
                "blend_validation_shoppers": blend["validation_shoppers"],
                "params": blend.get("params", {}), "params_tried": blend.get("params_tried", []),
+               "itemknn_params": knn_params, "itemknn_params_tried": blend.get("itemknn_params_tried", []),
                **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
     if not guard["promote"]:
@@ -280,7 +285,8 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
         if params is not None:  # DP training hook: the epsilon of the model that is published
             version.metrics = {**version.metrics, **dp_training.privacy_metrics(final, guardrail=candidate)}
             version.save(update_fields=["metrics"])
-        neighbours = fit_model("itemknn", dataset, None) if weights.get("itemknn", 0) > 0 else None
+        neighbours = (fit_model("itemknn", dataset, None, params=knn_params) if weights.get("itemknn", 0) > 0
+                      else None)
         warm = np.bincount(dataset.interactions().items, minlength=len(dataset.products)) > 0
         popularity = (fit_model("popularity", dataset, None).item_scores() if weights.get("popularity", 0) > 0
                       else None)
