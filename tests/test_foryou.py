@@ -298,6 +298,8 @@ def test_training_chooses_the_blend_before_the_held_out_data(shop, monkeypatch, 
     assert version.metrics["params"] in recommender_evaluation.PARAM_GRID["vbpr"]
     assert [t["params"] for t in version.metrics["params_tried"]] == list(recommender_evaluation.PARAM_GRID["vbpr"])
     assert version.metrics["itemknn_params"] in recommender_evaluation.PARAM_GRID["itemknn"]  # the same slice
+    assert version.metrics["new_product_share"] in recommender_evaluation.new_product_shares()
+    assert [t["share"] for t in version.metrics["new_product_shares_tried"]] == recommender_evaluation.new_product_shares()
     # The validation slice is cut from the training events only: without the held-out data.
     (latest, validation_latest, events, validation_events), = seen
     assert validation_events == int(splits[0].train.sum()) < events
@@ -323,6 +325,45 @@ def test_basket_split_holds_out_each_returning_shoppers_last_basket():
     assert split.exclude[0].tolist() == [1, 2]
     validation = recommender_evaluation.basket_split(recommender_evaluation.before(dataset, split.train))
     assert validation.users.tolist() == [0] and validation.relevant == [{1, 2}]
+
+
+def _places_split(relevant: list[set[int]]):
+    """A Split of 20 shoppers over 100 products: 0-59 have interactions, 60-99 are new."""
+    counts = np.r_[np.ones(60, np.int64), np.zeros(40, np.int64)]
+    n = len(relevant)
+    return recommender_evaluation.Split(
+        dataset=None, split_time=0.0, train=np.zeros(0, bool), users=np.arange(n), relevant=relevant,
+        cold_relevant=[{i for i in r if counts[i] == 0} for r in relevant], exclude=[np.zeros(0, np.int64)] * n,
+        item_counts=counts)
+
+
+def test_training_gives_new_products_more_places_only_where_validation_shoppers_buy_them(settings):
+    blended = np.tile(np.arange(40), (20, 1))  # warm products, the same for everyone
+    session = np.tile(np.r_[np.arange(60, 100), np.arange(10)], (20, 1))  # new look-alikes first
+    assert recommender_evaluation.new_product_shares() == [0.05, 0.1, 0.2, 0.3]
+    # every shopper bought the third new look-alike: only 3+ places reach it (0.2 gives 4)
+    share, tried = recommender_evaluation.choose_new_product_share(_places_split([{62}] * 20), blended, session)
+    assert share >= 0.2 and [t["recall@20"] for t in tried] == [0.0, 0.0, 1.0, 1.0]
+    # they bought the warm product at place 16: six places (0.3) would push it out; ties: the floor
+    share, tried = recommender_evaluation.choose_new_product_share(_places_split([{15}] * 20), blended, session)
+    assert share == 0.05 and [t["recall@20"] for t in tried] == [1.0, 1.0, 1.0, 0.0]
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE_MAX": 0.05}  # fixed share
+    assert recommender_evaluation.new_product_shares() == [0.05]
+    assert recommender_evaluation.choose_new_product_share(_places_split([{62}] * 20), blended, session)[0] == 0.05
+
+
+def test_serving_uses_the_versions_share_of_new_product_places(settings):
+    version = ModelVersion(kind=ModelKind.RECOMMENDER, name="v", metrics={"new_product_share": 0.2})
+    assert foryou.new_product_share(version) == 0.2
+    for metrics in ({}, {"new_product_share": "lots"}, {"new_product_share": 7}, {"new_product_share": True}):
+        assert foryou.new_product_share(ModelVersion(kind=ModelKind.RECOMMENDER, name="v", metrics=metrics)) == 0.05
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0.1}
+    assert foryou.new_product_share(None) == 0.1
+    # today's settings bound what an older training chose; 0 turns the places off
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE_MAX": 0.15}
+    assert foryou.new_product_share(version) == 0.15
+    settings.VISREC = {**settings.VISREC, "RECOMMENDER_NEW_PRODUCT_SHARE": 0}
+    assert foryou.new_product_share(version) == 0.0 and recommender_evaluation.new_product_shares() == [0.0]
 
 
 def test_withheld_products_are_cold_in_the_future_and_absent_from_every_past():

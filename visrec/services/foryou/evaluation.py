@@ -88,6 +88,9 @@ PARAM_GRID: dict[str, tuple[dict, ...]] = {
 #: what everyone buys (MovieLens 100K's last baskets, bench/RESULTS.md) no personal list beat
 #: it, so the blend may lean on it where validation says so.
 BLEND_PARTS = ("model", "itemknn", "session", "popularity")
+#: Shares of new-product places a training may raise ``RECOMMENDER_NEW_PRODUCT_SHARE`` to
+#: (up to ``RECOMMENDER_NEW_PRODUCT_SHARE_MAX``), chosen on the validation slice.
+NEW_PRODUCT_SHARES = (0.1, 0.2, 0.3)
 #: Step of the grid of blend weights tried on the validation slice (weights sum to 1).
 BLEND_STEP = 0.1
 #: Recall@K the blend weights are chosen for (the guardrail's K).
@@ -131,13 +134,14 @@ def temporal_split(dataset: Dataset, holdout_days: float | None = None, withheld
     return _split_of(dataset, train, cases, split_time, withheld)
 
 
-def withheld_products(dataset: Dataset, share: float) -> np.ndarray:
+def withheld_products(dataset: Dataset, share: float, salt: str = "") -> np.ndarray:
     """bool (I,) about ``share`` of the products, the same ones on every run and machine:
-    those whose SHA-1 of their id falls in the lowest ``share`` of its range."""
+    those whose SHA-1 of ``salt`` and their id falls in the lowest ``share`` of its range
+    (the validation slice draws its own with another salt)."""
     if not 0.0 <= share < 1.0:
         raise ValueError(f"the share of products withheld must be in [0, 1), not {share}")
     cut = int(share * 2**32)
-    return np.array([int.from_bytes(hashlib.sha1(str(p).encode()).digest()[:4], "big") < cut
+    return np.array([int.from_bytes(hashlib.sha1(f"{salt}{p}".encode()).digest()[:4], "big") < cut
                      for p in dataset.products.tolist()], dtype=bool)
 
 
@@ -215,12 +219,12 @@ def basket_split(dataset: Dataset, withheld: np.ndarray | None = None) -> Split:
 
 
 def make_split(dataset: Dataset, protocol: str | None = None, holdout_days: float | None = None,
-               withhold: float = 0.0) -> Split:
+               withhold: float = 0.0, withhold_salt: str = "") -> Split:
     """The evaluation split of ``protocol`` (``VISREC["VALIDATION"]``): ``"basket"``
     (:func:`basket_split`) or ``"days"`` (:func:`temporal_split`, the last ``holdout_days``),
     with the share ``withhold`` of the products taken out of the past (:func:`withheld_products`)."""
     protocol = protocol or visrec_settings.VALIDATION
-    withheld = withheld_products(dataset, withhold) if withhold else None
+    withheld = withheld_products(dataset, withhold, withhold_salt) if withhold else None
     if protocol == "basket":
         return basket_split(dataset, withheld)
     if protocol == "days":
@@ -260,7 +264,8 @@ def unchosen_blend() -> dict:
     """:func:`select_blend`'s answer when nothing was chosen on validation: :func:`default_blend`
     and the model's default hyper-parameters."""
     return {"weights": default_blend(), f"validation_recall@{BLEND_K}": None, "validation_shoppers": 0,
-            "params": {}, "params_tried": [], "itemknn_params": {}, "itemknn_params_tried": []}
+            "params": {}, "params_tried": [], "itemknn_params": {}, "itemknn_params_tried": [],
+            "new_product_share": None, "new_product_shares_tried": []}
 
 
 def new_products_top(session: np.ndarray, item_counts: np.ndarray, k: int) -> np.ndarray:
@@ -361,11 +366,12 @@ def before(dataset: Dataset, mask: np.ndarray) -> Dataset:
 
 
 def validation_split(dataset: Dataset, train: np.ndarray, holdout_days: float | None = None,
-                     protocol: str | None = None) -> Split | None:
+                     protocol: str | None = None, withhold: float = 0.0) -> Split | None:
     """The training events (``train``) split again the same way (their own last baskets, or
-    last ``holdout_days``); None when that slice has no shopper to measure on."""
+    last ``holdout_days``; with ``withhold``, as many products of its own withheld); None
+    when that slice has no shopper to measure on."""
     try:
-        validation = make_split(before(dataset, train), protocol, holdout_days)
+        validation = make_split(before(dataset, train), protocol, holdout_days, withhold, "validation")
     except LookupError:
         return None
     return validation if len(validation.users) else None
@@ -394,21 +400,56 @@ def choose_params(validation: Split, model_name: str, depth: int = BLEND_K,
 
 
 def select_params(dataset: Dataset, train: np.ndarray, model_name: str, holdout_days: float | None = None,
-                  protocol: str | None = None) -> dict:
+                  protocol: str | None = None, withhold: float = 0.0) -> dict:
     """:func:`choose_params` on the validation slice of ``train`` alone (no blend).
 
     Returns:
         ``{"params": {...}, "params_tried": [...], "validation_shoppers": int}``.
     """
-    validation = validation_split(dataset, train, holdout_days, protocol)
+    validation = validation_split(dataset, train, holdout_days, protocol, withhold)
     if validation is None:
         return {"params": {}, "params_tried": [], "validation_shoppers": 0}
     params, _, tried = choose_params(validation, model_name)
     return {"params": params, "params_tried": tried, "validation_shoppers": int(len(validation.users))}
 
 
+def new_product_shares() -> list[float]:
+    """The shares of new-product places training may choose from: ``RECOMMENDER_NEW_PRODUCT_SHARE``
+    (the floor: exploration is never cut below it) and those of :data:`NEW_PRODUCT_SHARES` above it,
+    up to ``RECOMMENDER_NEW_PRODUCT_SHARE_MAX``; only 0 when the floor is 0 (turned off)."""
+    floor = float(visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
+    if floor <= 0:  # exploration turned off: nothing to raise
+        return [0.0]
+    top = float(visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE_MAX)
+    return [floor] + [share for share in NEW_PRODUCT_SHARES if floor < share <= top]
+
+
+def choose_new_product_share(split: Split, blended: np.ndarray, session: np.ndarray,
+                             k: int = BLEND_K) -> tuple[float, list[dict]]:
+    """The share of :func:`new_product_shares` whose served lists have the best Recall@k on
+    ``split``; ties (to the better NDCG@k, then) to the smaller share.
+
+    More places for new products only win where the shop's shoppers buy new products often
+    enough, and the session list finds the ones they buy, for the hits to pay for the warm
+    ones the places push out.
+
+    Returns:
+        the share and ``[{"share": s, "recall@k": r}]`` for every share tried.
+    """
+    new = new_products_top(session, split.item_counts, k)
+    best, best_key, tried = None, None, []
+    for share in new_product_shares():
+        top = with_new_products(blended, new, k, share)
+        key = (round(recall_at_k(top, split.relevant, k), 9), round(ndcg_at_k(top, split.relevant, k), 9))
+        tried.append({"share": share, f"recall@{k}": key[0]})
+        if best_key is None or key > best_key:
+            best, best_key = share, key
+    return best, tried
+
+
 def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_days: float | None = None,
-                 progress=None, parts: tuple[str, ...] = BLEND_PARTS, protocol: str | None = None) -> dict:
+                 progress=None, parts: tuple[str, ...] = BLEND_PARTS, protocol: str | None = None,
+                 withhold: float = 0.0) -> dict:
     """Chooses the model's hyper-parameters and the blend weights on a validation slice
     taken from the training events only.
 
@@ -419,14 +460,17 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
     validation shoppers' purchases are kept. Without validation shoppers, :func:`unchosen_blend`.
 
     Item-kNN's own hyper-parameters (its :data:`PARAM_GRID`) are chosen on the same slice
-    when it is one of ``parts``.
+    when it is one of ``parts``, and then the share of new-product places for those weights
+    (:func:`choose_new_product_share`). ``withhold``: the validation slice withholds that
+    share of products of its own (:func:`evaluate`'s ``withhold``).
 
     Returns:
         ``{"weights": {part: w}, "validation_recall@20": float | None, "validation_shoppers": int,
         "params": {...}, "params_tried": [{"params": {...}, "recall@20": float}],
-        "itemknn_params": {...}, "itemknn_params_tried": [...]}``.
+        "itemknn_params": {...}, "itemknn_params_tried": [...], "new_product_share": float | None,
+        "new_product_shares_tried": [...]}``.
     """
-    validation = validation_split(dataset, train, holdout_days, protocol)
+    validation = validation_split(dataset, train, holdout_days, protocol, withhold)
     if validation is None:
         return unchosen_blend()
     depth = max(BLEND_DEPTH // 2, BLEND_K)
@@ -444,10 +488,14 @@ def select_blend(dataset: Dataset, train: np.ndarray, model_name: str, holdout_d
         "popularity": lambda: model_top(fit_model("popularity", validation.dataset, validation.train), validation,
                                         depth),
     }
-    weights, recall = choose_blend(validation, {part: make[part]() for part in parts})
+    tops = {part: make[part]() for part in parts}
+    weights, recall = choose_blend(validation, tops)
+    session = tops["session"] if "session" in tops else session_top(validation, depth)
+    share, shares_tried = choose_new_product_share(validation, blend_top(tops, weights, depth), session)
     return {"weights": weights, f"validation_recall@{BLEND_K}": recall,
             "validation_shoppers": int(len(validation.users)), "params": params, "params_tried": tried,
-            "itemknn_params": knn_params, "itemknn_params_tried": knn_tried}
+            "itemknn_params": knn_params, "itemknn_params_tried": knn_tried,
+            "new_product_share": share, "new_product_shares_tried": shares_tried}
 
 
 def seed_spread(dataset: Dataset, seeds: int, *, holdout_days: float | None = None,
@@ -524,7 +572,7 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
         raise LookupError("no shopper bought something new in the held-out baskets or days; nothing to evaluate")
     depth = max(BLEND_DEPTH, curve_max, *ks)
     trained = visrec_settings.RECOMMENDER if visrec_settings.RECOMMENDER in models else models[-1]
-    blend = select_blend(dataset, split.train, trained, holdout_days, progress, protocol=protocol)
+    blend = select_blend(dataset, split.train, trained, holdout_days, progress, protocol=protocol, withhold=withhold)
     chosen = {trained: blend}
     if trained != "itemknn":  # the blend's item-kNN list and its own row: one choice
         chosen["itemknn"] = {"params": blend["itemknn_params"], "params_tried": blend["itemknn_params_tried"],
@@ -532,11 +580,12 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     if "bpr" in models:
         if progress:
             progress("choose bpr's hyper-parameters and the control's weights on validation")
-        control = select_blend(dataset, split.train, "bpr", holdout_days, parts=("model", "itemknn"), protocol=protocol)
+        control = select_blend(dataset, split.train, "bpr", holdout_days, parts=("model", "itemknn"), protocol=protocol,
+                               withhold=withhold)
         chosen["bpr"] = control
     for name in models:
         if name in PARAM_GRID and name not in chosen:  # every tuned model is tuned alike
-            chosen[name] = select_params(dataset, split.train, name, holdout_days, protocol)
+            chosen[name] = select_params(dataset, split.train, name, holdout_days, protocol, withhold)
     tops: dict[str, np.ndarray] = {}
     for name in dict.fromkeys((*models, "itemknn", "popularity")):
         if progress:
@@ -560,7 +609,10 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
     curves = {name: [recall_at_k(top, split.relevant, k) for k in range(1, curve_max + 1)] for name, top in tops.items()}
     # The served blend keeps places for new products, and how many depends on the list's
     # length: each K is measured on the list of length K that would be served.
+    chosen_share = blend["new_product_share"]
+
     def served(k: int, share: float | None = None) -> np.ndarray:
+        share = chosen_share if share is None else share
         return with_new_products(tops["blended"], new_products_top(tops["session"], split.item_counts, k), k, share)
 
     results["blended"] = {key: value for k in ks for key, value in all_metrics(
@@ -585,7 +637,8 @@ def evaluate(dataset: Dataset, *, holdout_days: float | None = None, ks=(10, 20)
             "withheld_share": withhold,
             "blended_from": trained,
             "blend": blend,
-            "new_product_share": visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE,
+            "new_product_share": (visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE if chosen_share is None
+                                  else chosen_share),
             **({"control_blend": control} if "bpr" in models else {}),
             "params": {name: {"params": c["params"], "tried": c["params_tried"],
                               "validation_shoppers": c["validation_shoppers"]}

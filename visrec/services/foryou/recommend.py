@@ -12,8 +12,9 @@ Blends, by weighted reciprocal-rank fusion (the same function the evaluation mea
 
 The weights are those nightly training chose on a validation slice and stored in the
 active version's ``metrics["blend"]``; without them, ``SESSION_BLEND`` splits the trained
-model and the session. The blended list keeps its last ``RECOMMENDER_NEW_PRODUCT_SHARE``
-of places for products without interactions in the training window (or newer than it)
+model and the session. The blended list keeps its last share of places (the version's
+``metrics["new_product_share"]``, chosen in training from ``RECOMMENDER_NEW_PRODUCT_SHARE`` up
+to ``RECOMMENDER_NEW_PRODUCT_SHARE_MAX``) for products without interactions in the training window (or newer than it)
 among the session list's ``DEPTH`` look-alikes (the evaluation measures the list the same
 way). Falls back in order: trained model, session, trending. What the shopper bought is
 left out (``EXCLUDE_PURCHASED``).
@@ -127,6 +128,18 @@ def blend_weights(version: ModelVersion | None) -> dict[str, float]:
     if not isinstance(chosen, dict) or not any(float(chosen.get(p, 0)) > 0 for p in BLEND_PARTS):
         return default_blend()
     return {part: max(0.0, float(chosen.get(part, 0.0))) for part in BLEND_PARTS}
+
+
+def new_product_share(version: ModelVersion | None) -> float:
+    """The share of new-product places ``version``'s training chose, else ``RECOMMENDER_NEW_PRODUCT_SHARE``;
+    kept within today's settings (``RECOMMENDER_NEW_PRODUCT_SHARE`` 0: off)."""
+    floor = float(visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
+    if floor <= 0:
+        return 0.0
+    chosen = (version.metrics or {}).get("new_product_share") if version is not None else None
+    if not isinstance(chosen, (int, float)) or isinstance(chosen, bool) or not 0.0 <= chosen <= 1.0:
+        chosen = floor
+    return min(max(float(chosen), floor), max(floor, float(visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE_MAX)))
 
 
 def _bundle(version: ModelVersion) -> tuple[Bundle, dict[str, int], dict[int, int]]:
@@ -456,7 +469,7 @@ def recommend(subject: str | None, k: int = 8, filters: SimilarFilters | None = 
         ids = rrf_blend([np.array([p for p, _ in ranked]) for ranked in parts.values()],
                         [weights[name] for name in parts], k).tolist()
         head = set(ids[:k])
-        slots = new_product_slots(k, visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE)
+        slots = new_product_slots(k, new_product_share(version))
         if slots:
             ids = reserve_slots(ids, [p for p, _ in new_products(session, version)], k, slots)
         scores = {p: s for p, s in trained}

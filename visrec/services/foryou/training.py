@@ -160,10 +160,11 @@ def drop_vectors(name: str) -> None:
 
 
 def configuration_top(dataset: Dataset, split: Split, model_top_lists: np.ndarray, weights: dict[str, float],
-                      k: int = GUARD_K, itemknn_params: dict | None = None) -> np.ndarray:
+                      k: int = GUARD_K, itemknn_params: dict | None = None,
+                      new_product_share: float | None = None) -> np.ndarray:
     """int64 (U, k) lists a configuration serves on the split's test shoppers: its trained
     model's lists blended with item-kNN (fitted with ``itemknn_params``) and the session model
-    by ``weights``, with the new-product places, as
+    by ``weights``, with its share of new-product places (None: the setting's), as
     :func:`~visrec.services.foryou.recommend.recommend_for_subject` serves."""
     session = session_top(split, max(SESSION_DEPTH, k))
     parts = {"model": model_top_lists[:, :k], "session": session[:, :k]}
@@ -171,7 +172,8 @@ def configuration_top(dataset: Dataset, split: Split, model_top_lists: np.ndarra
         parts["itemknn"] = model_top(fit_model("itemknn", dataset, split.train, params=itemknn_params), split, k)
     if weights.get("popularity", 0) > 0:
         parts["popularity"] = model_top(fit_model("popularity", dataset, split.train), split, k)
-    return with_new_products(blend_top(parts, weights, k), new_products_top(session, split.item_counts, k), k)
+    return with_new_products(blend_top(parts, weights, k), new_products_top(session, split.item_counts, k), k,
+                             new_product_share)
 
 
 def served_configuration_top(active: ModelVersion, dataset: Dataset, split: Split, k: int = GUARD_K) -> np.ndarray:
@@ -189,7 +191,9 @@ def served_configuration_top(active: ModelVersion, dataset: Dataset, split: Spli
     weights = metrics.get("blend") if isinstance(metrics.get("blend"), dict) else unchosen_blend()["weights"]
     # Versions from before item-kNN had EASE weights (no "itemknn_params") served cosines.
     knn = metrics["itemknn_params"] if isinstance(metrics.get("itemknn_params"), dict) else {"similarity": "cosine"}
-    return configuration_top(dataset, split, model_top(model, split, k), weights, k, itemknn_params=knn)
+    share = metrics.get("new_product_share")
+    return configuration_top(dataset, split, model_top(model, split, k), weights, k, itemknn_params=knn,
+                             new_product_share=share if isinstance(share, (int, float)) else None)
 
 
 def guard_verdict(split: Split, candidate: np.ndarray, baseline: np.ndarray | None, k: int = GUARD_K) -> dict:
@@ -251,7 +255,9 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
     candidate_top = model_top(candidate, split, GUARD_K)
     new = recall_at_k(candidate_top, split.relevant, GUARD_K)
     knn_params = blend.get("itemknn_params") or {}
-    served = configuration_top(dataset, split, candidate_top, weights, itemknn_params=knn_params)
+    share = blend.get("new_product_share")
+    served = configuration_top(dataset, split, candidate_top, weights, itemknn_params=knn_params,
+                               new_product_share=share)
     blend_recall = recall_at_k(served, split.relevant, GUARD_K)
     active = active_version(ModelKind.RECOMMENDER)
     baseline = None
@@ -273,6 +279,8 @@ def train_recommender(model_name: str | None = None, progress=None, as_of=None) 
                "blend_validation_shoppers": blend["validation_shoppers"],
                "params": blend.get("params", {}), "params_tried": blend.get("params_tried", []),
                "itemknn_params": knn_params, "itemknn_params_tried": blend.get("itemknn_params_tried", []),
+               "new_product_share": (visrec_settings.RECOMMENDER_NEW_PRODUCT_SHARE if share is None else share),
+               "new_product_shares_tried": blend.get("new_product_shares_tried", []),
                **dp_training.privacy_metrics(candidate)}
     version = ModelVersion.objects.create(kind=ModelKind.RECOMMENDER, name=name, metrics=metrics)
     if not guard["promote"]:
