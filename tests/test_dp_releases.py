@@ -87,5 +87,6 @@ def test_trending_filters_reach_past_the_releases_head(settings):
         InteractionEvent(subject_key=f"{s:064d}", product=p, event_type="view", occurred_at=now - dt.timedelta(hours=1))
         for i, p in enumerate(products) for s in range(300 - 20 * i))
     listed = trending_list(2, SimilarFilters(), exclude=[products[9].pk])
-    assert [p for p, _ in listed] == [products[10].pk, products[11].pk]
-    assert [p for p, _ in trending_list(3, SimilarFilters(in_stock=False))] == [p.pk for p in products[:3]]
+    # DP noise may swap the two (160 and 140 views at epsilon 5); the filters decide which two
+    assert sorted(p for p, _ in listed) == sorted([products[10].pk, products[11].pk])
+    assert {p for p, _ in trending_list(3, SimilarFilters(in_stock=False))} == {p.pk for p in products[:3]}
